@@ -1,0 +1,216 @@
+//! `preprocess`: build ImageNet into dataset format v1, make the demo data, verify.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use alexnet_shared::Encoding;
+use clap::{Parser, Subcommand, ValueEnum};
+use preprocess::build::{self, BuildConfig};
+use preprocess::inputs::InputOptions;
+use preprocess::progress::fmt_duration;
+use preprocess::{synth, verify};
+
+#[derive(Parser)]
+#[command(name = "preprocess", version, about = "ImageNet -> rescaled 256x256 sharded Parquet (dataset format v1)")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a dataset from ImageNet-style folders (ROOT/train/<wnid>/*.JPEG, ROOT/val).
+    Build(BuildArgs),
+    /// Write the small procedural demo dataset in the ImageNet layout.
+    Synth(SynthArgs),
+    /// Check a built dataset: manifest, every shard's sha256, schema, layout, row counts.
+    Verify {
+        /// The dataset folder (holds dataset.json).
+        dir: PathBuf,
+        /// Threads for hashing shards.
+        #[arg(long, default_value_t = default_threads())]
+        threads: usize,
+    },
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum EncodingArg {
+    /// 256x256x3 bytes per image, read with no decode (about 250 GB for ImageNet).
+    Raw,
+    /// JPEG of the 256x256 image (about 25-30 GB for ImageNet at quality 90).
+    Jpeg,
+}
+
+#[derive(clap::Args)]
+struct BuildArgs {
+    /// ImageNet root: holds train/ and val/ (or ILSVRC/Data/CLS-LOC/{train,val}).
+    #[arg(long)]
+    input: PathBuf,
+    /// Output dataset folder.
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, value_enum, default_value = "raw")]
+    encoding: EncodingArg,
+    /// JPEG quality, with --encoding jpeg.
+    #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
+    quality: u8,
+    /// Rows per shard (1024 raw rows are about 200 MB).
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    shard_rows: u64,
+    /// Decode threads.
+    #[arg(long, default_value_t = default_threads())]
+    threads: usize,
+    /// Use only the first N images (sorted by name) of each class: small trial builds.
+    #[arg(long)]
+    limit_per_class: Option<usize>,
+    /// Seed of the train shuffle.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Fail when more than this fraction of the inputs cannot be used.
+    #[arg(long, default_value_t = 0.01)]
+    max_reject_rate: f64,
+    /// Replace a different build found in --output.
+    #[arg(long)]
+    overwrite: bool,
+    /// Train folder, when not ROOT/train.
+    #[arg(long)]
+    train_dir: Option<PathBuf>,
+    /// Val folder, when not ROOT/val.
+    #[arg(long)]
+    val_dir: Option<PathBuf>,
+    /// Labels of a flat val folder: LOC_val_solution.csv, or the devkit's
+    /// ILSVRC2012_validation_ground_truth.txt (with --devkit-synsets).
+    #[arg(long)]
+    val_labels: Option<PathBuf>,
+    /// Class names: LOC_synset_mapping.txt ("wnid name" per line).
+    #[arg(long)]
+    synset_mapping: Option<PathBuf>,
+    /// The devkit's ID -> wnid list, one wnid per line in ID order (from meta.mat; see README).
+    #[arg(long)]
+    devkit_synsets: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    quiet: bool,
+}
+
+#[derive(clap::Args)]
+struct SynthArgs {
+    /// Output folder (gets train/, val/, LOC_val_solution.csv, LOC_synset_mapping.txt).
+    #[arg(long)]
+    output: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    classes: usize,
+    #[arg(long, default_value_t = 100)]
+    train_per_class: usize,
+    #[arg(long, default_value_t = 20)]
+    val_per_class: usize,
+    /// Truncated files added to train, to show how bad inputs are handled.
+    #[arg(long, default_value_t = 1)]
+    corrupt: usize,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Build(a) => {
+            let input = InputOptions {
+                root: a.input,
+                train_dir: a.train_dir,
+                val_dir: a.val_dir,
+                val_labels: a.val_labels,
+                synset_mapping: a.synset_mapping,
+                devkit_synsets: a.devkit_synsets,
+                limit_per_class: a.limit_per_class,
+            };
+            anyhow::ensure!((0.0..=1.0).contains(&a.max_reject_rate), "--max-reject-rate must be in 0..=1");
+            anyhow::ensure!(a.threads >= 1, "--threads must be at least 1");
+            let mut cfg = BuildConfig::new(input, a.output);
+            cfg.encoding = match a.encoding {
+                EncodingArg::Raw => Encoding::Raw,
+                EncodingArg::Jpeg => Encoding::Jpeg,
+            };
+            cfg.quality = a.quality;
+            cfg.shard_rows = a.shard_rows as usize;
+            cfg.threads = a.threads;
+            cfg.seed = a.seed;
+            cfg.max_reject_rate = a.max_reject_rate;
+            cfg.overwrite = a.overwrite;
+            cfg.progress = !a.quiet;
+            let s = build::run(&cfg)?;
+            let st = &s.manifest.stats;
+            println!("built {} ({} encoding, {:.2} GB)", s.output.display(), s.encoding.name(), s.bytes as f64 / 1e9);
+            println!("  classes  {}", s.manifest.classes.len());
+            println!("  train    {} images in {} shards", s.train_rows, s.train_shards);
+            println!("  val      {} images in {} shards ({})", s.val_rows, s.val_shards, s.val_layout);
+            let kinds: Vec<String> = s.reject_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
+            println!(
+                "  rejected {} of {} inputs ({:.2}%){}",
+                s.rejected,
+                s.inputs,
+                100.0 * s.rejected as f64 / s.inputs.max(1) as f64,
+                if kinds.is_empty() { String::new() } else { format!(": {}; see rejects.tsv", kinds.join(", ")) }
+            );
+            println!("  mean RGB [{:.2}, {:.2}, {:.2}], std RGB [{:.2}, {:.2}, {:.2}]", st.mean_rgb[0], st.mean_rgb[1], st.mean_rgb[2], st.std_rgb[0], st.std_rgb[1], st.std_rgb[2]);
+            println!("  PCA eigenvalues [{:.1}, {:.1}, {:.1}]", st.pca.eigenvalues[0], st.pca.eigenvalues[1], st.pca.eigenvalues[2]);
+            println!(
+                "  {} shards built, {} kept from an earlier run; {} images in {} ({:.0} images/s, {} threads)",
+                s.shards_built,
+                s.shards_kept,
+                s.images_processed,
+                fmt_duration(s.seconds),
+                s.images_processed as f64 / s.seconds.max(1e-9),
+                cfg.threads
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Synth(a) => {
+            let s = synth::run(&synth::SynthConfig {
+                output: a.output.clone(),
+                classes: a.classes,
+                train_per_class: a.train_per_class,
+                val_per_class: a.val_per_class,
+                corrupt: a.corrupt,
+                seed: a.seed,
+            })?;
+            let special: Vec<String> = s.special.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+            println!(
+                "wrote {}: {} classes, {} train and {} val images (flat val with LOC_val_solution.csv); special inputs: {}",
+                a.output.display(),
+                s.classes,
+                s.train,
+                s.val,
+                special.join(", ")
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { dir, threads } => {
+            let r = verify::run(&dir, threads)?;
+            if r.ok() {
+                println!("{}: OK ({} shards, {} rows, {:.2} GB, every sha256 matches)", dir.display(), r.shards, r.rows, r.bytes as f64 / 1e9);
+                Ok(ExitCode::SUCCESS)
+            } else {
+                for p in &r.problems {
+                    eprintln!("{}: {p}", dir.display());
+                }
+                eprintln!("{}: {} problem(s) found", dir.display(), r.problems.len());
+                Ok(ExitCode::FAILURE)
+            }
+        }
+    }
+}

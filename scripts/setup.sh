@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Sets up the toolchain, idempotently, and exports what the build and the binaries need.
+#
+#   source scripts/setup.sh      # in a shell or another script: exports the variables
+#   bash scripts/setup.sh        # prints them (eval "$(bash scripts/setup.sh)")
+#
+# Finds a Python whose torch is 2.11.0 (ALEXNET_PYTHON, then .venv, then python3 on
+# PATH); without one it creates .venv and installs torch==2.11.0 there. The GPU
+# machines have torch 2.11.0 preinstalled and no package index: nothing is installed
+# there. The test extras (numpy, pillow, pyarrow, safetensors, torchvision) are
+# installed where missing and an index is reachable; without them only the Python
+# cross-checks are skipped.
+_alexnet_setup() {
+    local root want py v
+    root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+    want="2.11.0"
+    py=""
+    for cand in "${ALEXNET_PYTHON:-}" "$root/.venv/bin/python" "$(command -v python3 || true)"; do
+        [ -n "$cand" ] && [ -x "$cand" ] || continue
+        v="$("$cand" -c 'import torch; print(torch.__version__)' 2>/dev/null || true)"
+        if [[ "$v" == "$want"* ]]; then py="$cand"; break; fi
+    done
+    if [ -z "$py" ]; then
+        echo "setup: no Python with torch $want; installing it into $root/.venv (about 5 GB, a few minutes)" >&2
+        if [ ! -x "$root/.venv/bin/python" ]; then
+            python3 -m venv "$root/.venv" || { echo "setup: python3 -m venv failed (install python3-venv)" >&2; return 1; }
+        fi
+        "$root/.venv/bin/python" -m pip install --quiet --upgrade pip >&2 || true
+        "$root/.venv/bin/python" -m pip install --quiet "torch==$want" >&2 || { echo "setup: pip install torch==$want failed" >&2; return 1; }
+        py="$root/.venv/bin/python"
+    fi
+    if [ "${ALEXNET_SKIP_EXTRAS:-0}" != 1 ] && ! "$py" -c 'import numpy, PIL, pyarrow, safetensors, torchvision' 2>/dev/null; then
+        if [ -w "$("$py" -c 'import sys; print(sys.prefix)')" ]; then
+            echo "setup: installing numpy, pillow, pyarrow, safetensors, torchvision 0.26.0 (test extras)" >&2
+            "$py" -m pip install --quiet numpy pillow pyarrow safetensors >&2 \
+                && "$py" -m pip install --quiet --no-deps torchvision==0.26.0 >&2 \
+                || echo "setup: could not install the test extras; the Python cross-checks will be skipped" >&2
+        fi
+    fi
+    local torch_lib
+    torch_lib="$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
+    export ALEXNET_PYTHON="$py"
+    export LIBTORCH_USE_PYTORCH=1
+    case ":${LD_LIBRARY_PATH:-}:" in
+        *":$torch_lib:"*) ;;
+        *) export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
+    esac
+    case ":$PATH:" in
+        *":$(dirname "$py"):"*) ;;
+        *) export PATH="$PATH:$(dirname "$py")" ;;
+    esac
+    command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup)" >&2; return 1; }
+}
+
+if [[ "${BASH_SOURCE[0]}" == "${0}" ]]; then
+    set -euo pipefail
+    _alexnet_setup
+    echo "export ALEXNET_PYTHON='$ALEXNET_PYTHON' LIBTORCH_USE_PYTORCH=1 LD_LIBRARY_PATH='$LD_LIBRARY_PATH' PATH='$PATH'"
+else
+    _alexnet_setup || return 1
+fi

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Every test: the Rust tests of the workspace, then the Python cross-checks of a built
+# dataset against pyarrow, Pillow/torchvision and numpy.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+cargo test --workspace --quiet
+cargo build --quiet -p preprocess
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+bin=target/debug/preprocess
+"$bin" synth --output "$work/images" --classes 4 --train-per-class 70 --val-per-class 10 --seed 3 >/dev/null
+"$bin" build --input "$work/images" --output "$work/raw" --shard-rows 64 --quiet >/dev/null
+"$bin" build --input "$work/images" --output "$work/jpeg" --shard-rows 64 --encoding jpeg --quality 95 --quiet >/dev/null
+if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; then
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/raw" "$work/images"
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/jpeg" "$work/images"
+else
+    echo "test.sh: numpy/pillow/pyarrow/torchvision missing: Python cross-checks skipped" >&2
+    exit 1
+fi
+echo "test.sh: all tests passed"

@@ -1,0 +1,73 @@
+//! Dataset format v1, the contract between `preprocess`, `trainer`, `eval` and any user
+//! tool (see `DESIGN.md` in the shared folder beside the checkout, "Dataset format v1").
+//!
+//! A built dataset is one folder:
+//!
+//! - `dataset.json`: the [`Manifest`] (classes, splits and shards with sha256, pixel
+//!   statistics and the PCA of the RGB covariance, build parameters);
+//! - `train-NNNNN.parquet`, `val-NNNNN.parquet`: shards with columns `image`
+//!   (256x256x3 HWC RGB bytes, raw or JPEG), `label` (int16), `key` (utf8), laid out so
+//!   that an image can be read straight out of a memory map ([`ShardReader`]);
+//! - `mean_image.npy`: the per-pixel train mean (float32, 256x256x3 HWC);
+//! - `rejects.tsv`: every input that could not be used, with the reason.
+//!
+//! This crate has no libtorch dependency.
+//!
+//! ```no_run
+//! use alexnet_shared::{Dataset, Split};
+//! let ds = Dataset::open("data/imagenet".as_ref())?;
+//! let train = ds.split(Split::Train)?;
+//! let img = train.get(0)?; // bytes borrowed from the memory map, no copy
+//! println!("{} label {} {} bytes", img.key, img.label, img.bytes.len());
+//! # Ok::<(), alexnet_shared::Error>(())
+//! ```
+
+mod classes;
+mod error;
+mod fsutil;
+mod manifest;
+mod reader;
+mod stats;
+mod writer;
+
+pub use classes::{parse_synset_mapping, ClassIndex};
+pub use error::{Error, Result};
+pub use fsutil::{atomic_write, sha256_file, HashingWriter};
+pub use manifest::{
+    BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry,
+    SplitEntry, FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
+};
+pub use reader::{Dataset, ImageRef, ShardReader, SplitReader};
+pub use stats::{accumulate_region, read_mean_image, write_mean_image, Moments, PixelStats};
+pub use writer::{shard_file_name, ShardImages, ShardRows, ShardWriter, ROW_GROUP_ROWS};
+
+/// Side of the stored images (paper section 2: "down-sampled the images to a fixed
+/// resolution of 256 x 256").
+pub const IMAGE_SIDE: usize = 256;
+/// Bytes of one raw image: 256 x 256 x 3, HWC, RGB.
+pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * 3;
+
+/// The two splits of a dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    Train,
+    Val,
+}
+
+impl Split {
+    pub const ALL: [Split; 2] = [Split::Train, Split::Val];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Val => "val",
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}

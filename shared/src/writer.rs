@@ -1,0 +1,143 @@
+//! Writes one shard: a Parquet file whose `image` column can be read straight out of a
+//! memory map (see [`crate::ShardReader`]).
+//!
+//! Physical layout, fixed by the format: `image` is non-nullable, uncompressed, PLAIN
+//! encoded with no dictionary and no statistics, in data pages v1 (writer version 1.0:
+//! version 2.0 falls back to DELTA encodings for byte arrays); the offset index (page
+//! index) is kept; row groups hold at most [`ROW_GROUP_ROWS`] rows, which bounds what
+//! the writer buffers. The file is written to a temporary name, fsynced and renamed,
+//! and its sha256 is computed on the way out. The same rows give the same bytes.
+
+use std::fs::File;
+use std::io::BufWriter;
+use std::path::Path;
+use std::sync::Arc;
+
+use arrow_array::{ArrayRef, BinaryArray, FixedSizeBinaryArray, Int16Array, RecordBatch, StringArray};
+use arrow_buffer::Buffer;
+use arrow_schema::{DataType, Field, Schema};
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, Encoding as PqEncoding};
+use parquet::file::properties::{EnabledStatistics, WriterProperties, WriterVersion};
+use parquet::schema::types::ColumnPath;
+
+use crate::error::{Error, Result};
+use crate::fsutil::{commit, tmp_path, HashingWriter};
+use crate::manifest::{Encoding, ShardEntry};
+use crate::{Split, IMAGE_BYTES};
+
+/// Rows per row group: 128 raw images are 25 MB, the most the writer buffers.
+pub const ROW_GROUP_ROWS: usize = 128;
+/// Data pages close after about 1 MiB (checked every 4 rows), so a raw page holds 8 images.
+const DATA_PAGE_BYTES: usize = 1 << 20;
+const WRITE_BATCH_ROWS: usize = 4;
+
+/// `train-00012.parquet`.
+pub fn shard_file_name(split: Split, index: usize) -> String {
+    format!("{}-{index:05}.parquet", split.name())
+}
+
+/// The rows of one shard, in order.
+pub struct ShardRows<'a> {
+    /// Raw: `n * 196608` bytes of 256x256x3 HWC images. JPEG: one encoded image per row.
+    pub images: ShardImages<'a>,
+    pub labels: &'a [i16],
+    pub keys: &'a [String],
+}
+
+pub enum ShardImages<'a> {
+    Raw(&'a [u8]),
+    Jpeg(&'a [Vec<u8>]),
+}
+
+impl ShardRows<'_> {
+    fn len(&self) -> usize {
+        self.labels.len()
+    }
+}
+
+/// Writes shards of one encoding.
+#[derive(Debug, Clone)]
+pub struct ShardWriter {
+    encoding: Encoding,
+    schema: Arc<Schema>,
+    props: WriterProperties,
+}
+
+impl ShardWriter {
+    pub fn new(encoding: Encoding) -> Self {
+        let image_type = match encoding {
+            Encoding::Raw => DataType::FixedSizeBinary(IMAGE_BYTES as i32),
+            Encoding::Jpeg => DataType::Binary,
+        };
+        let schema = Arc::new(Schema::new(vec![
+            Field::new("image", image_type, false),
+            Field::new("label", DataType::Int16, false),
+            Field::new("key", DataType::Utf8, false),
+        ]));
+        let image = ColumnPath::from("image");
+        let props = WriterProperties::builder()
+            .set_writer_version(WriterVersion::PARQUET_1_0)
+            .set_compression(Compression::UNCOMPRESSED)
+            .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+            .set_write_batch_size(WRITE_BATCH_ROWS)
+            .set_data_page_size_limit(DATA_PAGE_BYTES)
+            .set_column_dictionary_enabled(image.clone(), false)
+            .set_column_encoding(image.clone(), PqEncoding::PLAIN)
+            .set_column_statistics_enabled(image, EnabledStatistics::None)
+            .set_offset_index_disabled(false)
+            .build();
+        Self { encoding, schema, props }
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        self.encoding
+    }
+
+    /// Writes `rows` to `path` (temporary name, fsync, rename) and returns its entry.
+    pub fn write(&self, path: &Path, rows: &ShardRows<'_>) -> Result<ShardEntry> {
+        let n = rows.len();
+        if rows.keys.len() != n {
+            return Err(Error::Invalid(format!("{} labels but {} keys", n, rows.keys.len())));
+        }
+        match (&rows.images, self.encoding) {
+            (ShardImages::Raw(b), Encoding::Raw) if b.len() == n * IMAGE_BYTES => {}
+            (ShardImages::Jpeg(v), Encoding::Jpeg) if v.len() == n => {}
+            _ => return Err(Error::Invalid("shard rows do not match the writer's encoding or row count".into())),
+        }
+        let tmp = tmp_path(path);
+        let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        let sink = HashingWriter::new(BufWriter::with_capacity(1 << 20, file));
+        let mut w = ArrowWriter::try_new(sink, self.schema.clone(), Some(self.props.clone()))
+            .map_err(|e| Error::parquet(&tmp, e))?;
+        let mut start = 0;
+        while start < n {
+            let end = (start + ROW_GROUP_ROWS).min(n);
+            let batch = self.batch(rows, start, end).map_err(|e| Error::parquet(&tmp, e))?;
+            w.write(&batch).map_err(|e| Error::parquet(&tmp, e))?;
+            start = end;
+        }
+        let sink = w.into_inner().map_err(|e| Error::parquet(&tmp, e))?;
+        let (buf, sha256, _) = sink.finish();
+        let file = buf.into_inner().map_err(|e| Error::io(&tmp, e.into_error()))?;
+        file.sync_all().map_err(|e| Error::io(&tmp, e))?;
+        drop(file);
+        commit(&tmp, path)?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        Ok(ShardEntry { file: name, rows: n as u64, sha256 })
+    }
+
+    fn batch(&self, rows: &ShardRows<'_>, start: usize, end: usize) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+        let image: ArrayRef = match &rows.images {
+            ShardImages::Raw(b) => Arc::new(FixedSizeBinaryArray::try_new(
+                IMAGE_BYTES as i32,
+                Buffer::from(&b[start * IMAGE_BYTES..end * IMAGE_BYTES]),
+                None,
+            )?),
+            ShardImages::Jpeg(v) => Arc::new(BinaryArray::from_iter_values(v[start..end].iter())),
+        };
+        let label: ArrayRef = Arc::new(Int16Array::from(rows.labels[start..end].to_vec()));
+        let key: ArrayRef = Arc::new(StringArray::from_iter_values(rows.keys[start..end].iter()));
+        RecordBatch::try_new(self.schema.clone(), vec![image, label, key])
+    }
+}
