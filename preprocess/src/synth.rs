@@ -170,8 +170,10 @@ pub fn encode(img: &RgbImage, storage: Storage, quality: u8) -> Result<Vec<u8>> 
             let cmyk: Vec<u8> = img
                 .pixels()
                 .flat_map(|p| {
-                    let max = p.0.iter().copied().max().unwrap_or(0);
-                    [max - p[0], max - p[1], max - p[2], 255 - max]
+                    // Inverse of the usual CMYK -> RGB, R = (255 - C) * (255 - K) / 255.
+                    let max = p.0.iter().copied().max().unwrap_or(0).max(1) as u32;
+                    let c = |v: u8| (255 - (v as u32 * 255 + max / 2) / max) as u8;
+                    [c(p[0]), c(p[1]), c(p[2]), 255 - max as u8]
                 })
                 .collect();
             let ct = if storage == Storage::CmykJpeg { jpeg_encoder::ColorType::Cmyk } else { jpeg_encoder::ColorType::CmykAsYcck };

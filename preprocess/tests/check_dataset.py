@@ -1,0 +1,123 @@
+#!/usr/bin/env python3
+"""Cross-checks a dataset built by `preprocess build` against the Python tools users
+have: pyarrow reads every shard with the format's schema and physical layout; every
+image equals the torchvision recipe on the source file (Pillow decode, exif_transpose,
+convert("RGB"), Resize(256) + CenterCrop(256)) up to decoder rounding; the manifest's
+statistics, PCA and mean image equal a direct numpy computation over the train pixels.
+
+usage: check_dataset.py DATASET_DIR SOURCE_DIR
+"""
+import io, json, os, sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from PIL import Image, ImageOps
+import torchvision.transforms as T
+
+SIDE = 256
+ds, src = sys.argv[1], sys.argv[2]
+m = json.load(open(os.path.join(ds, "dataset.json")))
+raw = m["encoding"] == "raw"
+failures = []
+
+
+def fail(msg):
+    failures.append(msg)
+    print("FAIL", msg)
+
+
+ref_tf = T.Compose([T.Resize(SIDE), T.CenterCrop(SIDE)])
+
+
+def reference(path):
+    im = Image.open(path)
+    im = ImageOps.exif_transpose(im)
+    return np.asarray(ref_tf(im.convert("RGB")))
+
+
+want_schema = pa.schema([
+    pa.field("image", pa.binary(SIDE * SIDE * 3) if raw else pa.binary(), nullable=False),
+    pa.field("label", pa.int16(), nullable=False),
+    pa.field("key", pa.string(), nullable=False),
+])
+train_pixels = []
+diffs = {}
+for split, entry in m["splits"].items():
+    split_dir = os.path.join(src, split)
+    rows = 0
+    for sh in entry["shards"]:
+        f = pq.ParquetFile(os.path.join(ds, sh["file"]))
+        t = f.read()
+        if not t.schema.remove_metadata().equals(want_schema):
+            fail(f"{sh['file']}: schema {t.schema} != {want_schema}")
+        if t.num_rows != sh["rows"]:
+            fail(f"{sh['file']}: {t.num_rows} rows, manifest {sh['rows']}")
+        rows += t.num_rows
+        for i in range(f.metadata.num_row_groups):
+            c = f.metadata.row_group(i).column(0)
+            if c.compression != "UNCOMPRESSED":
+                fail(f"{sh['file']} rg {i}: compression {c.compression}")
+            if set(c.encodings) - {"PLAIN", "RLE", "BIT_PACKED"}:
+                fail(f"{sh['file']} rg {i}: encodings {c.encodings}")
+            if c.has_dictionary_page or c.is_stats_set:
+                fail(f"{sh['file']} rg {i}: dictionary {c.has_dictionary_page} statistics {c.is_stats_set}")
+            if not c.has_offset_index:
+                fail(f"{sh['file']} rg {i}: no offset index")
+        labels = t.column("label").to_pylist()
+        if split == "train" and len(set(labels)) < 2 and t.num_rows >= 32:
+            fail(f"{sh['file']}: train shard is not class-mixed: {set(labels)}")
+        for img, label, key in zip(t.column("image").to_pylist(), labels, t.column("key").to_pylist()):
+            a = np.frombuffer(img, np.uint8).reshape(SIDE, SIDE, 3) if raw else \
+                np.asarray(Image.open(io.BytesIO(img)).convert("RGB"))
+            if split == "train":
+                train_pixels.append(a)
+                if m["classes"][label]["wnid"] != key.split("/")[0]:
+                    fail(f"{key}: label {label} is not its folder's class")
+            r = reference(os.path.join(split_dir, key)).astype(np.int16)
+            d = np.abs(a.astype(np.int16) - r)
+            diffs[key] = (d.mean(), np.percentile(d, 99), d.max())
+            # Decoders differ by IDCT rounding (and JPEG shards add their own loss).
+            lim_mean, lim_p99 = (0.5, 2) if raw else (3.5, 16)
+            if d.mean() > lim_mean or np.percentile(d, 99) > lim_p99:
+                fail(f"{key}: differs from torchvision's Resize(256)+CenterCrop(256): "
+                     f"mean abs {d.mean():.2f}, p99 {np.percentile(d, 99)}, max {d.max()}")
+    if rows != entry["rows"]:
+        fail(f"{split}: {rows} rows, manifest {entry['rows']}")
+
+# Statistics against numpy, on the raw build only (JPEG shards hold lossy pixels;
+# the manifest's statistics are of the pixels before encoding).
+if raw:
+    x = np.stack(train_pixels)
+    px = x.reshape(-1, 3).astype(np.float64)
+    mean = px.mean(0)
+    cov = np.cov(px.T, bias=True)
+    w, v = np.linalg.eigh(cov)
+    order = np.argsort(w)[::-1]
+    st = m["stats"]
+    if not np.allclose(st["mean_rgb"], mean, rtol=0, atol=1e-9):
+        fail(f"mean_rgb {st['mean_rgb']} != numpy {mean}")
+    if not np.allclose(st["std_rgb"], np.sqrt(np.diag(cov)), rtol=1e-9, atol=1e-9):
+        fail(f"std_rgb {st['std_rgb']} != numpy {np.sqrt(np.diag(cov))}")
+    if not np.allclose(st["pca"]["eigenvalues"], w[order], rtol=1e-9, atol=1e-6):
+        fail(f"eigenvalues {st['pca']['eigenvalues']} != numpy {w[order]}")
+    for i, k in enumerate(order):
+        ours = np.array(st["pca"]["eigenvectors"][i])
+        if abs(abs(ours @ v[:, k]) - 1) > 1e-9:
+            fail(f"eigenvector {i} {ours} != numpy {v[:, k]} (up to sign)")
+    mean_img = np.load(os.path.join(ds, m["mean_image"]))
+    if mean_img.shape != (SIDE, SIDE, 3) or mean_img.dtype != np.float32:
+        fail(f"mean image {mean_img.shape} {mean_img.dtype}")
+    if not np.allclose(mean_img, x.astype(np.float64).mean(0), atol=1e-4):
+        fail("mean image != numpy mean of the train images")
+
+rej = open(os.path.join(ds, "rejects.tsv")).read().splitlines()[1:]
+if len(rej) != m["rejected"] or not any("truncated" in r for r in rej):
+    fail(f"rejects.tsv: {rej} (manifest rejected {m['rejected']})")
+
+means = np.array([d[0] for d in diffs.values()])
+worst = max(diffs, key=lambda k: diffs[k][0])
+print(f"{ds}: {len(diffs)} images vs torchvision: mean abs difference {means.mean():.3f}, "
+      f"worst {worst} {diffs[worst][0]:.3f} (p99 {diffs[worst][1]}, max {diffs[worst][2]}); "
+      f"{len(failures)} failure(s)")
+sys.exit(1 if failures else 0)
