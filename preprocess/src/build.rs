@@ -178,6 +178,9 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         .context("starting worker threads")?;
 
     let mut state = open_state(out, identity, cfg.overwrite)?;
+    // Claim the folder before the first shard lands, so that a build killed at any point
+    // is recognised as this build by the rerun.
+    state.save(out)?;
     remove_temporaries(out)?;
 
     // Finished shards are kept only if their bytes are still what was recorded.

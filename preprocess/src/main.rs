@@ -109,6 +109,14 @@ struct SynthArgs {
     corrupt: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Range of image widths and heights, MIN:MAX (ImageNet's average is about 400x350).
+    #[arg(long, default_value = "150:460", value_parser = parse_range)]
+    sides: (u32, u32),
+}
+
+fn parse_range(s: &str) -> Result<(u32, u32), String> {
+    let (a, b) = s.split_once(':').ok_or("expected MIN:MAX")?;
+    Ok((a.parse().map_err(|_| "bad MIN")?, b.parse().map_err(|_| "bad MAX")?))
 }
 
 fn default_threads() -> usize {
@@ -187,6 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 val_per_class: a.val_per_class,
                 corrupt: a.corrupt,
                 seed: a.seed,
+                sides: a.sides,
             })?;
             let special: Vec<String> = s.special.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
             println!(

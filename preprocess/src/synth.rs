@@ -28,6 +28,14 @@ pub struct SynthConfig {
     /// Truncated JPEGs added to train (they must be rejected by `build`).
     pub corrupt: usize,
     pub seed: u64,
+    /// Range of image sides in pixels (width and height drawn independently).
+    pub sides: (u32, u32),
+}
+
+impl SynthConfig {
+    pub fn new(output: PathBuf) -> Self {
+        Self { output, classes: 10, train_per_class: 100, val_per_class: 20, corrupt: 1, seed: 0, sides: (150, 460) }
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -104,9 +112,9 @@ pub fn class_name(class: usize) -> String {
 }
 
 /// Draws one image of `class`: the content, not the storage.
-pub fn draw(class: usize, rng: &mut ChaCha8Rng) -> RgbImage {
-    let w = rng.random_range(150..=460u32);
-    let h = rng.random_range(150..=460u32);
+pub fn draw(class: usize, sides: (u32, u32), rng: &mut ChaCha8Rng) -> RgbImage {
+    let w = rng.random_range(sides.0..=sides.1);
+    let h = rng.random_range(sides.0..=sides.1);
     let (_, base) = COLOURS[(class + class / SHAPES.len()) % COLOURS.len()];
     let jitter = |rng: &mut ChaCha8Rng, v: u8| (v as i32 + rng.random_range(-20..=20)).clamp(0, 255) as u8;
     let fg = [jitter(rng, base[0]), jitter(rng, base[1]), jitter(rng, base[2])];
@@ -232,6 +240,7 @@ pub fn exif_orientation(orientation: u16) -> Vec<u8> {
 pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     anyhow::ensure!(cfg.classes >= 1 && cfg.classes <= 1000, "--classes must be in 1..=1000");
     anyhow::ensure!(cfg.train_per_class >= 1, "--train-per-class must be at least 1");
+    anyhow::ensure!(cfg.sides.0 >= 16 && cfg.sides.0 <= cfg.sides.1 && cfg.sides.1 <= 4096, "--sides must be MIN:MAX with 16 <= MIN <= MAX <= 4096");
     let out = &cfg.output;
     let train_dir = out.join("train");
     let val_dir = out.join("val");
@@ -265,7 +274,7 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
         .par_iter()
         .map(|(path, class, k)| -> Result<Storage> {
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ *k as u64);
-            let img = draw(*class, &mut rng);
+            let img = draw(*class, cfg.sides, &mut rng);
             let storage = Storage::for_index(*k);
             let bytes = encode(&img, storage, 90)?;
             std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
@@ -277,7 +286,7 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     for i in 0..cfg.corrupt {
         let c = i % cfg.classes;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (0xbad0 + i as u64));
-        let bytes = encode(&draw(c, &mut rng), Storage::Jpeg, 90)?;
+        let bytes = encode(&draw(c, cfg.sides, &mut rng), Storage::Jpeg, 90)?;
         let w = wnid(c);
         let path = train_dir.join(&w).join(format!("{w}_truncated_{i}.JPEG"));
         std::fs::write(&path, &bytes[..bytes.len() / 3]).with_context(|| format!("writing {}", path.display()))?;

@@ -263,6 +263,7 @@ fn synth_input(dir: &Path, classes: usize, per_class: usize, val: usize) -> Path
         val_per_class: val,
         corrupt: 1,
         seed: 5,
+        sides: (150, 460),
     })
     .unwrap();
     input
@@ -322,7 +323,7 @@ fn resume_after_a_kill_at_random_points_gives_the_same_dataset() {
     let exe = env!("CARGO_BIN_EXE_preprocess");
     // Kill points spread over the build; the pseudo-random offsets come from the clock.
     let jitter = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_millis() as u64;
-    for (i, base_ms) in [150u64, 600, 1200].into_iter().enumerate() {
+    for (i, base_ms) in [10u64, 150, 600, 1200].into_iter().enumerate() {
         let out = tmp.path().join(format!("killed{i}"));
         let cmd = |out: &Path| {
             let mut c = std::process::Command::new(exe);
@@ -334,8 +335,8 @@ fn resume_after_a_kill_at_random_points_gives_the_same_dataset() {
         std::thread::sleep(std::time::Duration::from_millis(base_ms + jitter % 300));
         child.kill().unwrap(); // SIGKILL: no chance to clean up
         child.wait().unwrap();
-        let status = cmd(&out).status().unwrap();
-        assert!(status.success(), "resume after kill {i} failed");
+        let rerun = cmd(&out).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(rerun.status.success(), "resume after kill {i} failed: {}", String::from_utf8_lossy(&rerun.stderr));
         assert_eq!(shard_bytes(&out).iter().map(|f| &f.0).collect::<Vec<_>>(), want.iter().map(|f| &f.0).collect::<Vec<_>>());
         for ((name, got), (_, exp)) in shard_bytes(&out).iter().zip(&want) {
             if name == "dataset.json" || name == "rejects.tsv" {

@@ -16,6 +16,7 @@ fn built(dir: &Path) -> PathBuf {
         val_per_class: 3,
         corrupt: 0,
         seed: 1,
+        sides: (150, 460),
     })
     .unwrap();
     let out = dir.join("ds");
