@@ -45,9 +45,11 @@ _alexnet_setup() {
         *":$torch_lib:"*) ;;
         *) export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}" ;;
     esac
-    case ":$PATH:" in
-        *":$(dirname "$py"):"*) ;;
-        *) export PATH="$PATH:$(dirname "$py")" ;;
+    # First on PATH: torch-sys's build script runs `python3` (`python` under a
+    # VIRTUAL_ENV) to find libtorch, and torchrun comes from the same place.
+    case "$PATH:" in
+        "$(dirname "$py"):"*) ;;
+        *) export PATH="$(dirname "$py"):$PATH" ;;
     esac
     command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup)" >&2; return 1; }
 }

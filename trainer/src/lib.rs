@@ -1,4 +1,5 @@
 //! `trainer`: the AlexNet training side (input pipeline, models, SGD, checkpoints,
-//! data parallel). This first part holds device selection, shared by `train` and `eval`.
+//! data parallel). So far: the input pipeline ([`data`]) and device selection.
 
+pub mod data;
 pub mod device;

@@ -1,0 +1,144 @@
+//! Which rows each rank reads, in which order: deterministic given (seed, epoch, rank).
+//!
+//! Train (DESIGN.md, "Distributed data parallel"): one seeded permutation of all rows
+//! per epoch, cut into `world` equal slices; rank `r` takes slice `r`, in whole batches,
+//! the remainder dropped (PyTorch's `DistributedSampler(drop_last=True)` with a
+//! drop-last `DataLoader`), so every rank takes the same number of steps.
+//! Validation: every row exactly once over all ranks, in order, the last batch of a
+//! rank possibly short.
+
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// How the train rows of an epoch are shuffled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Shuffle {
+    /// A permutation of all rows: uniform, touches shards at random (data in RAM or on
+    /// a fast local SSD).
+    #[default]
+    Full,
+    /// Shards in a random order, rows shuffled within each shard: reads one shard at a
+    /// time, for data larger than RAM on slower disks. Train shards already mix classes.
+    ShardThenRow,
+}
+
+/// A stream of 64-bit seeds derived from a tuple, for independent, reproducible RNGs.
+pub fn derive_seed(parts: &[u64]) -> u64 {
+    // SplitMix64 over the parts: cheap and well mixed.
+    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
+    for &p in parts {
+        h ^= p.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(h << 6).wrapping_add(h >> 2);
+        let mut z = h;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        h = z ^ (z >> 31);
+    }
+    h
+}
+
+/// The rows rank `rank` of `world` trains on in `epoch`, in order: `steps * batch` of
+/// them. `shard_sizes` are the row counts of the split's shards, in order.
+pub fn train_rows(
+    shard_sizes: &[usize],
+    shuffle: Shuffle,
+    seed: u64,
+    epoch: u64,
+    rank: usize,
+    world: usize,
+    batch: usize,
+) -> Vec<usize> {
+    assert!(world >= 1 && rank < world && batch >= 1);
+    let n: usize = shard_sizes.iter().sum();
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[seed, epoch, 0x5ea1]));
+    let order: Vec<usize> = match shuffle {
+        Shuffle::Full => {
+            let mut v: Vec<usize> = (0..n).collect();
+            v.shuffle(&mut rng);
+            v
+        }
+        Shuffle::ShardThenRow => {
+            let mut starts = Vec::with_capacity(shard_sizes.len());
+            let mut s = 0;
+            for &len in shard_sizes {
+                starts.push((s, len));
+                s += len;
+            }
+            starts.shuffle(&mut rng);
+            let mut v = Vec::with_capacity(n);
+            for (start, len) in starts {
+                let first = v.len();
+                v.extend(start..start + len);
+                v[first..].shuffle(&mut rng);
+            }
+            v
+        }
+    };
+    let slice = n / world;
+    let take = slice / batch * batch;
+    order[rank * slice..rank * slice + take].to_vec()
+}
+
+/// Steps per epoch of a train split: the same on every rank.
+pub fn train_steps(rows: usize, world: usize, batch: usize) -> usize {
+    rows / world / batch
+}
+
+/// The contiguous range of validation rows of `rank`: all rows over all ranks, once.
+pub fn val_range(rows: usize, rank: usize, world: usize) -> std::ops::Range<usize> {
+    assert!(world >= 1 && rank < world);
+    (rows * rank / world)..(rows * (rank + 1) / world)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_rank_takes_the_same_steps_and_rows_are_disjoint_and_whole() {
+        let shards = [100, 100, 37];
+        for shuffle in [Shuffle::Full, Shuffle::ShardThenRow] {
+            let (world, batch) = (3, 8);
+            let per: Vec<Vec<usize>> =
+                (0..world).map(|r| train_rows(&shards, shuffle, 7, 2, r, world, batch)).collect();
+            let steps = train_steps(237, world, batch);
+            assert_eq!(steps, 9); // 237 / 3 = 79 per rank, 9 whole batches of 8
+            let mut all: Vec<usize> = per.iter().flatten().copied().collect();
+            assert!(per.iter().all(|p| p.len() == steps * batch));
+            all.sort();
+            let before = all.len();
+            all.dedup();
+            assert_eq!(all.len(), before, "a row is read twice in one epoch");
+            assert!(all.iter().all(|&r| r < 237));
+        }
+    }
+
+    #[test]
+    fn one_rank_one_epoch_reads_every_row_once_when_batches_divide() {
+        let mut r = train_rows(&[64, 64], Shuffle::Full, 1, 0, 0, 1, 16);
+        r.sort();
+        assert_eq!(r, (0..128).collect::<Vec<_>>());
+        let mut r = train_rows(&[64, 64], Shuffle::ShardThenRow, 1, 0, 0, 1, 16);
+        assert!(r[..64].iter().all(|&x| x < 64) || r[..64].iter().all(|&x| x >= 64), "one shard at a time");
+        r.sort();
+        assert_eq!(r, (0..128).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn same_seed_same_order_other_epoch_other_order() {
+        let a = train_rows(&[500], Shuffle::Full, 3, 1, 0, 2, 10);
+        assert_eq!(a, train_rows(&[500], Shuffle::Full, 3, 1, 0, 2, 10));
+        assert_ne!(a, train_rows(&[500], Shuffle::Full, 3, 2, 0, 2, 10));
+        assert_ne!(a, train_rows(&[500], Shuffle::Full, 4, 1, 0, 2, 10));
+    }
+
+    #[test]
+    fn validation_covers_every_row_once() {
+        for world in 1..6 {
+            let mut all: Vec<usize> = (0..world).flat_map(|r| val_range(103, r, world)).collect();
+            all.sort();
+            assert_eq!(all, (0..103).collect::<Vec<_>>());
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! The input pipeline on a small built dataset: coverage per epoch across ranks,
+//! reproducibility, crops against the shard pixels, the float conversion against the
+//! paper's formula, errors from damaged shards, prompt shutdown.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use alexnet_shared::{read_mean_image, Dataset, Encoding, Split, IMAGE_SIDE};
+use preprocess::build::{self, BuildConfig};
+use preprocess::inputs::InputOptions;
+use preprocess::synth;
+use tch::{Device, Kind, Tensor};
+use trainer::data::augment::{crop_into, pca_shift, ten_crops};
+use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, Shuffle};
+
+fn build_dataset(dir: &Path, encoding: Encoding) -> PathBuf {
+    let images = dir.join("images");
+    if !images.exists() {
+        let mut s = synth::SynthConfig::new(images.clone());
+        s.classes = 3;
+        s.train_per_class = 24;
+        s.val_per_class = 5;
+        s.corrupt = 0;
+        synth::run(&s).unwrap();
+    }
+    let out = dir.join(encoding.name());
+    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
+    cfg.encoding = encoding;
+    cfg.shard_rows = 16;
+    cfg.threads = 2;
+    cfg.progress = false;
+    build::run(&cfg).unwrap();
+    out
+}
+
+/// One raw dataset for the read-only tests: 72 train rows in 5 shards, 15 val rows.
+fn shared_dataset() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let t = tempfile::tempdir().unwrap();
+        let p = build_dataset(t.path(), Encoding::Raw);
+        (t, p)
+    })
+    .1
+}
+
+fn split(dir: &Path, s: Split) -> Arc<alexnet_shared::SplitReader> {
+    Arc::new(Dataset::open(dir).unwrap().split(s).unwrap())
+}
+
+fn cfg(batch: usize, crop: usize, crops: Crops) -> LoaderConfig {
+    let mut c = LoaderConfig::new(batch, crop, crops);
+    c.workers = 2;
+    c.prefetch = 2;
+    c.seed = 11;
+    c
+}
+
+fn bytes(t: &Tensor) -> Vec<u8> {
+    Vec::<u8>::try_from(t.flatten(0, -1)).unwrap()
+}
+
+#[test]
+fn every_image_appears_once_per_epoch_across_ranks() {
+    let dir = shared_dataset();
+    for shuffle in [Shuffle::Full, Shuffle::ShardThenRow] {
+        let world = 3;
+        let mut seen = Vec::new();
+        let mut steps = Vec::new();
+        for rank in 0..world {
+            let mut c = cfg(5, 64, Crops::Train);
+            c.shuffle = shuffle;
+            (c.rank, c.world) = (rank, world);
+            let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+            let n = l.start(0);
+            let mut k = 0;
+            while let Some(b) = l.next_batch().unwrap() {
+                assert_eq!(b.len(), 5, "whole batches only");
+                seen.extend_from_slice(b.rows());
+                k += 1;
+            }
+            assert_eq!(k, n);
+            steps.push(n);
+        }
+        assert_eq!(steps, [4, 4, 4]); // 72 / 3 = 24 rows per rank: 4 batches of 5
+        let before = seen.len();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), before, "an image was read twice in one epoch");
+    }
+    // Validation: every row exactly once over 2 ranks, last batches short.
+    let mut seen = Vec::new();
+    for rank in 0..2 {
+        let mut c = cfg(4, 64, Crops::Center);
+        (c.rank, c.world) = (rank, 2);
+        let mut l = Loader::new(split(dir, Split::Val), c).unwrap();
+        l.start(0);
+        while let Some(b) = l.next_batch().unwrap() {
+            seen.extend_from_slice(b.rows());
+        }
+    }
+    seen.sort();
+    assert_eq!(seen, (0..15).collect::<Vec<_>>());
+}
+
+#[test]
+fn the_same_seed_gives_the_same_batches_whatever_the_threads() {
+    let dir = shared_dataset();
+    let run = |seed: u64, workers: usize| {
+        let mut c = cfg(8, 96, Crops::Train);
+        c.seed = seed;
+        c.workers = workers;
+        let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+        let mut out = Vec::new();
+        for epoch in 0..2 {
+            l.start(epoch);
+            while let Some(b) = l.next_batch().unwrap() {
+                out.push((bytes(&b.images()), Vec::<i64>::try_from(b.labels()).unwrap(), Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap()));
+            }
+        }
+        out
+    };
+    let a = run(1, 1);
+    assert_eq!(a.len(), 18);
+    assert!(a == run(1, 3), "1 and 3 workers differ");
+    assert!(a != run(2, 2), "another seed gives the same batches");
+    assert!(a[..9] != a[9..], "two epochs are the same");
+}
+
+#[test]
+fn crops_are_the_shard_pixels_at_the_recorded_offsets() {
+    let dir = shared_dataset();
+    let s = split(dir, Split::Train);
+    for (crops, crop) in [(Crops::Train, 227), (Crops::Center, 227), (Crops::Ten, 224)] {
+        let mut l = Loader::new(s.clone(), cfg(3, crop, crops)).unwrap();
+        l.start(0);
+        let b = l.next_batch().unwrap().unwrap();
+        assert_eq!(b.len(), 3 * crops.per_image());
+        let imgs = bytes(&b.images());
+        let labels = Vec::<i64>::try_from(b.labels()).unwrap();
+        let per = crop * crop * 3;
+        let mut want = vec![0u8; per];
+        for (i, (&row, spec)) in b.rows().iter().zip(b.specs()).enumerate() {
+            let src = s.get(row).unwrap();
+            crop_into(src.bytes, *spec, crop, &mut want);
+            assert!(imgs[i * per..(i + 1) * per] == want[..], "{crops:?} crop {i}");
+            assert_eq!(labels[i], src.label as i64);
+        }
+        if crops == Crops::Ten {
+            for img in 0..3 {
+                assert_eq!(b.specs()[img * 10..img * 10 + 10], ten_crops(224));
+                assert!(b.rows()[img * 10..img * 10 + 10].iter().all(|&r| r == b.rows()[img * 10]));
+            }
+        }
+        if crops == Crops::Center {
+            assert!(b.specs().iter().all(|s| (s.y, s.x, s.flip) == (14, 14, false)));
+        }
+    }
+}
+
+/// The float batch against the formula of the torch_loader anchor:
+/// `f = crop + shift - mean`, shift = sum_i alpha_i (lambda_i / 255) p_i; CHW.
+#[test]
+fn normalizer_applies_the_papers_formula() {
+    let dir = shared_dataset();
+    let ds = Dataset::open(dir).unwrap();
+    let m = ds.manifest();
+    let mean_img = read_mean_image(&dir.join(&m.mean_image)).unwrap();
+    let mut l = Loader::new(split(dir, Split::Train), cfg(4, 100, Crops::Train)).unwrap();
+    l.start(3);
+    let b = l.next_batch().unwrap().unwrap();
+    let crops = bytes(&b.images());
+    let alphas = Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap();
+    assert!(b.specs().iter().any(|s| s.flip) || b.specs().iter().any(|s| !s.flip));
+    for norm in [Normalization::MeanImage, Normalization::MeanRgb, Normalization::Torchvision] {
+        let n = Normalizer::new(m, Some(&mean_img), norm, Device::Cpu).unwrap();
+        let x = n.apply(&b, true).unwrap();
+        assert_eq!(x.size(), [4, 3, 100, 100]);
+        assert_eq!(x.kind(), Kind::Float);
+        let xv = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
+        for i in 0..4 {
+            let spec = b.specs()[i];
+            let shift = pca_shift([alphas[3 * i], alphas[3 * i + 1], alphas[3 * i + 2]], m.stats.pca.eigenvalues, m.stats.pca.eigenvectors);
+            for &(y, xx, ch) in &[(0usize, 0usize, 0usize), (5, 97, 1), (99, 3, 2), (50, 50, 0)] {
+                let v = crops[((i * 100 + y) * 100 + xx) * 3 + ch] as f64 + shift[ch];
+                let sx = if spec.flip { spec.x + 99 - xx } else { spec.x + xx };
+                let want = match norm {
+                    Normalization::MeanImage => v - mean_img[((spec.y + y) * IMAGE_SIDE + sx) * 3 + ch] as f64,
+                    Normalization::MeanRgb => v - m.stats.mean_rgb[ch],
+                    Normalization::Torchvision => (v / 255.0 - [0.485, 0.456, 0.406][ch]) / [0.229, 0.224, 0.225][ch],
+                };
+                let got = xv[((i * 3 + ch) * 100 + y) * 100 + xx] as f64;
+                assert!((got - want).abs() < 1e-3, "{norm:?} image {i} ({y},{xx},{ch}): {got} vs {want}");
+            }
+        }
+    }
+    // Without noise (evaluation) the shift is zero.
+    let n = Normalizer::new(m, None, Normalization::MeanRgb, Device::Cpu).unwrap();
+    let x = Vec::<f32>::try_from(n.apply(&b, false).unwrap().flatten(0, -1)).unwrap();
+    assert!((x[0] as f64 - (crops[0] as f64 - m.stats.mean_rgb[0])).abs() < 1e-4);
+    assert!(Normalizer::new(m, None, Normalization::MeanImage, Device::Cpu).is_err());
+}
+
+#[test]
+fn a_corrupt_jpeg_in_a_shard_is_an_error_naming_shard_and_row() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = build_dataset(t.path(), Encoding::Jpeg);
+    // Find row 3's JPEG bytes in the first val shard and overwrite them in the file.
+    let ds = Dataset::open(&dir).unwrap();
+    let val = ds.split(Split::Val).unwrap();
+    let shard = val.shards()[0].path().to_path_buf();
+    let img = val.get(3).unwrap().bytes.to_vec();
+    drop(val);
+    let mut file = std::fs::read(&shard).unwrap();
+    let at = file.windows(img.len()).position(|w| w == &img[..]).unwrap();
+    for b in &mut file[at + 2..at + img.len()] {
+        *b = 0x11;
+    }
+    std::fs::write(&shard, file).unwrap();
+    let mut c = cfg(2, 64, Crops::Center);
+    c.workers = 3;
+    let mut l = Loader::new(split(&dir, Split::Val), c).unwrap();
+    l.start(0);
+    let mut err = None;
+    while err.is_none() {
+        match l.next_batch() {
+            Ok(Some(_)) => {}
+            Ok(None) => break,
+            Err(e) => err = Some(e.to_string()),
+        }
+    }
+    let e = err.expect("the corrupt JPEG must be reported");
+    assert!(e.contains("val-00000.parquet") && e.contains("row 3"), "{e}");
+}
+
+#[test]
+fn dropping_the_loader_mid_epoch_returns_promptly() {
+    let dir = shared_dataset();
+    let mut c = cfg(4, 227, Crops::Train);
+    c.workers = 4;
+    c.prefetch = 1;
+    let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+    l.start(0);
+    let b = l.next_batch().unwrap().unwrap();
+    let t = Instant::now();
+    drop(l); // workers are blocked on a full ring: they must still stop
+    assert!(t.elapsed() < Duration::from_secs(2), "drop took {:?}", t.elapsed());
+    drop(b);
+}
+
+#[test]
+fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
+    let t = tempfile::tempdir().unwrap();
+    let raw = build_dataset(t.path(), Encoding::Raw);
+    let jpeg = build_dataset(t.path(), Encoding::Jpeg);
+    let get = |dir: &Path| {
+        let mut l = Loader::new(split(dir, Split::Train), cfg(6, 200, Crops::Train)).unwrap();
+        l.start(1);
+        let b = l.next_batch().unwrap().unwrap();
+        (bytes(&b.images()), b.rows().to_vec())
+    };
+    let (a, ra) = get(&raw);
+    let (b, rb) = get(&jpeg);
+    assert_eq!(ra, rb);
+    let mean: f64 = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64;
+    assert!(mean < 4.0, "mean abs difference {mean}");
+}
