@@ -116,7 +116,7 @@ fn the_same_seed_gives_the_same_batches_whatever_the_threads() {
         for epoch in 0..2 {
             l.start(epoch);
             while let Some(b) = l.next_batch().unwrap() {
-                out.push((bytes(&b.images()), Vec::<i64>::try_from(b.labels()).unwrap(), Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap()));
+                out.push((bytes(&b.images().unwrap()), Vec::<i64>::try_from(b.labels()).unwrap(), Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap()));
             }
         }
         out
@@ -137,7 +137,7 @@ fn crops_are_the_shard_pixels_at_the_recorded_offsets() {
         l.start(0);
         let b = l.next_batch().unwrap().unwrap();
         assert_eq!(b.len(), 3 * crops.per_image());
-        let imgs = bytes(&b.images());
+        let imgs = bytes(&b.images().unwrap());
         let labels = Vec::<i64>::try_from(b.labels()).unwrap();
         let per = crop * crop * 3;
         let mut want = vec![0u8; per];
@@ -170,7 +170,7 @@ fn normalizer_applies_the_papers_formula() {
     let mut l = Loader::new(split(dir, Split::Train), cfg(4, 100, Crops::Train)).unwrap();
     l.start(3);
     let b = l.next_batch().unwrap().unwrap();
-    let crops = bytes(&b.images());
+    let crops = bytes(&b.images().unwrap());
     let alphas = Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap();
     assert!(b.specs().iter().any(|s| s.flip) || b.specs().iter().any(|s| !s.flip));
     for norm in [Normalization::MeanImage, Normalization::MeanRgb, Normalization::Torchvision] {
@@ -258,11 +258,39 @@ fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
         let mut l = Loader::new(split(dir, Split::Train), cfg(6, 200, Crops::Train)).unwrap();
         l.start(1);
         let b = l.next_batch().unwrap().unwrap();
-        (bytes(&b.images()), b.rows().to_vec())
+        (bytes(&b.images().unwrap()), b.rows().to_vec())
     };
     let (a, ra) = get(&raw);
     let (b, rb) = get(&jpeg);
     assert_eq!(ra, rb);
     let mean: f64 = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64;
     assert!(mean < 4.0, "mean abs difference {mean}");
+}
+
+/// Float crops made in the workers equal the device path's conversion of uint8 crops.
+#[test]
+fn worker_float_crops_equal_the_device_conversion() {
+    use trainer::data::PixelTransform;
+    let dir = shared_dataset();
+    let ds = Dataset::open(dir).unwrap();
+    let mean_img = read_mean_image(&dir.join(&ds.manifest().mean_image)).unwrap();
+    for (norm, crops) in [(Normalization::MeanImage, Crops::Train), (Normalization::MeanRgb, Crops::Train), (Normalization::Torchvision, Crops::Ten)] {
+        let t = PixelTransform::new(ds.manifest(), Some(&mean_img), norm).unwrap();
+        let n = Normalizer::from_transform(&t, Device::Cpu);
+        let mut a = Loader::new(split(dir, Split::Train), cfg(4, 99, crops)).unwrap();
+        let mut c = cfg(4, 99, crops);
+        c.transform = Some(t);
+        let mut b = Loader::new(split(dir, Split::Train), c).unwrap();
+        a.start(2);
+        b.start(2);
+        for _ in 0..3 {
+            let (ba, bb) = (a.next_batch().unwrap().unwrap(), b.next_batch().unwrap().unwrap());
+            assert!(bb.images().is_none());
+            let xa = n.apply(&ba, crops == Crops::Train).unwrap();
+            let xb = n.apply(&bb, crops == Crops::Train).unwrap();
+            assert_eq!(xa.size(), xb.size());
+            let d = (xa - xb).abs().max().double_value(&[]);
+            assert!(d < 1e-4, "{norm:?}: max difference {d}");
+        }
+    }
 }

@@ -26,6 +26,7 @@ use crossbeam_channel::{bounded, select, unbounded, Receiver, Sender};
 use tch::{Device, Kind, Tensor};
 
 use super::augment::{center_crop, crop_into, ten_crops, train_draw, CropSpec};
+use super::normalize::PixelTransform;
 use super::sampler::{train_rows, val_range, Shuffle};
 
 /// What a pass over a split produces per image.
@@ -67,6 +68,9 @@ pub struct LoaderConfig {
     pub flip: bool,
     /// Page-locked host buffers for asynchronous copies to this CUDA device.
     pub pin_memory: Option<Device>,
+    /// Make normalized float crops in the workers (CHW, PCA noise on train crops)
+    /// instead of uint8 crops for [`super::Normalizer`] to convert on the device.
+    pub transform: Option<PixelTransform>,
 }
 
 impl LoaderConfig {
@@ -83,6 +87,7 @@ impl LoaderConfig {
             shuffle: Shuffle::Full,
             flip: true,
             pin_memory: None,
+            transform: None,
         }
     }
 }
@@ -112,8 +117,9 @@ pub struct LoaderStats {
 
 /// One preallocated batch buffer.
 struct HostBuffer {
-    /// u8 [capacity, crop, crop, 3], HWC crops.
+    /// u8 [capacity, crop, crop, 3] HWC crops, or f32 [capacity, 3, crop, crop].
     images: Tensor,
+    float: bool,
     ptr: *mut u8,
     bytes: usize,
     labels: Vec<i64>,
@@ -130,15 +136,21 @@ struct HostBuffer {
 unsafe impl Send for HostBuffer {}
 
 impl HostBuffer {
-    fn new(capacity: usize, crop: usize, pin: Option<Device>) -> Self {
-        let mut images = Tensor::zeros([capacity as i64, crop as i64, crop as i64, 3], (Kind::Uint8, Device::Cpu));
+    fn new(capacity: usize, crop: usize, pin: Option<Device>, float: bool) -> Self {
+        let (c, k) = (crop as i64, capacity as i64);
+        let mut images = if float {
+            Tensor::zeros([k, 3, c, c], (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::zeros([k, c, c, 3], (Kind::Uint8, Device::Cpu))
+        };
         if let Some(dev) = pin {
             images = images.pin_memory(dev);
         }
         let ptr = images.data_ptr() as *mut u8;
-        let bytes = capacity * crop * crop * 3;
+        let bytes = capacity * crop * crop * 3 * if float { 4 } else { 1 };
         Self {
             images,
+            float,
             ptr,
             bytes,
             labels: Vec::with_capacity(capacity),
@@ -151,9 +163,16 @@ impl HostBuffer {
     }
 
     fn pixels(&mut self) -> &mut [u8] {
+        assert!(!self.float);
         // SAFETY: `ptr` is the start of a contiguous u8 tensor of `bytes` bytes that this
         // buffer owns; `&mut self` makes the slice unique.
         unsafe { std::slice::from_raw_parts_mut(self.ptr, self.bytes) }
+    }
+
+    fn floats(&mut self) -> &mut [f32] {
+        assert!(self.float);
+        // SAFETY: as for `pixels`; a float tensor's storage is aligned for f32.
+        unsafe { std::slice::from_raw_parts_mut(self.ptr as *mut f32, self.bytes / 4) }
     }
 }
 
@@ -180,8 +199,17 @@ impl Batch {
 
     /// u8 [len, crop, crop, 3] crops (HWC), a view of the buffer: valid until the batch
     /// is dropped (copy it, or convert it with [`super::Normalizer`], before that).
-    pub fn images(&self) -> Tensor {
-        self.buf().images.narrow(0, 0, self.len() as i64)
+    /// `None` when the workers made float crops.
+    pub fn images(&self) -> Option<Tensor> {
+        let b = self.buf();
+        (!b.float).then(|| b.images.narrow(0, 0, self.len() as i64))
+    }
+
+    /// f32 [len, 3, crop, crop] normalized crops, a view of the buffer (valid until the
+    /// batch is dropped), when the loader has a `transform`.
+    pub fn floats(&self) -> Option<Tensor> {
+        let b = self.buf();
+        b.float.then(|| b.images.narrow(0, 0, self.len() as i64))
     }
 
     /// int64 [len] class indices (repeated for each crop of an image).
@@ -259,7 +287,7 @@ impl Loader {
         let capacity = cfg.batch_size * cfg.crops.per_image();
         let (free_tx, free_rx) = bounded::<HostBuffer>(buffers);
         for _ in 0..buffers {
-            free_tx.send(HostBuffer::new(capacity, cfg.crop, cfg.pin_memory)).expect("ring has room");
+            free_tx.send(HostBuffer::new(capacity, cfg.crop, cfg.pin_memory, cfg.transform.is_some())).expect("ring has room");
         }
         let (job_tx, job_rx) = unbounded::<Job>();
         let (ready_tx, ready_rx) = bounded::<Done>(buffers);
@@ -478,8 +506,10 @@ impl WorkerCtx {
                 Crops::Ten => (&ten, [0.0; 3]),
             };
             for &spec in specs {
-                let dst = &mut buf.pixels()[slot * per_crop..(slot + 1) * per_crop];
-                crop_into(src, spec, crop, dst);
+                match &self.cfg.transform {
+                    Some(t) => t.crop_float(src, spec, crop, alpha, &mut buf.floats()[slot * per_crop..(slot + 1) * per_crop]),
+                    None => crop_into(src, spec, crop, &mut buf.pixels()[slot * per_crop..(slot + 1) * per_crop]),
+                }
                 buf.labels.push(label);
                 buf.alphas.push(alpha);
                 buf.specs.push(spec);

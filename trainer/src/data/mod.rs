@@ -28,5 +28,5 @@ pub mod normalize;
 pub mod sampler;
 
 pub use loader::{Batch, Crops, Loader, LoaderConfig, LoaderError, LoaderStats};
-pub use normalize::{Normalization, Normalizer};
+pub use normalize::{Normalization, Normalizer, PixelTransform};
 pub use sampler::Shuffle;
