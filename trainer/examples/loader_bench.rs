@@ -14,7 +14,7 @@ use std::time::Instant;
 
 use alexnet_shared::{Dataset, Split};
 use clap::Parser;
-use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer};
+use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
 
 #[derive(Parser)]
 struct Args {
@@ -30,6 +30,16 @@ struct Args {
     /// libtorch intra-op threads for the float conversion (default: as many as workers).
     #[arg(long)]
     intra_op_threads: Option<i32>,
+    /// Where uint8 becomes float: in the workers (fused with the crop) or as tensor ops
+    /// on the device after the loader.
+    #[arg(long, value_enum, default_value = "workers")]
+    float_in: FloatIn,
+}
+
+#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
+enum FloatIn {
+    Workers,
+    Device,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -37,9 +47,13 @@ fn main() -> anyhow::Result<()> {
     tch::set_num_threads(a.intra_op_threads.unwrap_or(a.workers as i32));
     let ds = Dataset::open(&a.dataset)?;
     let split = Arc::new(ds.split(Split::Train)?);
-    let norm = Normalizer::new(ds.manifest(), None, Normalization::MeanRgb, tch::Device::Cpu)?;
+    let transform = PixelTransform::new(ds.manifest(), None, Normalization::MeanRgb)?;
+    let norm = Normalizer::from_transform(&transform, tch::Device::Cpu);
     let mut cfg = LoaderConfig::new(a.batch, a.crop, Crops::Train);
     cfg.workers = a.workers;
+    if a.float_in == FloatIn::Workers {
+        cfg.transform = Some(transform);
+    }
     let mut loader = Loader::new(split, cfg)?;
     let encoding = ds.manifest().encoding.name();
 
@@ -88,9 +102,13 @@ fn main() -> anyhow::Result<()> {
     }
     let float_only = (reps * batch.len()) as f64 / t.elapsed().as_secs_f64();
 
-    println!("{encoding} shards, {} workers, batch {}, crop {}:", a.workers, a.batch, a.crop);
-    println!("  loader alone (uint8 crops in the ring):   {crops_only:.0} images/s");
-    println!("  float conversion alone (one batch, x{reps}): {float_only:.0} images/s");
+    let (what, conv) = match a.float_in {
+        FloatIn::Workers => ("float crops made in the workers", "device step (a view on the CPU)"),
+        FloatIn::Device => ("uint8 crops", "float conversion as tensor ops"),
+    };
+    println!("{encoding} shards, {} workers, batch {}, crop {}, {what}:", a.workers, a.batch, a.crop);
+    println!("  loader alone (crops in the ring):         {crops_only:.0} images/s");
+    println!("  {conv}, alone (one batch x{reps}): {float_only:.0} images/s");
     println!("  end to end (float batch ready):          {full:.0} images/s  (waited for data {:.2} s)", waited.as_secs_f64());
     println!("{full:.1} images/s with {} worker(s)", a.workers);
     Ok(())
