@@ -32,9 +32,23 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
         let mut it = line.split_whitespace();
         let label: i64 = it.next().unwrap_or("").parse().with_context(|| format!("line {}: bad label", i + 1))?;
-        let row: Vec<f32> = it.map(|v| v.parse::<f32>()).collect::<Result<_, _>>().with_context(|| format!("line {}: bad score", i + 1))?;
-        anyhow::ensure!(*classes.get_or_insert(row.len()) == row.len(), "line {}: {} scores, earlier lines have {}", i + 1, row.len(), classes.unwrap_or(0));
-        anyhow::ensure!(label >= 0 && (label as usize) < row.len(), "line {}: label {label} outside 0..{}", i + 1, row.len());
+        let row: Vec<f32> = it
+            .map(|v| v.parse::<f32>())
+            .collect::<Result<_, _>>()
+            .with_context(|| format!("line {}: bad score", i + 1))?;
+        anyhow::ensure!(
+            *classes.get_or_insert(row.len()) == row.len(),
+            "line {}: {} scores, earlier lines have {}",
+            i + 1,
+            row.len(),
+            classes.unwrap_or(0)
+        );
+        anyhow::ensure!(
+            label >= 0 && (label as usize) < row.len(),
+            "line {}: label {label} outside 0..{}",
+            i + 1,
+            row.len()
+        );
         labels.push(label);
         scores.extend(row);
     }
@@ -42,6 +56,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     anyhow::ensure!(n > 0, "{}: no lines", cli.scores.display());
     let s = tch::Tensor::from_slice(&scores).view([n, -1]);
     let (t1, t5) = eval::topk::correct_top1_top5(&s, &tch::Tensor::from_slice(&labels))?;
-    println!("{{\"top1\": {}, \"top5\": {}, \"images\": {n}, \"crops\": 1}}", t1 as f64 / n as f64, t5 as f64 / n as f64);
+    println!(
+        "{{\"top1\": {}, \"top5\": {}, \"images\": {n}, \"crops\": 1}}",
+        t1 as f64 / n as f64,
+        t5 as f64 / n as f64
+    );
     Ok(())
 }

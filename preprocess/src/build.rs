@@ -15,9 +15,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use alexnet_shared::{
-    accumulate_region, shard_file_name, write_mean_image, BuildInfo, Encoding, Manifest, Moments,
-    PixelStats, ShardEntry, ShardImages, ShardRows, ShardWriter, Split, SplitEntry, FORMAT_VERSION,
-    IMAGE_BYTES, IMAGE_SIDE, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
+    accumulate_region, shard_file_name, write_mean_image, BuildInfo, Encoding, Manifest, Moments, PixelStats,
+    ShardEntry, ShardImages, ShardRows, ShardWriter, Split, SplitEntry, FORMAT_VERSION, IMAGE_BYTES, IMAGE_SIDE,
+    MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
 };
 use anyhow::{bail, Context, Result};
 use rand::seq::SliceRandom;
@@ -148,7 +148,6 @@ struct ShardOutput {
     stats: Option<PixelStats>,
 }
 
-
 pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     if cfg.shard_rows == 0 {
         bail!("--shard-rows must be at least 1");
@@ -202,13 +201,20 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         }
     }
     if !damaged.is_empty() {
-        eprintln!("preprocess: {} finished shard(s) are missing or damaged and will be rebuilt: {}", damaged.len(), damaged.join(", "));
+        eprintln!(
+            "preprocess: {} finished shard(s) are missing or damaged and will be rebuilt: {}",
+            damaged.len(),
+            damaged.join(", ")
+        );
     }
     let pending: Vec<&PlannedShard> = plan.iter().filter(|p| !counted.contains(&p.file)).collect();
     let shards_kept = plan.len() - pending.len();
     let pending_rows: u64 = pending.iter().map(|p| p.items.len() as u64).sum();
     if shards_kept > 0 {
-        eprintln!("preprocess: resuming: {shards_kept} finished shard(s) verified and kept, {} to build", pending.len());
+        eprintln!(
+            "preprocess: resuming: {shards_kept} finished shard(s) verified and kept, {} to build",
+            pending.len()
+        );
     }
 
     check_space(cfg, &pending, &pool)?;
@@ -297,10 +303,9 @@ fn open_state(out: &Path, identity: Identity, overwrite: bool) -> Result<State> 
                 out.display(),
                 identity_diff(&s.identity, &identity)
             ),
-            Err(e) => bail!(
-                "{}: unreadable build state ({e}); use --overwrite to rebuild from scratch",
-                path.display()
-            ),
+            Err(e) => {
+                bail!("{}: unreadable build state ({e}); use --overwrite to rebuild from scratch", path.display())
+            }
         }
     }
     if !ours.is_empty() {
@@ -372,7 +377,8 @@ fn check_space(cfg: &BuildConfig, pending: &[&PlannedShard], pool: &rayon::Threa
         Encoding::Raw => IMAGE_BYTES as u64 + 128,
         Encoding::Jpeg => {
             // Encode a sample spread over the pending work.
-            let sample: Vec<&Item> = pending.iter().flat_map(|p| p.items.iter()).step_by((rows as usize / 24).max(1)).take(24).collect();
+            let sample: Vec<&Item> =
+                pending.iter().flat_map(|p| p.items.iter()).step_by((rows as usize / 24).max(1)).take(24).collect();
             let sizes: Vec<u64> = pool.install(|| {
                 sample
                     .par_iter()
@@ -392,7 +398,8 @@ fn check_space(cfg: &BuildConfig, pending: &[&PlannedShard], pool: &rayon::Threa
     let needed = rows * per_row + (4 << 20);
     let free = match cfg.assume_free_bytes {
         Some(b) => b,
-        None => fs4::available_space(&cfg.output).with_context(|| format!("asking the free space of {}", cfg.output.display()))?,
+        None => fs4::available_space(&cfg.output)
+            .with_context(|| format!("asking the free space of {}", cfg.output.display()))?,
     };
     if needed > free {
         let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
@@ -403,7 +410,11 @@ fn check_space(cfg: &BuildConfig, pending: &[&PlannedShard], pool: &rayon::Threa
             gib(needed),
             cfg.encoding.name(),
             gib(free),
-            if cfg.encoding == Encoding::Raw { ", or use --encoding jpeg (about 8x smaller)" } else { ", or lower --quality" }
+            if cfg.encoding == Encoding::Raw {
+                ", or use --encoding jpeg (about 8x smaller)"
+            } else {
+                ", or lower --quality"
+            }
         );
     }
     Ok(())
@@ -512,7 +523,8 @@ fn finish(
     }
     if let Some(val_dir) = &inputs.val_dir {
         splits.entry("val".into()).or_default();
-        rejects.extend(inputs.val_rejects.iter().map(|r| (val_dir.join(&r.key).display().to_string(), r.reason.clone())));
+        rejects
+            .extend(inputs.val_rejects.iter().map(|r| (val_dir.join(&r.key).display().to_string(), r.reason.clone())));
     }
     rejects.sort();
     let mut tsv = String::from("path\treason\n");
@@ -571,7 +583,8 @@ fn finish(
         },
     };
     manifest.save(out)?;
-    let bytes = state.shards.values().map(|r| std::fs::metadata(out.join(&r.entry.file)).map(|m| m.len()).unwrap_or(0)).sum();
+    let bytes =
+        state.shards.values().map(|r| std::fs::metadata(out.join(&r.entry.file)).map(|m| m.len()).unwrap_or(0)).sum();
     let count = |s: &str| manifest.splits.get(s).map_or(0, |e| e.shards.len());
     Ok(BuildSummary {
         output: out.clone(),

@@ -24,9 +24,7 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("unreadable: {e}"))?;
+    let reader = ImageReader::new(Cursor::new(bytes)).with_guessed_format().map_err(|e| format!("unreadable: {e}"))?;
     match reader.format() {
         None => return Err("not an image: unknown file format".into()),
         Some(image::ImageFormat::Jpeg) if !jpeg_is_complete(bytes) => {
@@ -105,9 +103,12 @@ pub fn resize_center_crop(resizer: &mut Resizer, img: &RgbImage, out: &mut [u8])
     let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3).map_err(|e| format!("resize: {e}"))?;
     let mut dst = Image::from_slice_u8(IMAGE_SIDE as u32, IMAGE_SIDE as u32, out, PixelType::U8x3)
         .map_err(|e| format!("resize: {e}"))?;
-    let opts = ResizeOptions::new()
-        .resize_alg(ResizeAlg::Convolution(FilterType::Bilinear))
-        .crop(left as f64 * sx, top as f64 * sy, IMAGE_SIDE as f64 * sx, IMAGE_SIDE as f64 * sy);
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear)).crop(
+        left as f64 * sx,
+        top as f64 * sy,
+        IMAGE_SIDE as f64 * sx,
+        IMAGE_SIDE as f64 * sy,
+    );
     resizer.resize(&src, &mut dst, &opts).map_err(|e| format!("resize: {e}"))
 }
 
@@ -165,6 +166,8 @@ mod tests {
     fn bad_bytes_are_errors() {
         let mut out = vec![0u8; IMAGE_BYTES];
         assert_eq!(process(&mut Resizer::new(), b"", &mut out).unwrap_err(), "empty file");
-        assert!(process(&mut Resizer::new(), b"hello world, not an image", &mut out).unwrap_err().starts_with("not an image"));
+        assert!(process(&mut Resizer::new(), b"hello world, not an image", &mut out)
+            .unwrap_err()
+            .starts_with("not an image"));
     }
 }

@@ -8,6 +8,7 @@
 //!   `ILSVRC2012_validation_ground_truth.txt`, whose IDs are in the devkit's own order:
 //!   then `--devkit-synsets` gives the wnid of each ID, one per line (see the README for
 //!   the one-line conversion from `meta.mat`).
+//!
 //! Both `ROOT/{train,val}` and Kaggle's `ROOT/ILSVRC/Data/CLS-LOC/{train,val}` are found.
 //! Class names come from `LOC_synset_mapping.txt` when present.
 
@@ -67,9 +68,7 @@ const SYNSET_MAPPING: &str = "LOC_synset_mapping.txt";
 pub fn discover(opt: &InputOptions) -> Result<Inputs> {
     let kaggle = opt.root.join("ILSVRC/Data/CLS-LOC");
     let pick = |given: &Option<PathBuf>, name: &str| -> Option<PathBuf> {
-        given.clone().or_else(|| {
-            [opt.root.join(name), kaggle.join(name)].into_iter().find(|p| p.is_dir())
-        })
+        given.clone().or_else(|| [opt.root.join(name), kaggle.join(name)].into_iter().find(|p| p.is_dir()))
     };
     let train_dir = pick(&opt.train_dir, "train").with_context(|| {
         format!(
@@ -101,9 +100,9 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         .with_context(|| format!("{}: no class sub-folders (train/<wnid>/*.JPEG)", train_dir.display()))?;
 
     let names = match find(&opt.synset_mapping, SYNSET_MAPPING) {
-        Some(p) => parse_synset_mapping(
-            &std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?,
-        ),
+        Some(p) => {
+            parse_synset_mapping(&std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?)
+        }
         None => BTreeMap::new(),
     };
 
@@ -142,9 +141,10 @@ fn list_val(
     if entries.iter().any(|e| e.is_dir()) {
         for d in entries.iter().filter(|e| e.is_dir()) {
             let wnid = file_name(d);
-            let label = classes.index(&wnid).with_context(|| {
-                format!("val class folder {wnid} ({}) is not a class of train", d.display())
-            })? as i16;
+            let label = classes
+                .index(&wnid)
+                .with_context(|| format!("val class folder {wnid} ({}) is not a class of train", d.display()))?
+                as i16;
             for f in image_files(d)?.into_iter().take(take) {
                 items.push(Item { key: format!("{wnid}/{}", file_name(&f)), path: f, label });
             }
@@ -154,37 +154,40 @@ fn list_val(
 
     // Flat: labels from a file.
     let files: Vec<PathBuf> = entries.into_iter().filter(|e| e.is_file() && !is_hidden(e)).collect();
-    let labels_path = find(&opt.val_labels, SOLUTION_CSV)
-        .or_else(|| find(&None, GROUND_TRUTH_TXT))
-        .with_context(|| {
+    let labels_path =
+        find(&opt.val_labels, SOLUTION_CSV).or_else(|| find(&None, GROUND_TRUTH_TXT)).with_context(|| {
             format!(
                 "{} is flat (no class folders) and no labels were found: give --val-labels \
                  {SOLUTION_CSV} or {GROUND_TRUTH_TXT} (with --devkit-synsets)",
                 dir.display()
             )
         })?;
-    let text = std::fs::read_to_string(&labels_path)
-        .with_context(|| format!("reading {}", labels_path.display()))?;
-    let (by_stem, layout): (HashMap<String, String>, String) =
-        if labels_path.extension().is_some_and(|e| e == "csv") {
-            (parse_solution_csv(&text).with_context(|| format!("parsing {}", labels_path.display()))?, format!("flat, labels from {}", labels_path.display()))
-        } else {
-            let synsets = opt.devkit_synsets.as_ref().with_context(|| {
-                format!(
-                    "{} holds devkit IDs, which are not in sorted-wnid order: give \
+    let text = std::fs::read_to_string(&labels_path).with_context(|| format!("reading {}", labels_path.display()))?;
+    let (by_stem, layout): (HashMap<String, String>, String) = if labels_path.extension().is_some_and(|e| e == "csv") {
+        (
+            parse_solution_csv(&text).with_context(|| format!("parsing {}", labels_path.display()))?,
+            format!("flat, labels from {}", labels_path.display()),
+        )
+    } else {
+        let synsets = opt.devkit_synsets.as_ref().with_context(|| {
+            format!(
+                "{} holds devkit IDs, which are not in sorted-wnid order: give \
                      --devkit-synsets FILE with the wnid of each ID, one per line (README: \
                      'Validation labels from the devkit')",
-                    labels_path.display()
-                )
-            })?;
-            let ids: Vec<String> = std::fs::read_to_string(synsets)
-                .with_context(|| format!("reading {}", synsets.display()))?
-                .lines()
-                .map(|l| l.trim().to_string())
-                .filter(|l| !l.is_empty())
-                .collect();
-            (parse_ground_truth(&text, &ids, &files).with_context(|| format!("parsing {}", labels_path.display()))?, format!("flat, devkit labels from {}", labels_path.display()))
-        };
+                labels_path.display()
+            )
+        })?;
+        let ids: Vec<String> = std::fs::read_to_string(synsets)
+            .with_context(|| format!("reading {}", synsets.display()))?
+            .lines()
+            .map(|l| l.trim().to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        (
+            parse_ground_truth(&text, &ids, &files).with_context(|| format!("parsing {}", labels_path.display()))?,
+            format!("flat, devkit labels from {}", labels_path.display()),
+        )
+    };
     // Every labelled wnid must be a train class.
     let mut unknown: Vec<&String> = by_stem.values().filter(|w| classes.index(w).is_none()).collect();
     unknown.sort();
@@ -209,10 +212,8 @@ fn list_val(
                     items.push(Item { path: f, key: name, label });
                 }
             }
-            None => rejects.push(ListReject {
-                key: name,
-                reason: format!("no label: not listed in {}", file_name(&labels_path)),
-            }),
+            None => rejects
+                .push(ListReject { key: name, reason: format!("no label: not listed in {}", file_name(&labels_path)) }),
         }
     }
     Ok((items, rejects, layout))
@@ -226,13 +227,9 @@ pub fn parse_solution_csv(text: &str) -> Result<HashMap<String, String>> {
         if line.is_empty() || (i == 0 && line.starts_with("ImageId")) {
             continue;
         }
-        let (id, pred) = line
-            .split_once(',')
-            .with_context(|| format!("line {}: expected ImageId,PredictionString", i + 1))?;
-        let wnid = pred
-            .split_whitespace()
-            .next()
-            .with_context(|| format!("line {}: empty PredictionString", i + 1))?;
+        let (id, pred) =
+            line.split_once(',').with_context(|| format!("line {}: expected ImageId,PredictionString", i + 1))?;
+        let wnid = pred.split_whitespace().next().with_context(|| format!("line {}: empty PredictionString", i + 1))?;
         out.insert(id.trim().to_string(), wnid.to_string());
     }
     Ok(out)
@@ -251,12 +248,13 @@ fn parse_ground_truth(text: &str, ids: &[String], files: &[PathBuf]) -> Result<H
     let mut out = HashMap::new();
     for f in files {
         let stem = f.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-        let digits: String = stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
+        let digits: String =
+            stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
         let Ok(n) = digits.parse::<usize>() else { continue };
         let Some(&id) = n.checked_sub(1).and_then(|i| labels.get(i)) else { continue };
-        let wnid = ids
-            .get(id.wrapping_sub(1))
-            .with_context(|| format!("ID {id} (image {stem}) is not in the --devkit-synsets list of {} wnids", ids.len()))?;
+        let wnid = ids.get(id.wrapping_sub(1)).with_context(|| {
+            format!("ID {id} (image {stem}) is not in the --devkit-synsets list of {} wnids", ids.len())
+        })?;
         out.insert(stem, wnid.clone());
     }
     Ok(out)

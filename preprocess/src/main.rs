@@ -174,8 +174,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 100.0 * s.rejected as f64 / s.inputs.max(1) as f64,
                 if kinds.is_empty() { String::new() } else { format!(": {}; see rejects.tsv", kinds.join(", ")) }
             );
-            println!("  mean RGB [{:.2}, {:.2}, {:.2}], std RGB [{:.2}, {:.2}, {:.2}]", st.mean_rgb[0], st.mean_rgb[1], st.mean_rgb[2], st.std_rgb[0], st.std_rgb[1], st.std_rgb[2]);
-            println!("  PCA eigenvalues [{:.1}, {:.1}, {:.1}]", st.pca.eigenvalues[0], st.pca.eigenvalues[1], st.pca.eigenvalues[2]);
+            println!(
+                "  mean RGB [{:.2}, {:.2}, {:.2}], std RGB [{:.2}, {:.2}, {:.2}]",
+                st.mean_rgb[0], st.mean_rgb[1], st.mean_rgb[2], st.std_rgb[0], st.std_rgb[1], st.std_rgb[2]
+            );
+            println!(
+                "  PCA eigenvalues [{:.1}, {:.1}, {:.1}]",
+                st.pca.eigenvalues[0], st.pca.eigenvalues[1], st.pca.eigenvalues[2]
+            );
             println!(
                 "  {} shards built, {} kept from an earlier run; {} images in {} ({:.0} images/s, {} threads)",
                 s.shards_built,
@@ -197,7 +203,8 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 seed: a.seed,
                 sides: a.sides,
             })?;
-            let special: Vec<String> = s.special.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+            let special: Vec<String> =
+                s.special.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
             println!(
                 "wrote {}: {} classes, {} train and {} val images (flat val with LOC_val_solution.csv); special inputs: {}",
                 a.output.display(),
@@ -211,7 +218,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { dir, threads } => {
             let r = verify::run(&dir, threads)?;
             if r.ok() {
-                println!("{}: OK ({} shards, {} rows, {:.2} GB, every sha256 matches)", dir.display(), r.shards, r.rows, r.bytes as f64 / 1e9);
+                println!(
+                    "{}: OK ({} shards, {} rows, {:.2} GB, every sha256 matches)",
+                    dir.display(),
+                    r.shards,
+                    r.rows,
+                    r.bytes as f64 / 1e9
+                );
                 Ok(ExitCode::SUCCESS)
             } else {
                 for p in &r.problems {

@@ -26,11 +26,9 @@ impl Progress {
         let bar = (enabled && tty).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             b.set_style(
-                ProgressStyle::with_template(
-                    "{prefix} [{bar:30}] {pos}/{len} images  {per_sec:.0}  ETA {eta}  {msg}",
-                )
-                .expect("valid template")
-                .progress_chars("=> "),
+                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images  {per_sec:.0}  ETA {eta}  {msg}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
             );
             b.set_prefix(name);
             b

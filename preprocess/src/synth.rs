@@ -46,7 +46,8 @@ pub struct SynthSummary {
     pub special: Vec<(String, usize)>,
 }
 
-const SHAPES: [&str; 10] = ["disc", "square", "triangle", "ring", "cross", "stripes", "checks", "diamond", "ell", "bar"];
+const SHAPES: [&str; 10] =
+    ["disc", "square", "triangle", "ring", "cross", "stripes", "checks", "diamond", "ell", "bar"];
 const COLOURS: [(&str, [u8; 3]); 10] = [
     ("red", [220, 40, 40]),
     ("green", [40, 180, 60]),
@@ -184,7 +185,11 @@ pub fn encode(img: &RgbImage, storage: Storage, quality: u8) -> Result<Vec<u8>> 
                     [c(p[0]), c(p[1]), c(p[2]), 255 - max as u8]
                 })
                 .collect();
-            let ct = if storage == Storage::CmykJpeg { jpeg_encoder::ColorType::Cmyk } else { jpeg_encoder::ColorType::CmykAsYcck };
+            let ct = if storage == Storage::CmykJpeg {
+                jpeg_encoder::ColorType::Cmyk
+            } else {
+                jpeg_encoder::ColorType::CmykAsYcck
+            };
             out = jpeg(&cmyk, w, h, ct, None)?;
         }
         Storage::ExifRotatedJpeg => {
@@ -206,9 +211,8 @@ pub fn encode(img: &RgbImage, storage: Storage, quality: u8) -> Result<Vec<u8>> 
         }
         Storage::PalettePng => {
             // 3-3-2 bit palette.
-            let palette: Vec<u8> = (0..=255u8)
-                .flat_map(|i| [(i >> 5) * 36 + 3, ((i >> 2) & 7) * 36 + 3, (i & 3) * 85])
-                .collect();
+            let palette: Vec<u8> =
+                (0..=255u8).flat_map(|i| [(i >> 5) * 36 + 3, ((i >> 2) & 7) * 36 + 3, (i & 3) * 85]).collect();
             let idx: Vec<u8> = img.pixels().map(|p| (p[0] & 0xe0) | ((p[1] >> 3) & 0x1c) | (p[2] >> 6)).collect();
             let mut enc = png::Encoder::new(&mut out, w, h);
             enc.set_color(png::ColorType::Indexed);
@@ -240,12 +244,16 @@ pub fn exif_orientation(orientation: u16) -> Vec<u8> {
 pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     anyhow::ensure!(cfg.classes >= 1 && cfg.classes <= 1000, "--classes must be in 1..=1000");
     anyhow::ensure!(cfg.train_per_class >= 1, "--train-per-class must be at least 1");
-    anyhow::ensure!(cfg.sides.0 >= 16 && cfg.sides.0 <= cfg.sides.1 && cfg.sides.1 <= 4096, "--sides must be MIN:MAX with 16 <= MIN <= MAX <= 4096");
+    anyhow::ensure!(
+        cfg.sides.0 >= 16 && cfg.sides.0 <= cfg.sides.1 && cfg.sides.1 <= 4096,
+        "--sides must be MIN:MAX with 16 <= MIN <= MAX <= 4096"
+    );
     let out = &cfg.output;
     let train_dir = out.join("train");
     let val_dir = out.join("val");
     for c in 0..cfg.classes {
-        std::fs::create_dir_all(train_dir.join(wnid(c))).with_context(|| format!("creating {}", train_dir.display()))?;
+        std::fs::create_dir_all(train_dir.join(wnid(c)))
+            .with_context(|| format!("creating {}", train_dir.display()))?;
     }
     std::fs::create_dir_all(&val_dir).with_context(|| format!("creating {}", val_dir.display()))?;
 
@@ -258,7 +266,8 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
         }
     }
     // Val: classes interleaved in a seeded order, numbered from 1 as in ILSVRC.
-    let mut val_classes: Vec<usize> = (0..cfg.classes).flat_map(|c| std::iter::repeat_n(c, cfg.val_per_class)).collect();
+    let mut val_classes: Vec<usize> =
+        (0..cfg.classes).flat_map(|c| std::iter::repeat_n(c, cfg.val_per_class)).collect();
     {
         use rand::seq::SliceRandom;
         val_classes.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5a5a));
@@ -297,7 +306,15 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     write_text(&out.join("LOC_synset_mapping.txt"), &mapping)?;
 
     let mut special: Vec<(String, usize)> = Vec::new();
-    for s in [Storage::GrayJpeg, Storage::CmykJpeg, Storage::YcckJpeg, Storage::ExifRotatedJpeg, Storage::RgbaPng, Storage::PalettePng, Storage::Png16] {
+    for s in [
+        Storage::GrayJpeg,
+        Storage::CmykJpeg,
+        Storage::YcckJpeg,
+        Storage::ExifRotatedJpeg,
+        Storage::RgbaPng,
+        Storage::PalettePng,
+        Storage::Png16,
+    ] {
         special.push((s.name().to_string(), kinds.iter().filter(|&&k| k == s).count()));
     }
     special.push(("truncated".into(), cfg.corrupt));

@@ -40,9 +40,8 @@ pub fn run(dir: &Path, threads: usize) -> anyhow::Result<VerifyReport> {
         .flat_map(|(split, e)| e.shards.iter().map(move |s| (split.clone(), s.clone())))
         .collect();
     let pool = rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build()?;
-    let results: Vec<(Vec<String>, u64)> = pool.install(|| {
-        shards.par_iter().map(|(split, s)| check_shard(dir, &manifest, split, s)).collect()
-    });
+    let results: Vec<(Vec<String>, u64)> =
+        pool.install(|| shards.par_iter().map(|(split, s)| check_shard(dir, &manifest, split, s)).collect());
     for (problems, bytes) in results {
         report.problems.extend(problems);
         report.bytes += bytes;
@@ -88,7 +87,9 @@ pub fn run(dir: &Path, threads: usize) -> anyhow::Result<VerifyReport> {
     }
     let var_sum: f64 = st.std_rgb.iter().map(|s| s * s).sum();
     if (ev.iter().sum::<f64>() - var_sum).abs() > 1e-6 * var_sum.max(1.0) {
-        report.problems.push(format!("stats: eigenvalues sum to {:.4}, the variances to {var_sum:.4}", ev.iter().sum::<f64>()));
+        report
+            .problems
+            .push(format!("stats: eigenvalues sum to {:.4}, the variances to {var_sum:.4}", ev.iter().sum::<f64>()));
     }
 
     // Rejects.
@@ -97,7 +98,9 @@ pub fn run(dir: &Path, threads: usize) -> anyhow::Result<VerifyReport> {
         Ok(text) => {
             let lines = text.lines().skip(1).filter(|l| !l.is_empty()).count() as u64;
             if lines != manifest.rejected {
-                report.problems.push(format!("{REJECTS_FILE}: {lines} entries, the manifest says {} rejected", manifest.rejected));
+                report
+                    .problems
+                    .push(format!("{REJECTS_FILE}: {lines} entries, the manifest says {} rejected", manifest.rejected));
             }
         }
         Err(e) => report.problems.push(format!("{REJECTS_FILE}: {e}")),

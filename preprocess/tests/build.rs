@@ -17,11 +17,7 @@ fn pattern(w: u32, h: u32, seed: u32) -> RgbImage {
         if block {
             Rgb([250, 240, (seed * 40 % 256) as u8])
         } else {
-            Rgb([
-                (x * 255 / w) as u8,
-                (y * 255 / h) as u8,
-                ((x + 2 * y + seed * 13) % 200) as u8,
-            ])
+            Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, ((x + 2 * y + seed * 13) % 200) as u8])
         }
     })
 }
@@ -42,9 +38,7 @@ fn pillow_weights(in_size: u32, out_size: u32, xx: u32) -> (usize, Vec<f64>) {
     let center = (xx as f64 + 0.5) * scale;
     let xmin = ((center - support + 0.5).floor() as i64).max(0) as usize;
     let xmax = ((center + support + 0.5).floor() as i64).min(in_size as i64) as usize;
-    let mut w: Vec<f64> = (xmin..xmax)
-        .map(|x| (1.0 - ((x as f64 - center + 0.5) / fscale).abs()).max(0.0))
-        .collect();
+    let mut w: Vec<f64> = (xmin..xmax).map(|x| (1.0 - ((x as f64 - center + 0.5) / fscale).abs()).max(0.0)).collect();
     let s: f64 = w.iter().sum();
     w.iter_mut().for_each(|v| *v /= s);
     (xmin, w)
@@ -56,7 +50,11 @@ fn reference(img: &RgbImage) -> Vec<u8> {
     let (rw, rh) = if w <= h { (256, 256 * h / w) } else { (256 * w / h, 256) };
     let round_half_even = |x: u32| {
         let (q, r) = (x / 2, x % 2);
-        if r == 1 && q % 2 == 1 { q + 1 } else { q }
+        if r == 1 && q % 2 == 1 {
+            q + 1
+        } else {
+            q
+        }
     };
     let (left, top) = (round_half_even(rw - 256), round_half_even(rh - 256));
     // Horizontal pass for all rows, then vertical.
@@ -105,7 +103,8 @@ fn diff(a: &[u8], b: &[u8]) -> (f64, u8) {
 }
 
 fn config(input: &Path, output: &Path) -> BuildConfig {
-    let mut c = BuildConfig::new(InputOptions { root: input.to_path_buf(), ..Default::default() }, output.to_path_buf());
+    let mut c =
+        BuildConfig::new(InputOptions { root: input.to_path_buf(), ..Default::default() }, output.to_path_buf());
     c.threads = 2;
     c.progress = false;
     c.shard_rows = 16;
@@ -273,7 +272,12 @@ fn shard_bytes(dir: &Path) -> Vec<(String, Vec<u8>)> {
     let mut v: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
         .unwrap()
         .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "parquet") || p.file_name().unwrap() == "mean_image.npy" || p.file_name().unwrap() == "dataset.json" || p.file_name().unwrap() == "rejects.tsv")
+        .filter(|p| {
+            p.extension().is_some_and(|e| e == "parquet")
+                || p.file_name().unwrap() == "mean_image.npy"
+                || p.file_name().unwrap() == "dataset.json"
+                || p.file_name().unwrap() == "rejects.tsv"
+        })
         .map(|p| (p.file_name().unwrap().to_string_lossy().into_owned(), std::fs::read(&p).unwrap()))
         .collect();
     v.sort();
@@ -296,8 +300,10 @@ fn same_inputs_and_seed_give_identical_bytes_and_stats_do_not_depend_on_order() 
     build::run(&cfg).unwrap();
     let (ma, mc) = (Manifest::load(&a).unwrap(), Manifest::load(&c).unwrap());
     // The source path is recorded; the rest is the same bytes.
-    assert_eq!(shard_bytes(&a).iter().filter(|f| f.0 != "dataset.json" && f.0 != "rejects.tsv").collect::<Vec<_>>(),
-               shard_bytes(&b).iter().filter(|f| f.0 != "dataset.json" && f.0 != "rejects.tsv").collect::<Vec<_>>());
+    assert_eq!(
+        shard_bytes(&a).iter().filter(|f| f.0 != "dataset.json" && f.0 != "rejects.tsv").collect::<Vec<_>>(),
+        shard_bytes(&b).iter().filter(|f| f.0 != "dataset.json" && f.0 != "rejects.tsv").collect::<Vec<_>>()
+    );
     assert_eq!(ma, Manifest::load(&b).unwrap());
     // Another seed: other train shards, the very same statistics (exact integer sums).
     assert_ne!(ma.splits["train"].shards[0].sha256, mc.splits["train"].shards[0].sha256);
@@ -327,7 +333,10 @@ fn resume_after_a_kill_at_random_points_gives_the_same_dataset() {
         let out = tmp.path().join(format!("killed{i}"));
         let cmd = |out: &Path| {
             let mut c = std::process::Command::new(exe);
-            c.args(["build", "--quiet", "--threads", "2", "--shard-rows", "16", "--max-reject-rate", "0.1", "--input"]).arg(&input).arg("--output").arg(out);
+            c.args(["build", "--quiet", "--threads", "2", "--shard-rows", "16", "--max-reject-rate", "0.1", "--input"])
+                .arg(&input)
+                .arg("--output")
+                .arg(out);
             c.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
             c
         };
@@ -337,7 +346,10 @@ fn resume_after_a_kill_at_random_points_gives_the_same_dataset() {
         child.wait().unwrap();
         let rerun = cmd(&out).stderr(std::process::Stdio::piped()).output().unwrap();
         assert!(rerun.status.success(), "resume after kill {i} failed: {}", String::from_utf8_lossy(&rerun.stderr));
-        assert_eq!(shard_bytes(&out).iter().map(|f| &f.0).collect::<Vec<_>>(), want.iter().map(|f| &f.0).collect::<Vec<_>>());
+        assert_eq!(
+            shard_bytes(&out).iter().map(|f| &f.0).collect::<Vec<_>>(),
+            want.iter().map(|f| &f.0).collect::<Vec<_>>()
+        );
         for ((name, got), (_, exp)) in shard_bytes(&out).iter().zip(&want) {
             if name == "dataset.json" || name == "rejects.tsv" {
                 continue; // they name the output and input folders
@@ -399,7 +411,11 @@ fn a_short_disk_is_refused_before_writing() {
         cfg.assume_free_bytes = Some(free);
         let e = build::run(&cfg).unwrap_err().to_string();
         assert!(e.contains("not enough disk space") && e.contains("GiB"), "{e}");
-        assert!(!std::fs::read_dir(&out).unwrap().any(|f| f.unwrap().path().extension().is_some_and(|e| e == "parquet")));
+        assert!(!std::fs::read_dir(&out).unwrap().any(|f| f
+            .unwrap()
+            .path()
+            .extension()
+            .is_some_and(|e| e == "parquet")));
     }
 }
 
@@ -451,7 +467,10 @@ mod layouts {
     fn train_two_classes(input: &Path) {
         for (c, w) in ["n02", "n01"].iter().enumerate() {
             for i in 0..3 {
-                write(&input.join(format!("train/{w}/{i}.png")), &png_bytes(&DynamicImage::ImageRgb8(pattern(80 + i * 10, 60, c as u32))));
+                write(
+                    &input.join(format!("train/{w}/{i}.png")),
+                    &png_bytes(&DynamicImage::ImageRgb8(pattern(80 + i * 10, 60, c as u32))),
+                );
             }
         }
     }
@@ -492,10 +511,15 @@ mod layouts {
         cfg.max_reject_rate = 0.2;
         let s = build::run(&cfg).unwrap();
         assert_eq!(s.rejected, 1);
-        assert_eq!(val_labels(&out), [("ILSVRC2012_val_00000001.JPEG".to_string(), 1), ("ILSVRC2012_val_00000002.JPEG".to_string(), 0)]);
+        assert_eq!(
+            val_labels(&out),
+            [("ILSVRC2012_val_00000001.JPEG".to_string(), 1), ("ILSVRC2012_val_00000002.JPEG".to_string(), 0)]
+        );
         let m = Manifest::load(&out).unwrap();
         assert_eq!(m.classes[0].name, "first class, one");
-        assert!(std::fs::read_to_string(out.join("rejects.tsv")).unwrap().contains("ILSVRC2012_val_00000003.JPEG\tno label"));
+        assert!(std::fs::read_to_string(out.join("rejects.tsv"))
+            .unwrap()
+            .contains("ILSVRC2012_val_00000003.JPEG\tno label"));
     }
 
     #[test]
@@ -514,7 +538,10 @@ mod layouts {
         let mut cfg = config(&input, &out);
         cfg.input.devkit_synsets = Some(tmp.path().join("synsets.txt"));
         build::run(&cfg).unwrap();
-        assert_eq!(val_labels(&out), [("ILSVRC2012_val_00000001.JPEG".to_string(), 1), ("ILSVRC2012_val_00000002.JPEG".to_string(), 0)]);
+        assert_eq!(
+            val_labels(&out),
+            [("ILSVRC2012_val_00000001.JPEG".to_string(), 1), ("ILSVRC2012_val_00000002.JPEG".to_string(), 0)]
+        );
     }
 
     #[test]

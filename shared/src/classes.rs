@@ -26,10 +26,7 @@ impl ClassIndex {
             return Err(Error::Invalid("no classes: the train folder has no class sub-folders".into()));
         }
         if wnids.len() > i16::MAX as usize + 1 {
-            return Err(Error::Invalid(format!(
-                "{} classes: labels are int16, at most 32768 classes",
-                wnids.len()
-            )));
+            return Err(Error::Invalid(format!("{} classes: labels are int16, at most 32768 classes", wnids.len())));
         }
         let by_wnid = wnids.iter().enumerate().map(|(i, w)| (w.clone(), i)).collect();
         Ok(Self { wnids, by_wnid })

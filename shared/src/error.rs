@@ -17,11 +17,7 @@ pub enum Error {
     #[error("{path}: damaged or not a dataset shard: {message}")]
     Shard { path: PathBuf, message: String },
     #[error("{path}: sha256 is {actual}, the manifest says {expected}: the shard is damaged; rebuild it (rerun `preprocess build`)")]
-    Checksum {
-        path: PathBuf,
-        expected: String,
-        actual: String,
-    },
+    Checksum { path: PathBuf, expected: String, actual: String },
     #[error("{path}: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("row {row} is out of range: the {split} split has {rows} rows")]

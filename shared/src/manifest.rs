@@ -103,8 +103,8 @@ impl Manifest {
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
         let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let m: Manifest = serde_json::from_str(&text)
-            .map_err(|e| Error::Manifest { path: path.clone(), message: e.to_string() })?;
+        let m: Manifest =
+            serde_json::from_str(&text).map_err(|e| Error::Manifest { path: path.clone(), message: e.to_string() })?;
         m.validate().map_err(|message| Error::Manifest { path, message })?;
         Ok(m)
     }

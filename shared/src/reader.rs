@@ -73,7 +73,8 @@ impl ShardReader {
     pub fn open(path: &Path, encoding: Encoding) -> Result<Self> {
         let map = ShardMap::open(path)?;
         let bad = |m: String| Error::shard(path, m);
-        let reader = SerializedFileReader::new(map.clone()).map_err(|e| bad(format!("cannot read the Parquet footer ({e})")))?;
+        let reader =
+            SerializedFileReader::new(map.clone()).map_err(|e| bad(format!("cannot read the Parquet footer ({e})")))?;
         let meta = reader.metadata();
         let schema = meta.file_metadata().schema_descr();
         let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
@@ -107,7 +108,10 @@ impl ShardReader {
         for rg in 0..meta.num_row_groups() {
             let chunk = meta.row_group(rg).column(0);
             if chunk.compression() != Compression::UNCOMPRESSED {
-                return Err(bad(format!("row group {rg}: image column is compressed ({:?}); rebuild the dataset with preprocess", chunk.compression())));
+                return Err(bad(format!(
+                    "row group {rg}: image column is compressed ({:?}); rebuild the dataset with preprocess",
+                    chunk.compression()
+                )));
             }
             let rg_reader = reader.get_row_group(rg).map_err(|e| bad(format!("row group {rg}: {e}")))?;
             let mut pages = rg_reader.get_column_page_reader(0).map_err(|e| bad(format!("row group {rg}: {e}")))?;
@@ -167,7 +171,8 @@ impl ShardReader {
         let mut keys: Vec<StringArray> = Vec::new();
         for b in batches {
             let b = b.map_err(|e| bad(format!("reading labels and keys: {e}")))?;
-            let l = b.column(0).as_any().downcast_ref::<Int16Array>().ok_or_else(|| bad("label is not int16".into()))?;
+            let l =
+                b.column(0).as_any().downcast_ref::<Int16Array>().ok_or_else(|| bad("label is not int16".into()))?;
             let k = b.column(1).as_any().downcast_ref::<StringArray>().ok_or_else(|| bad("key is not utf8".into()))?;
             if l.null_count() > 0 || k.null_count() > 0 {
                 return Err(bad("null labels or keys".into()));
@@ -310,9 +315,10 @@ impl Dataset {
     }
 
     fn open_split(&self, split: Split, checksums: bool) -> Result<SplitReader> {
-        let entry = self.manifest.split(split).ok_or_else(|| {
-            Error::Invalid(format!("{}: the dataset has no {split} split", self.dir.display()))
-        })?;
+        let entry = self
+            .manifest
+            .split(split)
+            .ok_or_else(|| Error::Invalid(format!("{}: the dataset has no {split} split", self.dir.display())))?;
         let mut shards = Vec::with_capacity(entry.shards.len());
         let mut starts = vec![0];
         for s in &entry.shards {

@@ -138,8 +138,8 @@ fn pca(cov: &Matrix3<f64>) -> PcaStats {
 /// range `[start, start + pixel_sum.len())` of each image to `pixel_sum`, and returns
 /// their moments. `start` and `pixel_sum.len()` are multiples of 3 (whole pixels).
 pub fn accumulate_region(images: &[u8], start: usize, pixel_sum: &mut [u64]) -> Moments {
-    assert!(images.len() % IMAGE_BYTES == 0, "images must be whole 256x256x3 images");
-    assert!(start % 3 == 0 && pixel_sum.len() % 3 == 0 && start + pixel_sum.len() <= IMAGE_BYTES);
+    assert!(images.len().is_multiple_of(IMAGE_BYTES), "images must be whole 256x256x3 images");
+    assert!(start.is_multiple_of(3) && pixel_sum.len().is_multiple_of(3) && start + pixel_sum.len() <= IMAGE_BYTES);
     let mut m = Moments::default();
     for img in images.chunks_exact(IMAGE_BYTES) {
         let region = &img[start..start + pixel_sum.len()];
@@ -245,8 +245,7 @@ mod tests {
         let mut s = PixelStats::new();
         s.add_images(&imgs);
         let sum = s.summary().unwrap();
-        let px: Vec<[f64; 3]> =
-            imgs.chunks_exact(3).map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).collect();
+        let px: Vec<[f64; 3]> = imgs.chunks_exact(3).map(|p| [p[0] as f64, p[1] as f64, p[2] as f64]).collect();
         let n = px.len() as f64;
         let mean: Vec<f64> = (0..3).map(|c| px.iter().map(|p| p[c]).sum::<f64>() / n).collect();
         let mut cov = [[0.0; 3]; 3];

@@ -127,7 +127,12 @@ impl ShardWriter {
         Ok(ShardEntry { file: name, rows: n as u64, sha256 })
     }
 
-    fn batch(&self, rows: &ShardRows<'_>, start: usize, end: usize) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
+    fn batch(
+        &self,
+        rows: &ShardRows<'_>,
+        start: usize,
+        end: usize,
+    ) -> std::result::Result<RecordBatch, arrow_schema::ArrowError> {
         let image: ArrayRef = match &rows.images {
             ShardImages::Raw(b) => Arc::new(FixedSizeBinaryArray::try_new(
                 IMAGE_BYTES as i32,

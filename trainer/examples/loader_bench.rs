@@ -109,7 +109,10 @@ fn main() -> anyhow::Result<()> {
     println!("{encoding} shards, {} workers, batch {}, crop {}, {what}:", a.workers, a.batch, a.crop);
     println!("  loader alone (crops in the ring):         {crops_only:.0} images/s");
     println!("  {conv}, alone (one batch x{reps}): {float_only:.0} images/s");
-    println!("  end to end (float batch ready):          {full:.0} images/s  (waited for data {:.2} s)", waited.as_secs_f64());
+    println!(
+        "  end to end (float batch ready):          {full:.0} images/s  (waited for data {:.2} s)",
+        waited.as_secs_f64()
+    );
     println!("{full:.1} images/s with {} worker(s)", a.workers);
     Ok(())
 }

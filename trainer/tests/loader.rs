@@ -116,7 +116,11 @@ fn the_same_seed_gives_the_same_batches_whatever_the_threads() {
         for epoch in 0..2 {
             l.start(epoch);
             while let Some(b) = l.next_batch().unwrap() {
-                out.push((bytes(&b.images().unwrap()), Vec::<i64>::try_from(b.labels()).unwrap(), Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap()));
+                out.push((
+                    bytes(&b.images().unwrap()),
+                    Vec::<i64>::try_from(b.labels()).unwrap(),
+                    Vec::<f32>::try_from(b.alphas().flatten(0, -1)).unwrap(),
+                ));
             }
         }
         out
@@ -181,7 +185,11 @@ fn normalizer_applies_the_papers_formula() {
         let xv = Vec::<f32>::try_from(x.flatten(0, -1)).unwrap();
         for i in 0..4 {
             let spec = b.specs()[i];
-            let shift = pca_shift([alphas[3 * i], alphas[3 * i + 1], alphas[3 * i + 2]], m.stats.pca.eigenvalues, m.stats.pca.eigenvectors);
+            let shift = pca_shift(
+                [alphas[3 * i], alphas[3 * i + 1], alphas[3 * i + 2]],
+                m.stats.pca.eigenvalues,
+                m.stats.pca.eigenvectors,
+            );
             for &(y, xx, ch) in &[(0usize, 0usize, 0usize), (5, 97, 1), (99, 3, 2), (50, 50, 0)] {
                 let v = crops[((i * 100 + y) * 100 + xx) * 3 + ch] as f64 + shift[ch];
                 let sx = if spec.flip { spec.x + 99 - xx } else { spec.x + xx };
@@ -274,7 +282,11 @@ fn worker_float_crops_equal_the_device_conversion() {
     let dir = shared_dataset();
     let ds = Dataset::open(dir).unwrap();
     let mean_img = read_mean_image(&dir.join(&ds.manifest().mean_image)).unwrap();
-    for (norm, crops) in [(Normalization::MeanImage, Crops::Train), (Normalization::MeanRgb, Crops::Train), (Normalization::Torchvision, Crops::Ten)] {
+    for (norm, crops) in [
+        (Normalization::MeanImage, Crops::Train),
+        (Normalization::MeanRgb, Crops::Train),
+        (Normalization::Torchvision, Crops::Ten),
+    ] {
         let t = PixelTransform::new(ds.manifest(), Some(&mean_img), norm).unwrap();
         let n = Normalizer::from_transform(&t, Device::Cpu);
         let mut a = Loader::new(split(dir, Split::Train), cfg(4, 99, crops)).unwrap();

@@ -180,7 +180,11 @@ mod tests {
     fn pca_noise_has_the_papers_distribution_and_directions() {
         let lambda = [9356.0, 2147.0, 934.0];
         let s = 1.0 / 3f64.sqrt();
-        let p = [[s, s, s], [1.0 / 2f64.sqrt(), 0.0, -1.0 / 2f64.sqrt()], [1.0 / 6f64.sqrt(), -2.0 / 6f64.sqrt(), 1.0 / 6f64.sqrt()]];
+        let p = [
+            [s, s, s],
+            [1.0 / 2f64.sqrt(), 0.0, -1.0 / 2f64.sqrt()],
+            [1.0 / 6f64.sqrt(), -2.0 / 6f64.sqrt(), 1.0 / 6f64.sqrt()],
+        ];
         let n = 20000;
         let mut proj = [[0.0f64; 2]; 3]; // sum and sum of squares of the shift along p_i
         let mut cross = 0.0; // sum of (shift.p0)(shift.p1)

@@ -287,7 +287,9 @@ impl Loader {
         let capacity = cfg.batch_size * cfg.crops.per_image();
         let (free_tx, free_rx) = bounded::<HostBuffer>(buffers);
         for _ in 0..buffers {
-            free_tx.send(HostBuffer::new(capacity, cfg.crop, cfg.pin_memory, cfg.transform.is_some())).expect("ring has room");
+            free_tx
+                .send(HostBuffer::new(capacity, cfg.crop, cfg.pin_memory, cfg.transform.is_some()))
+                .expect("ring has room");
         }
         let (job_tx, job_rx) = unbounded::<Job>();
         let (ready_tx, ready_rx) = bounded::<Done>(buffers);
@@ -459,11 +461,14 @@ impl WorkerCtx {
             };
             buf.generation = job.generation;
             buf.index = job.index;
-            let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fill(&mut buf, &job, &mut decoded)));
+            let filled =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fill(&mut buf, &job, &mut decoded)));
             let result = match filled {
                 Ok(Ok(())) => Ok(buf),
                 Ok(Err(e)) => Err((buf, e)),
-                Err(_) => Err((buf, LoaderError::Panic { worker, message: format!("while filling batch {}", job.index) })),
+                Err(_) => {
+                    Err((buf, LoaderError::Panic { worker, message: format!("while filling batch {}", job.index) }))
+                }
             };
             if self.ready_tx.send((job.generation, job.index, result)).is_err() {
                 return;
@@ -487,7 +492,11 @@ impl WorkerCtx {
             let bytes = shard.image(r);
             let label = shard.labels()[r] as i64;
             let src: &[u8] = if jpeg {
-                decode_jpeg(bytes, decoded).map_err(|message| LoaderError::Image { shard: shard.path().to_path_buf(), row: r, message })?;
+                decode_jpeg(bytes, decoded).map_err(|message| LoaderError::Image {
+                    shard: shard.path().to_path_buf(),
+                    row: r,
+                    message,
+                })?;
                 decoded
             } else {
                 bytes
@@ -507,7 +516,9 @@ impl WorkerCtx {
             };
             for &spec in specs {
                 match &self.cfg.transform {
-                    Some(t) => t.crop_float(src, spec, crop, alpha, &mut buf.floats()[slot * per_crop..(slot + 1) * per_crop]),
+                    Some(t) => {
+                        t.crop_float(src, spec, crop, alpha, &mut buf.floats()[slot * per_crop..(slot + 1) * per_crop])
+                    }
                     None => crop_into(src, spec, crop, &mut buf.pixels()[slot * per_crop..(slot + 1) * per_crop]),
                 }
                 buf.labels.push(label);

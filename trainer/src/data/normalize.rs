@@ -142,7 +142,12 @@ pub struct Normalizer {
 
 impl Normalizer {
     /// `mean_image` (256x256x3 HWC, 0..255) is needed for `Normalization::MeanImage`.
-    pub fn new(manifest: &Manifest, mean_image: Option<&[f32]>, norm: Normalization, device: Device) -> Result<Self, LoaderError> {
+    pub fn new(
+        manifest: &Manifest,
+        mean_image: Option<&[f32]>,
+        norm: Normalization,
+        device: Device,
+    ) -> Result<Self, LoaderError> {
         Ok(Self::from_transform(&PixelTransform::new(manifest, mean_image, norm)?, device))
     }
 
@@ -226,5 +231,8 @@ fn index_grids(batch: &Batch, device: Device) -> Result<(Tensor, Tensor), Loader
         }
     }
     let shape = [batch.len() as i64, c as i64];
-    Ok((Tensor::from_slice(&ys).f_view(shape)?.f_to_device(device)?, Tensor::from_slice(&xs).f_view(shape)?.f_to_device(device)?))
+    Ok((
+        Tensor::from_slice(&ys).f_view(shape)?.f_to_device(device)?,
+        Tensor::from_slice(&xs).f_view(shape)?.f_to_device(device)?,
+    ))
 }
