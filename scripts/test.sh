@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Every test: the Rust tests of the workspace, then the Python cross-checks of a built
-# dataset against pyarrow, Pillow/torchvision and numpy.
+# Every test: the Rust tests of the workspace, then the Python cross-checks: a built
+# dataset against pyarrow, Pillow/torchvision and numpy; the models against the PyTorch
+# reference modules in ../shared/anchors (same weights, same logits, both ways).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo test --workspace --quiet
-cargo build --quiet -p preprocess
+cargo build --quiet -p preprocess -p trainer --example parity
+anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 bin=target/debug/preprocess
@@ -15,6 +17,9 @@ bin=target/debug/preprocess
 if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; then
     "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/raw" "$work/images"
     "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/jpeg" "$work/images"
+    target/debug/examples/parity dump "$work/parity" >/dev/null
+    "$ALEXNET_PYTHON" trainer/tests/check_parity.py "$work/parity" "$anchors"
+    target/debug/examples/parity check "$work/parity"
 else
     echo "test.sh: numpy/pillow/pyarrow/torchvision missing: Python cross-checks skipped" >&2
     exit 1

@@ -1,5 +1,8 @@
 //! `trainer`: the AlexNet training side (input pipeline, models, SGD, checkpoints,
-//! data parallel). So far: the input pipeline ([`data`]) and device selection.
+//! data parallel). So far: the input pipeline ([`data`]), the models ([`model`]),
+//! checkpoint files ([`checkpoint`]) and device selection.
 
+pub mod checkpoint;
 pub mod data;
 pub mod device;
+pub mod model;
