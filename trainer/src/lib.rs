@@ -6,3 +6,5 @@ pub mod checkpoint;
 pub mod data;
 pub mod device;
 pub mod model;
+pub mod schedule;
+pub mod sgd;
