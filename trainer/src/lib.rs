@@ -3,8 +3,11 @@
 //! checkpoint files ([`checkpoint`]) and device selection.
 
 pub mod checkpoint;
+pub mod config;
 pub mod data;
 pub mod device;
 pub mod model;
 pub mod schedule;
 pub mod sgd;
+pub mod topk;
+pub mod train;

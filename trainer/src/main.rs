@@ -1,5 +1,4 @@
-//! `train`: AlexNet training. This first version checks a device: it runs a small
-//! convolution and matrix product there and prints what libtorch sees.
+//! `train`: AlexNet training (`train run`), and a device check (`train check-device`).
 
 use std::process::ExitCode;
 
@@ -15,6 +14,29 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train: `train run --config configs/alexnet-paper.toml --data DATASET --run-dir RUN`.
+    Run {
+        /// TOML preset (configs/); with --resume, the run's saved config.toml is used.
+        #[arg(long)]
+        config: Option<std::path::PathBuf>,
+        /// Dataset folder built by `preprocess build`.
+        #[arg(long)]
+        data: std::path::PathBuf,
+        /// Run folder: config.toml, metrics.jsonl, checkpoints/.
+        #[arg(long)]
+        run_dir: std::path::PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// Continue the run in --run-dir from its latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+        /// Stop after N steps of this process, with a checkpoint (as on SIGTERM).
+        #[arg(long)]
+        max_steps: Option<u64>,
+        /// libtorch intra-op threads (torchrun sets OMP_NUM_THREADS=1: set it here).
+        #[arg(long)]
+        threads: Option<i32>,
+    },
     /// Check that libtorch works on a device: cpu, cuda or cuda:N.
     CheckDevice {
         #[arg(long, default_value = "cpu")]
@@ -34,6 +56,43 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
+        Command::Run { config, data, run_dir, device, resume, max_steps, threads } => {
+            use anyhow::Context;
+            let saved = run_dir.join("config.toml");
+            let path = match (&config, resume && saved.exists()) {
+                (_, true) => saved,
+                (Some(c), false) => c.clone(),
+                (None, false) => anyhow::bail!("give --config (a preset from configs/), or --resume a run"),
+            };
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let cfg = trainer::config::TrainConfig::from_toml(&text)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            if let Some(t) = threads {
+                tch::set_num_threads(t);
+            }
+            let opts = trainer::train::RunOptions {
+                data,
+                run_dir,
+                device: trainer::device::parse_device(&device)?,
+                resume,
+                max_steps,
+            };
+            let s = trainer::train::run(&cfg, &opts)?;
+            match (s.val_top1, s.val_top5) {
+                (Some(t1), Some(t5)) => println!(
+                    "epochs {} steps {}: val top-1 {:.2}% top-5 {:.2}% (error {:.2}% / {:.2}%); checkpoint {}",
+                    s.epochs_done,
+                    s.global_step,
+                    100.0 * t1,
+                    100.0 * t5,
+                    100.0 * (1.0 - t1),
+                    100.0 * (1.0 - t5),
+                    s.last_checkpoint.display()
+                ),
+                _ => println!("stopped at step {}; checkpoint {}", s.global_step, s.last_checkpoint.display()),
+            }
+            Ok(())
+        }
         Command::CheckDevice { device } => {
             let dev = trainer::device::parse_device(&device)?;
             tch::manual_seed(0);

@@ -99,7 +99,8 @@ mod tests {
     fn matches_torch_optim_sgd() {
         let w = Tensor::from_slice(&[0.5f32, -1.0, 2.0, 0.1, 0.0, -0.3]).view([2, 3]).set_requires_grad(true);
         let mut opt = Sgd::new(vec![w.shallow_clone()], 0.9, 0.01);
-        let grads = [[1.0f32, 2.0, -1.0, 0.5, 0.5, 0.5], [-1.0, 0.0, 3.0, 0.2, -0.2, 1.0], [0.3, 0.3, 0.3, 1.0, 1.0, 1.0]];
+        let grads =
+            [[1.0f32, 2.0, -1.0, 0.5, 0.5, 0.5], [-1.0, 0.0, 3.0, 0.2, -0.2, 1.0], [0.3, 0.3, 0.3, 1.0, 1.0, 1.0]];
         for (i, g) in grads.iter().enumerate() {
             opt.zero_grad();
             // d(sum(w * g))/dw = g

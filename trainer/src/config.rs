@@ -1,0 +1,174 @@
+//! The training configuration: TOML presets in `configs/`, every key known
+//! (`deny_unknown_fields`), defaults from the paper (sections 3-5). Every run saves
+//! the resolved configuration as `RUN_DIR/config.toml` before it starts.
+
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Normalization, Shuffle};
+use crate::model::ModelConfig;
+use crate::schedule::Schedule;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub model: ModelSection,
+    #[serde(default)]
+    pub data: DataSection,
+    pub optim: OptimSection,
+    #[serde(default)]
+    pub run: RunSection,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSection {
+    pub arch: crate::model::Arch,
+    #[serde(default = "one")]
+    pub width: f64,
+    pub crop: usize,
+    #[serde(default = "lrn_alpha")]
+    pub lrn_alpha: f64,
+    #[serde(default = "two")]
+    pub lrn_towers: usize,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DataSection {
+    pub normalization: Normalization,
+    pub workers: usize,
+    pub prefetch: usize,
+    pub shuffle: Shuffle,
+    pub flip: bool,
+    pub pca_noise: bool,
+}
+
+impl Default for DataSection {
+    fn default() -> Self {
+        Self {
+            normalization: Normalization::MeanImage,
+            workers: 4,
+            prefetch: 4,
+            shuffle: Shuffle::Full,
+            flip: true,
+            pca_noise: true,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OptimSection {
+    pub batch_size: usize,
+    pub lr: f64,
+    #[serde(default = "momentum")]
+    pub momentum: f64,
+    pub weight_decay: f64,
+    pub epochs: usize,
+    pub schedule: Schedule,
+    /// Paper section 5: N(0, 0.01) weights and the bias ones; otherwise PyTorch's.
+    #[serde(default = "yes")]
+    pub paper_init: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RunSection {
+    pub seed: u64,
+    /// Write a checkpoint every N minutes as well as every epoch (preemptible clusters).
+    pub checkpoint_minutes: f64,
+    /// Epoch checkpoints kept besides the best one.
+    pub keep_last: usize,
+    pub log_every_steps: usize,
+}
+
+impl Default for RunSection {
+    fn default() -> Self {
+        Self { seed: 0, checkpoint_minutes: 30.0, keep_last: 3, log_every_steps: 50 }
+    }
+}
+
+fn one() -> f64 {
+    1.0
+}
+fn two() -> usize {
+    2
+}
+fn lrn_alpha() -> f64 {
+    1e-4
+}
+fn momentum() -> f64 {
+    0.9
+}
+fn yes() -> bool {
+    true
+}
+
+impl TrainConfig {
+    /// Parses TOML; an unknown key or a bad value is a one-line error naming it.
+    pub fn from_toml(text: &str) -> Result<Self, String> {
+        let c: TrainConfig = toml::from_str(text).map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))?;
+        c.validate()?;
+        Ok(c)
+    }
+
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).expect("config serializes")
+    }
+
+    pub fn model_config(&self, num_classes: usize) -> ModelConfig {
+        ModelConfig {
+            arch: self.model.arch,
+            num_classes,
+            crop: self.model.crop,
+            width: self.model.width,
+            lrn_alpha: self.model.lrn_alpha,
+            lrn_towers: if self.model.arch == crate::model::Arch::Owt { 1 } else { self.model.lrn_towers },
+        }
+    }
+
+    pub fn validate(&self) -> Result<(), String> {
+        self.model_config(1).validate()?;
+        let o = &self.optim;
+        if o.batch_size == 0 || o.epochs == 0 {
+            return Err("optim.batch_size and optim.epochs must be at least 1".into());
+        }
+        if !(o.lr > 0.0) || o.weight_decay < 0.0 || !(0.0..1.0).contains(&o.momentum) {
+            return Err("optim: lr must be > 0, weight_decay >= 0, momentum in [0, 1)".into());
+        }
+        if self.data.workers == 0 {
+            return Err("data.workers must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn preset(name: &str) -> String {
+        std::fs::read_to_string(format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    #[test]
+    fn the_presets_parse_and_hold_the_papers_numbers() {
+        let p = TrainConfig::from_toml(&preset("alexnet-paper")).unwrap();
+        assert_eq!((p.optim.batch_size, p.optim.lr, p.optim.momentum, p.optim.weight_decay), (128, 0.01, 0.9, 5e-4));
+        assert_eq!((p.model.crop, p.model.lrn_alpha, p.model.lrn_towers), (227, 1e-4, 2));
+        let o = TrainConfig::from_toml(&preset("alexnet-owt")).unwrap();
+        assert_eq!(o.optim.schedule, Schedule::Step { step_epochs: 30, gamma: 0.1 });
+        assert_eq!((o.optim.batch_size, o.optim.weight_decay, o.optim.epochs), (256, 1e-4, 90));
+        let d = TrainConfig::from_toml(&preset("demo")).unwrap();
+        assert_eq!(TrainConfig::from_toml(&d.to_toml()).unwrap(), d);
+    }
+
+    #[test]
+    fn an_unknown_key_is_a_one_line_error_naming_it() {
+        let text = preset("demo").replace("[optim]", "[optim]\nlearning_rate = 0.1");
+        let e = TrainConfig::from_toml(&text).unwrap_err();
+        assert!(e.contains("learning_rate") && !e.contains('\n'), "{e}");
+        let e = TrainConfig::from_toml(&preset("demo").replace("crop = ", "crop = 1 #")).unwrap_err();
+        assert!(e.contains("crop"), "{e}");
+    }
+}

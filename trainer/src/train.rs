@@ -1,0 +1,447 @@
+//! The training run: for epoch { for batch { forward; loss; backward; step; log }
+//! validate; checkpoint }, resumable exactly.
+//!
+//! Every random draw comes from (seed, epoch, step): the loader's crops, flips and
+//! colour noise (see [`crate::data`]), and dropout, for which libtorch's generator is
+//! reseeded before each step. With the momentum buffers and the loader position saved
+//! beside each checkpoint, a run stopped and resumed ends with the same weights as one
+//! that never stopped. SIGINT/SIGTERM finish the current step, write a checkpoint and
+//! exit cleanly; a NaN or infinite loss stops the run naming the step and keeps the
+//! last good checkpoint.
+
+use std::collections::HashMap;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+
+use alexnet_shared::{read_mean_image, sha256_file, Dataset, Split, MANIFEST_FILE};
+use anyhow::{bail, ensure, Context, Result};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use tch::{nn::VarStore, Device, Kind, Tensor};
+
+use crate::checkpoint::{load_model, save_model, CheckpointMeta};
+use crate::config::TrainConfig;
+use crate::data::sampler::derive_seed;
+use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform};
+use crate::model::AlexNet;
+use crate::schedule::learning_rate;
+use crate::sgd::Sgd;
+
+const OPTIM_FORMAT: &str = "alexnet-optim-v1";
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub data: PathBuf,
+    pub run_dir: PathBuf,
+    pub device: Device,
+    pub resume: bool,
+    /// Stop (with a checkpoint, as on SIGTERM) after this many steps of this process.
+    pub max_steps: Option<u64>,
+}
+
+#[derive(Debug, Clone)]
+pub struct TrainSummary {
+    pub epochs_done: usize,
+    pub global_step: u64,
+    pub val_top1: Option<f64>,
+    pub val_top5: Option<f64>,
+    pub stopped_early: bool,
+    pub last_checkpoint: PathBuf,
+}
+
+/// Where a run stands: saved in `*.optim.safetensors`.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Position {
+    epoch: usize,
+    /// Batches of `epoch` already trained.
+    batch: usize,
+    global_step: u64,
+    val_errors: Vec<f64>,
+    best_top1: f64,
+}
+
+pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
+    let ds = Dataset::open(&opt.data)?;
+    let manifest = ds.manifest().clone();
+    let manifest_sha = sha256_file(&opt.data.join(MANIFEST_FILE))?;
+    let ckpt_dir = opt.run_dir.join("checkpoints");
+    let latest = latest_checkpoint(&ckpt_dir)?;
+    if latest.is_some() && !opt.resume {
+        bail!(
+            "{} already holds checkpoints: use --resume to continue it, or another run folder",
+            opt.run_dir.display()
+        );
+    }
+    std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
+    alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+
+    let mcfg = cfg.model_config(manifest.classes.len());
+    let mut vs = VarStore::new(opt.device);
+    let mut model = AlexNet::new(&vs.root(), &mcfg).map_err(anyhow::Error::msg)?;
+    tch::manual_seed(derive_seed(&[cfg.run.seed, 0x1a17]) as i64);
+    if cfg.optim.paper_init {
+        model.paper_init();
+    } else {
+        model.torch_default_init();
+    }
+    let mut names: Vec<String> = vs.variables().keys().cloned().collect();
+    names.sort();
+    let vars = vs.variables();
+    let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+    let mut sgd = Sgd::new(params, cfg.optim.momentum, cfg.optim.weight_decay);
+
+    let mut pos = Position { best_top1: -1.0, ..Default::default() };
+    if let Some(path) = &latest {
+        let meta = load_model(path, &mut vs)?.context("checkpoint without metadata")?;
+        ensure!(
+            meta.model == mcfg,
+            "{}: a checkpoint of another model ({:?}), not {:?}",
+            path.display(),
+            meta.model,
+            mcfg
+        );
+        ensure!(
+            meta.wnids == manifest.wnids(),
+            "{}: made for other classes than {}",
+            path.display(),
+            opt.data.display()
+        );
+        pos = load_optim(&optim_path(path), &names, &mut sgd)?;
+        eprintln!(
+            "train: resuming from {} (epoch {}, batch {}, step {})",
+            path.display(),
+            pos.epoch,
+            pos.batch,
+            pos.global_step
+        );
+    }
+
+    let mean = read_mean_image(&opt.data.join(&manifest.mean_image))?;
+    let transform = PixelTransform::new(&manifest, Some(&mean), cfg.data.normalization)?;
+    let norm = Normalizer::from_transform(&transform, opt.device);
+    let on_cpu = opt.device == Device::Cpu;
+    let loader_cfg = |crops: Crops| {
+        let mut c = LoaderConfig::new(cfg.optim.batch_size, mcfg.crop, crops);
+        c.workers = cfg.data.workers;
+        c.prefetch = cfg.data.prefetch;
+        c.seed = cfg.run.seed;
+        c.shuffle = cfg.data.shuffle;
+        c.flip = cfg.data.flip;
+        // On the CPU the workers make float crops (see BENCHMARKS.md); on a GPU they
+        // make uint8 crops, converted there. PCA noise off: zero coefficients' shift.
+        if on_cpu {
+            c.transform = Some(transform.clone());
+        }
+        c
+    };
+    let mut train = Loader::new(Arc::new(ds.split(Split::Train)?), loader_cfg(Crops::Train))?;
+    let mut val = Loader::new(Arc::new(ds.split(Split::Val)?), loader_cfg(Crops::Center))?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
+    }
+    let mut metrics = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(opt.run_dir.join("metrics.jsonl"))
+        .context("opening metrics.jsonl")?;
+    let mut last_ckpt = latest.clone().unwrap_or_default();
+    let mut last_ckpt_time = Instant::now();
+    let mut steps_here = 0u64;
+    let mut last_val = (None, None);
+
+    let meta_at = |p: &Position| CheckpointMeta {
+        model: mcfg.clone(),
+        normalization: cfg.data.normalization.name().into(),
+        epoch: p.epoch as u64,
+        step: p.global_step,
+        manifest_sha256: manifest_sha.clone(),
+        wnids: manifest.wnids(),
+    };
+
+    while pos.epoch < cfg.optim.epochs {
+        let lr = learning_rate(&cfg.optim.schedule, cfg.optim.lr, pos.epoch, &pos.val_errors);
+        let steps = train.start(pos.epoch as u64);
+        ensure!(steps > 0, "the train split has fewer rows than one batch of {}", cfg.optim.batch_size);
+        let (t_epoch, mut t_log, mut loss_sum, mut loss_n, mut images) = (Instant::now(), Instant::now(), 0.0, 0, 0);
+        let wait0 = train.stats().wait;
+        let mut b = 0;
+        while let Some(batch) = train.next_batch()? {
+            if b < pos.batch {
+                b += 1; // resumed mid-epoch: these were trained before the stop
+                continue;
+            }
+            // Dropout draws depend on (seed, epoch, step) only.
+            tch::manual_seed(derive_seed(&[cfg.run.seed, pos.epoch as u64, b as u64, 0xd409]) as i64);
+            let x = norm.apply(&batch, cfg.data.pca_noise)?;
+            let y = batch.labels().to_device(opt.device);
+            let logits = model.forward_t(&x, true);
+            let loss = logits.cross_entropy_for_logits(&y);
+            sgd.zero_grad();
+            loss.backward();
+            let l = loss.double_value(&[]); // host sync: the loss is checked every step
+            if !l.is_finite() {
+                bail!(
+                    "loss is {l} at epoch {} step {} (global step {}): stopping; the last good checkpoint is {}",
+                    pos.epoch,
+                    b,
+                    pos.global_step,
+                    if last_ckpt.as_os_str().is_empty() { "none".into() } else { last_ckpt.display().to_string() }
+                );
+            }
+            sgd.step(lr);
+            drop(batch);
+            b += 1;
+            pos.batch = b;
+            pos.global_step += 1;
+            steps_here += 1;
+            loss_sum += l;
+            loss_n += 1;
+            images += cfg.optim.batch_size;
+            if pos.global_step % cfg.run.log_every_steps.max(1) as u64 == 0 || b == steps {
+                let secs = t_log.elapsed().as_secs_f64();
+                let rate = images as f64 / secs.max(1e-9);
+                let wait = (train.stats().wait - wait0).as_secs_f64();
+                writeln!(
+                    metrics,
+                    "{{\"time\": {:.3}, \"kind\": \"train\", \"epoch\": {}, \"step\": {}, \"loss\": {:.5}, \"lr\": {}, \"images_per_s\": {rate:.1}, \"data_wait_s\": {wait:.3}}}",
+                    unix_time(),
+                    pos.epoch,
+                    pos.global_step,
+                    loss_sum / loss_n as f64,
+                    lr
+                )?;
+                eprintln!(
+                    "train: epoch {} [{b}/{steps}] loss {:.4} lr {lr} {rate:.0} images/s (waited for data {wait:.1} s)",
+                    pos.epoch,
+                    loss_sum / loss_n as f64
+                );
+                (t_log, loss_sum, loss_n, images) = (Instant::now(), 0.0, 0, 0);
+            }
+            let interrupted = stop.load(Ordering::Relaxed) || opt.max_steps.is_some_and(|m| steps_here >= m);
+            let timed = last_ckpt_time.elapsed().as_secs_f64() >= cfg.run.checkpoint_minutes * 60.0;
+            if (interrupted || timed) && b < steps {
+                last_ckpt = write_checkpoint(
+                    &ckpt_dir,
+                    &format!("step-{:09}", pos.global_step),
+                    &vs,
+                    &meta_at(&pos),
+                    &pos,
+                    &names,
+                    &sgd,
+                )?;
+                last_ckpt_time = Instant::now();
+                if interrupted {
+                    eprintln!("train: stopped at epoch {} batch {b}; resume with --resume", pos.epoch);
+                    return Ok(TrainSummary {
+                        epochs_done: pos.epoch,
+                        global_step: pos.global_step,
+                        val_top1: last_val.0,
+                        val_top5: last_val.1,
+                        stopped_early: true,
+                        last_checkpoint: last_ckpt,
+                    });
+                }
+            }
+        }
+        // Validation: center crops, every val image once.
+        let (top1, top5, vloss) = validate(&model, &mut val, &norm, opt.device)?;
+        last_val = (Some(top1), Some(top5));
+        writeln!(
+            metrics,
+            "{{\"time\": {:.3}, \"kind\": \"val\", \"epoch\": {}, \"step\": {}, \"top1\": {top1:.5}, \"top5\": {top5:.5}, \"loss\": {vloss:.5}, \"epoch_seconds\": {:.1}}}",
+            unix_time(),
+            pos.epoch,
+            pos.global_step,
+            t_epoch.elapsed().as_secs_f64()
+        )?;
+        eprintln!(
+            "train: epoch {} val top-1 {:.2}% top-5 {:.2}% loss {vloss:.4}",
+            pos.epoch,
+            100.0 * top1,
+            100.0 * top5
+        );
+        pos.val_errors.push(1.0 - top1);
+        pos.epoch += 1;
+        pos.batch = 0;
+        let improved = top1 > pos.best_top1;
+        if improved {
+            pos.best_top1 = top1;
+        }
+        last_ckpt =
+            write_checkpoint(&ckpt_dir, &format!("epoch-{:03}", pos.epoch), &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+        last_ckpt_time = Instant::now();
+        if improved {
+            write_checkpoint(&ckpt_dir, "best", &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+        }
+        prune(&ckpt_dir, cfg.run.keep_last)?;
+        if stop.load(Ordering::Relaxed) || opt.max_steps.is_some_and(|m| steps_here >= m) {
+            break;
+        }
+    }
+    Ok(TrainSummary {
+        epochs_done: pos.epoch,
+        global_step: pos.global_step,
+        val_top1: last_val.0,
+        val_top5: last_val.1,
+        stopped_early: pos.epoch < cfg.optim.epochs,
+        last_checkpoint: last_ckpt,
+    })
+}
+
+/// Center-crop top-1, top-5 (fractions) and mean loss over the val split.
+pub fn validate(model: &AlexNet, val: &mut Loader, norm: &Normalizer, device: Device) -> Result<(f64, f64, f64)> {
+    val.start(0);
+    let (mut n, mut c1, mut c5, mut loss) = (0i64, 0i64, 0i64, 0.0);
+    tch::no_grad(|| -> Result<()> {
+        while let Some(batch) = val.next_batch()? {
+            let x = norm.apply(&batch, false)?;
+            let y = batch.labels().to_device(device);
+            let logits = model.forward_t(&x, false);
+            loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * batch.len() as f64;
+            let (a, b) = crate::topk::correct_top1_top5(&logits.to_device(Device::Cpu), &y.to_device(Device::Cpu))?;
+            c1 += a;
+            c5 += b;
+            n += batch.len() as i64;
+        }
+        Ok(())
+    })?;
+    ensure!(n > 0, "the val split is empty");
+    Ok((c1 as f64 / n as f64, c5 as f64 / n as f64, loss / n as f64))
+}
+
+fn unix_time() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
+}
+
+fn optim_path(model: &Path) -> PathBuf {
+    let s = model.to_string_lossy();
+    PathBuf::from(s.trim_end_matches(".safetensors").to_string() + ".optim.safetensors")
+}
+
+/// Model file, then optimizer file (the optimizer file is written last: a checkpoint
+/// counts only when both exist).
+fn write_checkpoint(
+    dir: &Path,
+    stem: &str,
+    vs: &VarStore,
+    meta: &CheckpointMeta,
+    pos: &Position,
+    names: &[String],
+    sgd: &Sgd,
+) -> Result<PathBuf> {
+    let path = dir.join(format!("{stem}.safetensors"));
+    save_model(&path, vs, Some(meta))?;
+    let bufs = sgd.buffers();
+    let blobs: Vec<(String, Vec<usize>, Vec<u8>)> = names
+        .iter()
+        .zip(&bufs)
+        .map(|(n, t)| {
+            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let v = Vec::<f32>::try_from(t.flatten(0, -1)).expect("float buffer");
+            (
+                format!("momentum.{n}"),
+                t.size().iter().map(|&d| d as usize).collect(),
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            )
+        })
+        .collect();
+    let views: Vec<(String, TensorView<'_>)> = blobs
+        .iter()
+        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("sizes match")))
+        .collect();
+    let meta: HashMap<String, String> = HashMap::from([
+        ("format".into(), OPTIM_FORMAT.into()),
+        ("epoch".into(), pos.epoch.to_string()),
+        ("batch".into(), pos.batch.to_string()),
+        ("global_step".into(), pos.global_step.to_string()),
+        ("val_errors".into(), serde_json::to_string(&pos.val_errors)?),
+        ("best_top1".into(), pos.best_top1.to_string()),
+    ]);
+    let bytes = safetensors::serialize(views, Some(meta))?;
+    alexnet_shared::atomic_write(&optim_path(&path), &bytes)?;
+    Ok(path)
+}
+
+fn load_optim(path: &Path, names: &[String], sgd: &mut Sgd) -> Result<Position> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    let st =
+        SafeTensors::deserialize(&bytes).with_context(|| format!("{}: damaged optimizer state", path.display()))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)?;
+    let m = header.metadata().clone().unwrap_or_default();
+    ensure!(
+        m.get("format").map(String::as_str) == Some(OPTIM_FORMAT),
+        "{}: not an optimizer state file",
+        path.display()
+    );
+    let get = |k: &str| m.get(k).with_context(|| format!("{}: no {k}", path.display()));
+    let pos = Position {
+        epoch: get("epoch")?.parse()?,
+        batch: get("batch")?.parse()?,
+        global_step: get("global_step")?.parse()?,
+        val_errors: serde_json::from_str(get("val_errors")?)?,
+        best_top1: get("best_top1")?.parse()?,
+    };
+    let mut bufs = Vec::with_capacity(names.len());
+    for n in names {
+        let v =
+            st.tensor(&format!("momentum.{n}")).with_context(|| format!("{}: no momentum for {n}", path.display()))?;
+        let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
+        bufs.push(Tensor::f_from_data_size(v.data(), &shape, Kind::Float)?);
+    }
+    sgd.set_buffers(bufs, pos.global_step > 0).map_err(anyhow::Error::msg)?;
+    Ok(pos)
+}
+
+/// The checkpoint with the highest global step whose optimizer file exists.
+fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
+    if !dir.exists() {
+        return Ok(None);
+    }
+    let mut best: Option<(u64, PathBuf)> = None;
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if !name.ends_with(".optim.safetensors") || name.starts_with("best") || name.starts_with('.') {
+            continue;
+        }
+        let bytes = std::fs::read(&p)?;
+        let Ok((_, h)) = SafeTensors::read_metadata(&bytes) else { continue };
+        let step: u64 =
+            h.metadata().as_ref().and_then(|m| m.get("global_step")).and_then(|s| s.parse().ok()).unwrap_or(0);
+        let model = PathBuf::from(p.to_string_lossy().replace(".optim.safetensors", ".safetensors"));
+        if model.exists() && best.as_ref().is_none_or(|(s, _)| step > *s) {
+            best = Some((step, model));
+        }
+    }
+    Ok(best.map(|(_, p)| p))
+}
+
+/// Keeps the `keep` newest epoch checkpoints (and `best`); step checkpoints older than
+/// the newest epoch checkpoint go too.
+fn prune(dir: &Path, keep: usize) -> Result<()> {
+    let mut epochs: Vec<PathBuf> = Vec::new();
+    let mut steps: Vec<PathBuf> = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(".optim.safetensors") {
+            continue;
+        }
+        if name.starts_with("epoch-") {
+            epochs.push(p);
+        } else if name.starts_with("step-") {
+            steps.push(p);
+        }
+    }
+    epochs.sort();
+    let old = epochs.len().saturating_sub(keep.max(1));
+    for p in epochs.iter().take(old).chain(steps.iter()) {
+        let _ = std::fs::remove_file(p);
+        let _ = std::fs::remove_file(optim_path(p));
+    }
+    Ok(())
+}

@@ -1,0 +1,131 @@
+//! The training run on a tiny preset: the loss falls, a run stopped and resumed ends
+//! with the same weights as one that never stopped, bad inputs are one-line errors.
+
+use std::path::{Path, PathBuf};
+
+use alexnet_shared::Encoding;
+use preprocess::build::{self, BuildConfig};
+use preprocess::inputs::InputOptions;
+use preprocess::synth;
+use tch::{nn::VarStore, Device};
+use trainer::checkpoint::load_model;
+use trainer::config::TrainConfig;
+use trainer::model::AlexNet;
+use trainer::train::{run, RunOptions};
+
+fn dataset(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    let mut s = synth::SynthConfig::new(images.clone());
+    s.classes = 3;
+    s.train_per_class = 16;
+    s.val_per_class = 4;
+    s.corrupt = 0;
+    synth::run(&s).unwrap();
+    let out = dir.join("ds");
+    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
+    cfg.encoding = Encoding::Raw;
+    cfg.threads = 2;
+    cfg.progress = false;
+    build::run(&cfg).unwrap();
+    out
+}
+
+const TINY: &str = r#"
+[model]
+arch = "paper"
+crop = 67
+width = 0.1
+
+[data]
+normalization = "mean-image"
+workers = 2
+prefetch = 2
+shuffle = "full"
+flip = true
+pca_noise = true
+
+[optim]
+batch_size = 8
+lr = 0.02
+momentum = 0.9
+weight_decay = 5e-4
+epochs = 3
+paper_init = false
+schedule = { kind = "step", step_epochs = 2, gamma = 0.1 }
+
+[run]
+seed = 4
+checkpoint_minutes = 30.0
+keep_last = 2
+log_every_steps = 2
+"#;
+
+fn weights(path: &Path, cfg: &TrainConfig) -> Vec<(String, tch::Tensor)> {
+    let mut vs = VarStore::new(Device::Cpu);
+    let _m = AlexNet::new(&vs.root(), &cfg.model_config(3)).unwrap();
+    load_model(path, &mut vs).unwrap();
+    let mut v: Vec<(String, tch::Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
+    tch::set_num_threads(1);
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let cfg = TrainConfig::from_toml(TINY).unwrap();
+    let opts = |dir: &str, resume: bool, max_steps: Option<u64>| RunOptions {
+        data: data.clone(),
+        run_dir: t.path().join(dir),
+        device: Device::Cpu,
+        resume,
+        max_steps,
+    };
+    // 48 train rows, batch 8: 6 steps per epoch, 18 in all.
+    let full = run(&cfg, &opts("full", false, None)).unwrap();
+    assert_eq!((full.global_step, full.epochs_done, full.stopped_early), (18, 3, false));
+
+    // Stop mid-epoch (step 4 of epoch 0), then at an epoch boundary, then finish.
+    let a = run(&cfg, &opts("resumed", false, Some(4))).unwrap();
+    assert!(a.stopped_early && a.global_step == 4);
+    let e = run(&cfg, &opts("resumed", false, None)).unwrap_err().to_string();
+    assert!(e.contains("--resume"), "{e}");
+    let b = run(&cfg, &opts("resumed", true, Some(8))).unwrap();
+    assert_eq!(b.global_step, 12);
+    let c = run(&cfg, &opts("resumed", true, None)).unwrap();
+    assert_eq!((c.global_step, c.epochs_done), (18, 3));
+
+    let (wa, wb) = (weights(&full.last_checkpoint, &cfg), weights(&c.last_checkpoint, &cfg));
+    for ((n, x), (_, y)) in wa.iter().zip(&wb) {
+        assert!(x.equal(y), "{n} differs between the uninterrupted and the resumed run");
+    }
+    assert_eq!((full.val_top1, full.val_top5), (c.val_top1, c.val_top5));
+    // The loss fell: metrics.jsonl of the full run.
+    let m = std::fs::read_to_string(t.path().join("full/metrics.jsonl")).unwrap();
+    let losses: Vec<f64> = m
+        .lines()
+        .filter(|l| l.contains("\"kind\": \"train\""))
+        .map(|l| l.split("\"loss\": ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap())
+        .collect();
+    assert!(losses.len() >= 6);
+    let first: f64 = losses[..2].iter().sum::<f64>() / 2.0;
+    let last: f64 = losses[losses.len() - 2..].iter().sum::<f64>() / 2.0;
+    assert!(last < first, "loss did not fall: {losses:?}");
+    // Kept: the last 2 epoch checkpoints and the best; no step checkpoints.
+    let mut files: Vec<String> = std::fs::read_dir(t.path().join("resumed/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.contains(".optim."))
+        .collect();
+    files.sort();
+    assert_eq!(files, ["best.safetensors", "epoch-002.safetensors", "epoch-003.safetensors"]);
+}
+
+#[test]
+fn a_checkpoint_of_other_classes_or_a_bad_config_is_a_one_line_error() {
+    let e = TrainConfig::from_toml(&TINY.replace("[run]", "[run]\nsed = 1")).unwrap_err();
+    assert!(e.contains("sed") && !e.contains('\n'), "{e}");
+    let e = TrainConfig::from_toml(&TINY.replace("crop = 67", "crop = 40")).unwrap_err();
+    assert!(e.contains("crop 40"), "{e}");
+}
