@@ -8,6 +8,7 @@ source scripts/setup.sh
 cargo test --workspace --quiet
 cargo build --quiet -p preprocess -p trainer --example parity
 anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
+[ -f "$anchors/reference_models.py" ] || { echo "test.sh: no reference models in $anchors (../shared/anchors beside the checkout): set ANCHORS" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 bin=target/debug/preprocess
