@@ -357,9 +357,10 @@ mod tests {
         m.torch_default_init();
         let v = vs.variables();
         let w = &v["classifier.1.weight"];
-        assert!(w.abs().max().double_value(&[]) <= 1.0 / 96.0);
+        // float32 draws: allow the rounding of the bound itself
+        assert!(w.abs().max().double_value(&[]) <= 1.0 / 96.0 * (1.0 + 1e-6));
         assert!((w.std(true).double_value(&[]) - 0.006014).abs() < 0.0001);
         let b = &v["features.0.bias"]; // fan_in 3 * 11 * 11 = 363
-        assert!(b.abs().max().double_value(&[]) <= 1.0 / 363f64.sqrt());
+        assert!(b.abs().max().double_value(&[]) <= 1.0 / 363f64.sqrt() * (1.0 + 1e-6));
     }
 }
