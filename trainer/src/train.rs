@@ -129,8 +129,9 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
         c.seed = cfg.run.seed;
         c.shuffle = cfg.data.shuffle;
         c.flip = cfg.data.flip;
+        c.pca_noise = cfg.data.pca_noise;
         // On the CPU the workers make float crops (see BENCHMARKS.md); on a GPU they
-        // make uint8 crops, converted there. PCA noise off: zero coefficients' shift.
+        // make uint8 crops, converted there.
         if on_cpu {
             c.transform = Some(transform.clone());
         }

@@ -306,3 +306,20 @@ fn worker_float_crops_equal_the_device_conversion() {
         }
     }
 }
+
+#[test]
+fn pca_noise_off_gives_zero_coefficients_and_no_shift() {
+    let dir = shared_dataset();
+    let mut c = cfg(4, 64, Crops::Train);
+    c.pca_noise = false;
+    let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+    l.start(0);
+    let b = l.next_batch().unwrap().unwrap();
+    assert_eq!(b.alphas().abs().sum(Kind::Float).double_value(&[]), 0.0);
+    let mut c = cfg(4, 64, Crops::Train);
+    c.pca_noise = true;
+    let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+    l.start(0);
+    let b = l.next_batch().unwrap().unwrap();
+    assert!(b.alphas().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+}

@@ -66,6 +66,8 @@ pub struct LoaderConfig {
     pub shuffle: Shuffle,
     /// Random horizontal flips (training).
     pub flip: bool,
+    /// PCA colour noise coefficients (training); zero when off.
+    pub pca_noise: bool,
     /// Page-locked host buffers for asynchronous copies to this CUDA device.
     pub pin_memory: Option<Device>,
     /// Make normalized float crops in the workers (CHW, PCA noise on train crops)
@@ -86,6 +88,7 @@ impl LoaderConfig {
             world: 1,
             shuffle: Shuffle::Full,
             flip: true,
+            pca_noise: true,
             pin_memory: None,
             transform: None,
         }
@@ -506,7 +509,7 @@ impl WorkerCtx {
                 Crops::Train => {
                     let d = train_draw(self.cfg.seed, job.epoch, self.cfg.rank, position, crop, self.cfg.flip);
                     one = [d.crop];
-                    (&one, d.alpha)
+                    (&one, if self.cfg.pca_noise { d.alpha } else { [0.0; 3] })
                 }
                 Crops::Center => {
                     one = [center_crop(crop)];
