@@ -11,7 +11,7 @@
 
 use std::io::Cursor;
 
-use alexnet_shared::{IMAGE_BYTES, IMAGE_SIDE};
+use alexnet_shared::{center_offset, IMAGE_BYTES, IMAGE_SIDE};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
@@ -71,17 +71,6 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
     bytes[sos..].windows(2).rev().any(|w| w == [0xFF, 0xD9])
 }
 
-/// Python's `round` (half to even) of `x / 2` for a non-negative integer `x`.
-pub fn half_round_even(x: u32) -> u32 {
-    let (q, r) = (x / 2, x % 2);
-    // x/2 has fraction 0 or .5; .5 rounds to the even neighbour.
-    if r == 1 && q % 2 == 1 {
-        q + 1
-    } else {
-        q
-    }
-}
-
 /// The rescaled size: shorter side 256, longer `floor(256 * long / short)`.
 pub fn rescaled_size(w: u32, h: u32) -> (u32, u32) {
     let s = IMAGE_SIDE as u64;
@@ -97,7 +86,7 @@ pub fn resize_center_crop(resizer: &mut Resizer, img: &RgbImage, out: &mut [u8])
     assert_eq!(out.len(), IMAGE_BYTES);
     let (w, h) = img.dimensions();
     let (rw, rh) = rescaled_size(w, h);
-    let (left, top) = (half_round_even(rw - IMAGE_SIDE as u32), half_round_even(rh - IMAGE_SIDE as u32));
+    let (left, top) = (center_offset(rw as usize - IMAGE_SIDE), center_offset(rh as usize - IMAGE_SIDE));
     // The window of the rescaled image, in source coordinates.
     let (sx, sy) = (w as f64 / rw as f64, h as f64 / rh as f64);
     let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3).map_err(|e| format!("resize: {e}"))?;
@@ -130,13 +119,6 @@ pub fn encode_jpeg(rgb: &[u8], quality: u8) -> Result<Vec<u8>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn python_round_half_even() {
-        // Python: [round(x / 2) for x in range(8)] == [0, 0, 1, 2, 2, 2, 3, 4]
-        let got: Vec<u32> = (0..8).map(half_round_even).collect();
-        assert_eq!(got, [0, 0, 1, 2, 2, 2, 3, 4]);
-    }
 
     #[test]
     fn torchvision_resize_sizes() {

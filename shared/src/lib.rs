@@ -47,6 +47,19 @@ pub const IMAGE_SIDE: usize = 256;
 /// Bytes of one raw image: 256 x 256 x 3, HWC, RGB.
 pub const IMAGE_BYTES: usize = IMAGE_SIDE * IMAGE_SIDE * 3;
 
+/// Python's `round(margin / 2)` (half to even) for a non-negative integer margin: the
+/// offset of torchvision's `CenterCrop` (`round((side - crop) / 2)`), used by the
+/// dataset build (256 from the rescaled image) and the center and ten crops (crops from
+/// 256). Python: `[round(m / 2) for m in range(8)] == [0, 0, 1, 2, 2, 2, 3, 4]`.
+pub fn center_offset(margin: usize) -> usize {
+    let (q, r) = (margin / 2, margin % 2);
+    if r == 1 && q % 2 == 1 {
+        q + 1
+    } else {
+        q
+    }
+}
+
 /// The two splits of a dataset.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -69,5 +82,16 @@ impl Split {
 impl std::fmt::Display for Split {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn center_offset_rounds_half_to_even_like_python() {
+        let got: Vec<usize> = (0..8).map(super::center_offset).collect();
+        assert_eq!(got, [0, 0, 1, 2, 2, 2, 3, 4]);
+        // torchvision CenterCrop(227) and (224) of 256: 14 and 16
+        assert_eq!((super::center_offset(29), super::center_offset(32)), (14, 16));
     }
 }

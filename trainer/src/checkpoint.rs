@@ -96,7 +96,16 @@ impl CheckpointMeta {
 /// Writes every variable of `vs` (float32, contiguous, on the CPU) to `path` with the
 /// metadata, atomically.
 pub fn save_model(path: &Path, vs: &VarStore, meta: Option<&CheckpointMeta>) -> Result<(), CheckpointError> {
-    let mut named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    write_tensors(path, vs.variables().into_iter().collect(), meta.map(|m| m.to_map()))
+}
+
+/// Writes named tensors as float32 safetensors with string metadata, atomically (the
+/// model files and the optimizer state files).
+pub fn write_tensors(
+    path: &Path,
+    mut named: Vec<(String, Tensor)>,
+    meta: Option<HashMap<String, String>>,
+) -> Result<(), CheckpointError> {
     named.sort_by(|a, b| a.0.cmp(&b.0));
     let mut blobs: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::with_capacity(named.len());
     for (name, t) in named {
@@ -112,7 +121,7 @@ pub fn save_model(path: &Path, vs: &VarStore, meta: Option<&CheckpointMeta>) -> 
             Ok((n.clone(), TensorView::new(Dtype::F32, s.clone(), b).map_err(|e| bad(path, e.to_string()))?))
         })
         .collect::<Result<_, CheckpointError>>()?;
-    let bytes = safetensors::serialize(views, meta.map(|m| m.to_map())).map_err(|e| bad(path, e.to_string()))?;
+    let bytes = safetensors::serialize(views, meta).map_err(|e| bad(path, e.to_string()))?;
     alexnet_shared::atomic_write(path, &bytes)?;
     Ok(())
 }

@@ -133,7 +133,7 @@ impl TrainConfig {
         if o.batch_size == 0 || o.epochs == 0 {
             return Err("optim.batch_size and optim.epochs must be at least 1".into());
         }
-        if !(o.lr > 0.0) || o.weight_decay < 0.0 || !(0.0..1.0).contains(&o.momentum) {
+        if o.lr.is_nan() || o.lr <= 0.0 || o.weight_decay < 0.0 || !(0.0..1.0).contains(&o.momentum) {
             return Err("optim: lr must be > 0, weight_decay >= 0, momentum in [0, 1)".into());
         }
         if self.data.workers == 0 {

@@ -62,7 +62,7 @@ impl ModelConfig {
         if self.num_classes == 0 {
             return Err("num_classes must be at least 1".into());
         }
-        if !(self.width > 0.0 && self.width <= 4.0) {
+        if self.width.is_nan() || self.width <= 0.0 || self.width > 4.0 {
             return Err(format!("width {} must be in (0, 4]", self.width));
         }
         if self.arch == Arch::Owt && self.width != 1.0 {

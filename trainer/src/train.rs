@@ -18,10 +18,10 @@ use std::time::Instant;
 
 use alexnet_shared::{read_mean_image, sha256_file, Dataset, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::SafeTensors;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::checkpoint::{load_model, save_model, CheckpointMeta};
+use crate::checkpoint::{load_model, save_model, write_tensors, CheckpointMeta};
 use crate::config::TrainConfig;
 use crate::data::sampler::derive_seed;
 use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform};
@@ -202,7 +202,7 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
             loss_sum += l;
             loss_n += 1;
             images += cfg.optim.batch_size;
-            if pos.global_step % cfg.run.log_every_steps.max(1) as u64 == 0 || b == steps {
+            if pos.global_step.is_multiple_of(cfg.run.log_every_steps.max(1) as u64) || b == steps {
                 let secs = t_log.elapsed().as_secs_f64();
                 let rate = images as f64 / secs.max(1e-9);
                 let wait = (train.stats().wait - wait0).as_secs_f64();
@@ -336,24 +336,8 @@ fn write_checkpoint(
 ) -> Result<PathBuf> {
     let path = dir.join(format!("{stem}.safetensors"));
     save_model(&path, vs, Some(meta))?;
-    let bufs = sgd.buffers();
-    let blobs: Vec<(String, Vec<usize>, Vec<u8>)> = names
-        .iter()
-        .zip(&bufs)
-        .map(|(n, t)| {
-            let t = t.to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
-            let v = Vec::<f32>::try_from(t.flatten(0, -1)).expect("float buffer");
-            (
-                format!("momentum.{n}"),
-                t.size().iter().map(|&d| d as usize).collect(),
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            )
-        })
-        .collect();
-    let views: Vec<(String, TensorView<'_>)> = blobs
-        .iter()
-        .map(|(n, s, b)| (n.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("sizes match")))
-        .collect();
+    let named: Vec<(String, Tensor)> =
+        names.iter().zip(sgd.buffers()).map(|(n, t)| (format!("momentum.{n}"), t)).collect();
     let meta: HashMap<String, String> = HashMap::from([
         ("format".into(), OPTIM_FORMAT.into()),
         ("epoch".into(), pos.epoch.to_string()),
@@ -362,8 +346,7 @@ fn write_checkpoint(
         ("val_errors".into(), serde_json::to_string(&pos.val_errors)?),
         ("best_top1".into(), pos.best_top1.to_string()),
     ]);
-    let bytes = safetensors::serialize(views, Some(meta))?;
-    alexnet_shared::atomic_write(&optim_path(&path), &bytes)?;
+    write_tensors(&optim_path(&path), named, Some(meta))?;
     Ok(path)
 }
 

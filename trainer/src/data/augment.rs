@@ -24,15 +24,9 @@ pub struct CropSpec {
 /// The paper's standard deviation of the PCA colour noise coefficients (section 4.1).
 pub const PCA_ALPHA_STD: f64 = 0.1;
 
-/// Python's `round((256 - crop) / 2)`, half to even.
+/// torchvision's center offset: `round_half_even((256 - crop) / 2)`.
 pub fn center_offset(crop: usize) -> usize {
-    let m = SIDE - crop;
-    let (q, r) = (m / 2, m % 2);
-    if r == 1 && q % 2 == 1 {
-        q + 1
-    } else {
-        q
-    }
+    alexnet_shared::center_offset(SIDE - crop)
 }
 
 pub fn center_crop(crop: usize) -> CropSpec {

@@ -486,7 +486,6 @@ impl WorkerCtx {
         buf.alphas.clear();
         buf.specs.clear();
         buf.rows.clear();
-        let jpeg = self.split.shards().first().is_some_and(|s| s.encoding() == Encoding::Jpeg);
         let ten = ten_crops(crop);
         let mut slot = 0;
         for &(position, row) in &job.items {
@@ -494,7 +493,7 @@ impl WorkerCtx {
             let shard = &self.split.shards()[s];
             let bytes = shard.image(r);
             let label = shard.labels()[r] as i64;
-            let src: &[u8] = if jpeg {
+            let src: &[u8] = if shard.encoding() == Encoding::Jpeg {
                 decode_jpeg(bytes, decoded).map_err(|message| LoaderError::Image {
                     shard: shard.path().to_path_buf(),
                     row: r,
