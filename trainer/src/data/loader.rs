@@ -129,9 +129,6 @@ struct HostBuffer {
     alphas: Vec<[f32; 3]>,
     specs: Vec<CropSpec>,
     rows: Vec<usize>,
-    /// Which pass and batch it holds.
-    generation: u64,
-    index: usize,
 }
 
 // SAFETY: a HostBuffer is owned by exactly one thread at a time (it moves through the
@@ -160,8 +157,6 @@ impl HostBuffer {
             alphas: Vec::with_capacity(capacity),
             specs: Vec::with_capacity(capacity),
             rows: Vec::with_capacity(capacity),
-            generation: 0,
-            index: 0,
         }
     }
 
@@ -462,8 +457,6 @@ impl WorkerCtx {
                 recv(self.quit_rx) -> _ => return,
                 recv(self.job_rx) -> j => match j { Ok(j) => j, Err(_) => return },
             };
-            buf.generation = job.generation;
-            buf.index = job.index;
             let filled =
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fill(&mut buf, &job, &mut decoded)));
             let result = match filled {
