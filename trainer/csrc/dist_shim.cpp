@@ -25,6 +25,7 @@
 #include <vector>
 
 #include <c10/util/Exception.h>
+#include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
@@ -73,6 +74,26 @@ char* guarded(F&& f) {
   }
 }
 
+// While the store connects, a client that waits for a server not yet up logs every
+// retry with a C++ backtrace; the outcome is reported once, as our error. Quiet below
+// FATAL for that time, unless the user chose a level (TORCH_CPP_LOG_LEVEL).
+struct QuietLogs {
+  bool active = std::getenv("TORCH_CPP_LOG_LEVEL") == nullptr;
+  int saved = FLAGS_caffe2_log_level;
+  QuietLogs() {
+    if (active) {
+      FLAGS_caffe2_log_level = 3;
+      c10::UpdateLoggingLevelsFromFlags();
+    }
+  }
+  ~QuietLogs() {
+    if (active) {
+      FLAGS_caffe2_log_level = saved;
+      c10::UpdateLoggingLevelsFromFlags();
+    }
+  }
+};
+
 std::chrono::milliseconds ms(int64_t v) {
   return std::chrono::milliseconds(v);
 }
@@ -120,7 +141,7 @@ int alexnet_dist_has_nccl() {
 }
 
 // A TCPStore at host:port: the server when `is_server` (it waits up to `timeout_ms`
-// for `world` clients), a client otherwise (it retries until `timeout_ms`). Keys go
+// for `world` ranks to join), a client otherwise (it retries until `timeout_ms`). Keys go
 // under `prefix` (a PrefixStore), as torch.distributed does per restart attempt.
 char* alexnet_dist_store_new(const char* host, uint16_t port, int is_server, int world, int64_t timeout_ms,
                              const char* prefix, Store** out) {
@@ -130,8 +151,11 @@ char* alexnet_dist_store_new(const char* host, uint16_t port, int is_server, int
     opts.port = port;
     opts.isServer = is_server != 0;
     opts.numWorkers = static_cast<size_t>(world);
-    opts.waitWorkers = is_server != 0;
+    // Every rank, the server's own client included, counts itself in; the server
+    // then waits for all `world` of them (as torch.distributed's TCPStore does).
+    opts.waitWorkers = true;
     opts.timeout = ms(timeout_ms);
+    QuietLogs quiet;
     auto tcp = c10::make_intrusive<c10d::TCPStore>(std::string(host), opts);
     auto s = std::make_unique<Store>();
     s->store = c10::make_intrusive<c10d::PrefixStore>(std::string(prefix), tcp);

@@ -131,13 +131,15 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             opt.data.display()
         );
         pos = load_optim(&optim_path(path), &names, &mut sgd)?;
-        eprintln!(
-            "train: resuming from {} (epoch {}, batch {}, step {})",
-            path.display(),
-            pos.epoch,
-            pos.batch,
-            pos.global_step
-        );
+        if main {
+            eprintln!(
+                "train: resuming from {} (epoch {}, batch {}, step {})",
+                path.display(),
+                pos.epoch,
+                pos.batch,
+                pos.global_step
+            );
+        }
     }
 
     let mut buckets = None;
@@ -253,7 +255,7 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             loss_sum += l;
             loss_n += 1;
             images += cfg.optim.batch_size * world;
-            if main && pos.global_step.is_multiple_of(cfg.run.log_every_steps.max(1) as u64) || b == steps {
+            if main && (pos.global_step.is_multiple_of(cfg.run.log_every_steps.max(1) as u64) || b == steps) {
                 let secs = t_log.elapsed().as_secs_f64();
                 let rate = images as f64 / secs.max(1e-9);
                 let wait = (train.stats().wait - wait0).as_secs_f64();
