@@ -212,7 +212,7 @@ impl TrainConfig {
         if !(d.timeout_s.is_finite() && d.timeout_s >= 1.0) {
             return Err("dist.timeout_s must be at least 1 (seconds)".into());
         }
-        if !(d.warmup_epochs.is_finite() && d.warmup_epochs >= 0.0) || !(d.bucket_mb.is_finite() && d.bucket_mb > 0.0) {
+        if !(d.warmup_epochs.is_finite() && d.warmup_epochs >= 0.0 && d.bucket_mb.is_finite() && d.bucket_mb > 0.0) {
             return Err("dist.warmup_epochs must be >= 0 and dist.bucket_mb > 0".into());
         }
         if d.world_size == Some(0) {

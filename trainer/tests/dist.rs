@@ -310,10 +310,18 @@ fn two_ranks_training(dir: &Path, timeout_s: u64) -> (Child, Child, mpsc::Receiv
             }
         }
     });
+    let mut rank1 = rank1;
     loop {
-        let line = rx.recv_timeout(Duration::from_secs(120)).expect("rank 0 did not start training");
-        if line.contains("[2/6]") {
-            return (rank0, rank1, rx);
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line.contains("[2/6]") => return (rank0, rank1, rx),
+            Ok(_) => {}
+            Err(_) => {
+                for c in [&mut rank0, &mut rank1] {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                panic!("rank 0 did not start training within 120 s");
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ fn summed(i: i64, world: i64) -> i64 {
 fn known(shape: &[i64], kind: Kind, rank: i64, device: Device) -> Tensor {
     let n: i64 = shape.iter().product();
     let i = Tensor::arange(n, (Kind::Int64, Device::Cpu));
-    let v = (&i - (&i).divide_scalar_mode(100_003, "floor") * 100_003) * 3 + 1;
+    let v = (&i - i.divide_scalar_mode(100_003, "floor") * 100_003) * 3 + 1;
     (v * (rank + 1) + rank).to_kind(kind).view(shape).to_device(device)
 }
 

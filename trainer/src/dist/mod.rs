@@ -313,11 +313,10 @@ pub const DEFAULT_BUCKET_BYTES: usize = 25 << 20;
 impl GradBuckets {
     pub fn new(params: &[Tensor], cap: usize) -> Self {
         let mut buckets: Vec<Bucket> = Vec::new();
-        let mut open: Vec<(Device, Kind, Vec<(usize, i64, i64)>, i64)> = Vec::new();
-        let close = |(device, kind, members, n): (Device, Kind, Vec<(usize, i64, i64)>, i64)| Bucket {
-            flat: Tensor::zeros([n], (kind, device)),
-            members,
-        };
+        // Buckets being filled: (device, kind, members, elements).
+        type Open = (Device, Kind, Vec<(usize, i64, i64)>, i64);
+        let mut open: Vec<Open> = Vec::new();
+        let close = |(device, kind, members, n): Open| Bucket { flat: Tensor::zeros([n], (kind, device)), members };
         for (i, p) in params.iter().enumerate().rev() {
             let (device, kind, n) = (p.device(), p.kind(), p.numel() as i64);
             let bytes = n as usize * kind.elt_size_in_bytes();
