@@ -47,6 +47,11 @@ pub struct DataSection {
     pub shuffle: Shuffle,
     pub flip: bool,
     pub pca_noise: bool,
+    /// Train images held out of training and scored (center crop) after every epoch;
+    /// when more than 0 their error drives the plateau schedule instead of val's, so
+    /// val stays untouched by any training decision. Drawn once from the seed.
+    #[serde(default)]
+    pub holdout: usize,
 }
 
 impl Default for DataSection {
@@ -58,6 +63,7 @@ impl Default for DataSection {
             shuffle: Shuffle::Full,
             flip: true,
             pca_noise: true,
+            holdout: 0,
         }
     }
 }
@@ -86,11 +92,15 @@ pub struct RunSection {
     /// Epoch checkpoints kept besides the best one.
     pub keep_last: usize,
     pub log_every_steps: usize,
+    /// Conv weights and activations in channels-last (NHWC) memory layout: faster
+    /// convolutions on GPUs with tensor cores. Checkpoints stay NCHW.
+    #[serde(default)]
+    pub channels_last: bool,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { seed: 0, checkpoint_minutes: 30.0, keep_last: 3, log_every_steps: 50 }
+        Self { seed: 0, checkpoint_minutes: 30.0, keep_last: 3, log_every_steps: 50, channels_last: false }
     }
 }
 

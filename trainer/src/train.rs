@@ -30,8 +30,9 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::checkpoint::{load_model, save_model, write_tensors, CheckpointMeta};
 use crate::config::TrainConfig;
-use crate::data::sampler::derive_seed;
-use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform};
+use crate::curves::Curves;
+use crate::data::sampler::{derive_seed, held_out_rows};
+use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform, Rows};
 use crate::dist::{GradBuckets, ProcessGroup};
 use crate::model::AlexNet;
 use crate::schedule::learning_rate;
@@ -66,6 +67,8 @@ struct Position {
     /// Batches of `epoch` already trained.
     batch: usize,
     global_step: u64,
+    /// The top-1 error of each finished epoch that drives the plateau schedule: on val,
+    /// or on the held-out slice of train when the run holds one out.
     val_errors: Vec<f64>,
     best_top1: f64,
 }
@@ -107,6 +110,9 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         model.torch_default_init();
     }
     model.set_dropout(cfg.model.dropout);
+    if cfg.run.channels_last {
+        to_channels_last(&vs);
+    }
     let mut names: Vec<String> = vs.variables().keys().cloned().collect();
     names.sort();
     let vars = vs.variables();
@@ -145,7 +151,7 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
     let mut buckets = None;
     if let Some(pg) = pg {
         // Every rank starts from rank 0's weights, at rank 0's position.
-        pg.broadcast(&params, 0)?;
+        crate::dist::broadcast_params(pg, &params, 0)?;
         crate::dist::check_same_position(pg, pos.epoch, pos.batch, pos.global_step)?;
         buckets = Some(GradBuckets::new(&params, (cfg.dist.bucket_mb * (1 << 20) as f64) as usize));
     }
@@ -172,20 +178,41 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         }
         c
     };
-    let mut train = Loader::new(Arc::new(ds.split(Split::Train)?), loader_cfg(Crops::Train))?;
+    let train_split = Arc::new(ds.split(Split::Train)?);
+    let held = if cfg.data.holdout > 0 {
+        ensure!(
+            cfg.data.holdout + cfg.optim.batch_size <= train_split.len(),
+            "data.holdout = {} leaves less than one batch of the {} train images",
+            cfg.data.holdout,
+            train_split.len()
+        );
+        Some(Arc::new(held_out_rows(train_split.len(), cfg.data.holdout, cfg.run.seed)))
+    } else {
+        None
+    };
+    let mut train_cfg = loader_cfg(Crops::Train);
+    let mut holdout = None;
+    if let Some(h) = &held {
+        train_cfg.rows = Rows::Except(h.clone());
+        let mut c = loader_cfg(Crops::Center);
+        c.rows = Rows::Only(h.clone());
+        holdout = Some(Loader::new(train_split.clone(), c)?);
+    }
+    let mut train = Loader::new(train_split, train_cfg)?;
     let mut val = Loader::new(Arc::new(ds.split(Split::Val)?), loader_cfg(Crops::Center))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
+    let metrics_path = opt.run_dir.join("metrics.jsonl");
     // Rank 0 alone logs: the other ranks write to a sink.
     let mut metrics: Box<dyn Write> = if main {
         Box::new(
             std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
-                .open(opt.run_dir.join("metrics.jsonl"))
+                .open(&metrics_path)
                 .context("opening metrics.jsonl")?,
         )
     } else {
@@ -327,7 +354,37 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
                 100.0 * top5
             );
         }
-        pos.val_errors.push(1.0 - top1);
+        let mut plateau_error = 1.0 - top1;
+        if let Some(h) = holdout.as_mut() {
+            let mut counts = validate_counts(&model, h, &norm, opt.device)?;
+            if let Some(pg) = pg {
+                counts = crate::dist::sum_counts(pg, counts)?;
+            }
+            let (h1, h5, hloss) = counts.fractions()?;
+            writeln!(
+                metrics,
+                "{{\"time\": {:.3}, \"kind\": \"holdout\", \"epoch\": {}, \"step\": {}, \"top1\": {h1:.5}, \"top5\": {h5:.5}, \"loss\": {hloss:.5}, \"images\": {}}}",
+                unix_time(),
+                pos.epoch,
+                pos.global_step,
+                cfg.data.holdout
+            )?;
+            if main {
+                eprintln!(
+                    "train: epoch {} held-out train top-1 {:.2}% top-5 {:.2}% loss {hloss:.4} (drives the schedule)",
+                    pos.epoch,
+                    100.0 * h1,
+                    100.0 * h5
+                );
+            }
+            plateau_error = 1.0 - h1;
+        }
+        if main {
+            if let Err(e) = Curves::read(&metrics_path).and_then(|c| c.write_png(&opt.run_dir.join("curves.png"))) {
+                eprintln!("train: warning: curves.png not drawn: {e:#}");
+            }
+        }
+        pos.val_errors.push(plateau_error);
         pos.epoch += 1;
         pos.batch = 0;
         let improved = top1 > pos.best_top1;
@@ -411,6 +468,19 @@ pub fn validate_counts(model: &AlexNet, val: &mut Loader, norm: &Normalizer, dev
         Ok(())
     })?;
     Ok(ValCounts { images: n, top1: c1, top5: c5, loss_sum: loss })
+}
+
+/// Conv weights in channels-last (NHWC) memory layout; convolutions then run, and hand
+/// on activations, in that layout. The tensors keep their NCHW shapes and names.
+fn to_channels_last(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                let nhwc = v.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+                v.set_data(&nhwc);
+            }
+        }
+    });
 }
 
 fn unix_time() -> f64 {

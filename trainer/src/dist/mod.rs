@@ -31,7 +31,9 @@ use std::time::Duration;
 use tch::{Device, Kind, Tensor};
 
 pub use launch::Launch;
-pub use sync::{agree, any, check_same_position, check_same_weights, resolve_config, sum_counts, warmup_lr};
+pub use sync::{
+    agree, any, broadcast_params, check_same_position, check_same_weights, resolve_config, sum_counts, warmup_lr,
+};
 
 /// The collective engine.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

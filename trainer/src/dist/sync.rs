@@ -67,6 +67,22 @@ fn read(t: &Tensor) -> Result<Vec<f64>> {
     Ok(Vec::<f64>::try_from(t.to_device(Device::Cpu).to_kind(Kind::Double))?)
 }
 
+/// Overwrites `params` with rank `root`'s, whatever their memory layout (channels-last
+/// weights go through a contiguous copy: c10d wants dense contiguous tensors).
+pub fn broadcast_params(pg: &ProcessGroup, params: &[Tensor], root: usize) -> Result<()> {
+    // `contiguous` of a contiguous tensor shares its storage: written in place.
+    let bufs: Vec<Tensor> = params.iter().map(|p| p.detach().contiguous()).collect();
+    pg.broadcast(&bufs, root)?;
+    tch::no_grad(|| {
+        for (p, b) in params.iter().zip(&bufs) {
+            if !p.is_contiguous() {
+                p.shallow_clone().copy_(b);
+            }
+        }
+    });
+    Ok(())
+}
+
 /// The step's mean loss over the ranks and whether any rank asks to stop. A NaN loss
 /// on any rank makes the mean NaN everywhere, so every rank stops at the same step.
 pub fn agree(pg: &ProcessGroup, loss: f64, stop: bool) -> Result<(f64, bool)> {
