@@ -39,6 +39,22 @@ _alexnet_setup() {
                 || echo "setup: could not install the test extras; the Python cross-checks will be skipped" >&2
         fi
     fi
+    # A CUDA torch: the CUDA runtime's crt/ and cccl/ headers, which ProcessGroupNCCL.hpp
+    # needs and torch's wheel does not pull in (header use only: trainer/build.rs then
+    # compiles NCCL data parallel into train). Without them train is built without NCCL.
+    local cuda
+    cuda="$("$py" -c 'import torch; print(torch.version.cuda or "")' 2>/dev/null || true)"
+    if [ -n "$cuda" ] && [ "${ALEXNET_NCCL:-}" != 0 ] && ! "$py" -c '
+import os, sys, torch
+inc = os.path.join(os.path.dirname(os.path.dirname(torch.__file__)), "nvidia", "cu" + sys.argv[1], "include")
+sys.exit(0 if os.path.exists(os.path.join(inc, "crt", "host_config.h")) and os.path.isdir(os.path.join(inc, "cccl")) else 1)
+' "${cuda%%.*}" 2>/dev/null; then
+        if [ -w "$("$py" -c 'import sys; print(sys.prefix)')" ]; then
+            echo "setup: installing nvidia-cuda-crt and nvidia-cuda-cccl $cuda (CUDA headers, for NCCL data parallel)" >&2
+            "$py" -m pip install --quiet --no-deps "nvidia-cuda-crt==$cuda.*" "nvidia-cuda-cccl==$cuda.*" >&2 \
+                || echo "setup: could not install them: train will be built without NCCL (CPU data parallel only)" >&2
+        fi
+    fi
     local torch_lib
     torch_lib="$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')"
     export ALEXNET_PYTHON="$py"

@@ -65,6 +65,15 @@ fn main() {
     // site-packages: torch's lib/ is site-packages/torch/lib in a wheel.
     let site = torch_root.parent().map(Path::to_path_buf);
     let nvidia = site.as_ref().map(|s| s.join("nvidia")).filter(|p| p.is_dir());
+    if let Some(nv) = &nvidia {
+        // Headers installed later (scripts/setup.sh) must turn NCCL on: watch the folders.
+        for d in ["cu13/include", "nccl/include"] {
+            if nv.join(d).is_dir() {
+                println!("cargo:rerun-if-changed={}", nv.join(d).display());
+            }
+        }
+    }
+    println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
     let nccl_wanted = std::env::var("ALEXNET_NCCL").ok();
     if nccl_wanted.as_deref() != Some("0") {
         match nvidia.as_deref().map(nccl_includes) {
@@ -73,14 +82,12 @@ fn main() {
                     b.include(d);
                 }
                 b.define("ALEXNET_NCCL", None).define("USE_C10D_NCCL", None).define("USE_CUDA", None);
-                println!("cargo:rustc-cfg=alexnet_nccl");
             }
             Some(Err(why)) if nccl_wanted.as_deref() == Some("1") => fail(&format!("ALEXNET_NCCL=1: {why}")),
             None if nccl_wanted.as_deref() == Some("1") => fail("ALEXNET_NCCL=1: no nvidia/ beside torch"),
             _ => {}
         }
     }
-    println!("cargo:rustc-check-cfg=cfg(alexnet_nccl)");
     b.file("csrc/dist_shim.cpp").compile("alexnet_dist_shim");
 
     // Keep libtorch_cuda in the binaries (see the top of this file).

@@ -162,11 +162,12 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let m = Tensor::f_randn([256, 256], (Kind::Float, dev))?;
             let s = m.f_matmul(&m)?.f_sum(Kind::Double)?.f_double_value(&[])?; // sync point
             println!(
-                "device {dev:?}: conv output {:?}, matmul sum {s:.3}; CUDA available: {}, {} device(s); intra-op threads {}",
+                "device {dev:?}: conv output {:?}, matmul sum {s:.3}; CUDA available: {}, {} device(s); intra-op threads {}; NCCL data parallel {}",
                 y.size(),
                 tch::Cuda::is_available(),
                 tch::Cuda::device_count(),
-                tch::get_num_threads()
+                tch::get_num_threads(),
+                if trainer::dist::Backend::nccl_built() { "built in" } else { "not built in" }
             );
             Ok(())
         }
