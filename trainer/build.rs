@@ -82,6 +82,9 @@ fn main() {
                     b.include(d);
                 }
                 b.define("ALEXNET_NCCL", None).define("USE_C10D_NCCL", None).define("USE_CUDA", None);
+                // c10::cuda::set_device; ProcessGroupNCCL itself is in libtorch_cuda,
+                // which torch-sys already names.
+                println!("cargo:rustc-link-lib=dylib=c10_cuda");
             }
             Some(Err(why)) if nccl_wanted.as_deref() == Some("1") => fail(&format!("ALEXNET_NCCL=1: {why}")),
             None if nccl_wanted.as_deref() == Some("1") => fail("ALEXNET_NCCL=1: no nvidia/ beside torch"),

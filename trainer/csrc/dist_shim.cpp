@@ -33,6 +33,7 @@
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #ifdef ALEXNET_NCCL
+#include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
 #endif
 
@@ -195,14 +196,17 @@ char* alexnet_dist_gloo_new(Store* store, int rank, int world, int64_t timeout_m
   });
 }
 
-// ProcessGroupNCCL over `store` (CUDA tensors of the current device).
-char* alexnet_dist_nccl_new(Store* store, int rank, int world, int64_t timeout_ms, Group** out) {
+// ProcessGroupNCCL over `store`, bound to CUDA device `device` (made the current one),
+// as torch.distributed.init_process_group(device_id=...) does.
+char* alexnet_dist_nccl_new(Store* store, int rank, int world, int64_t timeout_ms, int device, Group** out) {
   *out = nullptr;
 #ifdef ALEXNET_NCCL
   return guarded([&] {
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = ms(timeout_ms);
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store->store, rank, world, opts);
+    pg->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device)));
     *out = new Group{pg, true};
   });
 #else
@@ -210,6 +214,7 @@ char* alexnet_dist_nccl_new(Store* store, int rank, int world, int64_t timeout_m
   (void)rank;
   (void)world;
   (void)timeout_ms;
+  (void)device;
   return message(
       "this train binary was built without NCCL (no CUDA/NCCL headers at build time: see README, "
       "\"Data-parallel training\")");

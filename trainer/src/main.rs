@@ -94,7 +94,8 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 tch::set_num_threads(t);
             }
             let pg = match &launch {
-                Some(l) if l.world > 1 => {
+                // Under a launcher even one rank gets its process group (to measure it).
+                Some(l) => {
                     eprintln!(
                         "train: {l}; {} intra-op threads, {} loader workers",
                         tch::get_num_threads(),

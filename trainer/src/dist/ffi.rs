@@ -43,6 +43,7 @@ extern "C" {
         rank: c_int,
         world: c_int,
         timeout_ms: i64,
+        device: c_int,
         out: *mut *mut RawGroup,
     ) -> *mut c_char;
     pub fn alexnet_dist_group_free(g: *mut RawGroup, abort: c_int) -> *mut c_char;

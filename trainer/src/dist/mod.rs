@@ -169,6 +169,10 @@ impl ProcessGroup {
                     launch.rank as c_int,
                     launch.world as c_int,
                     timeout_ms,
+                    match device {
+                        Device::Cuda(i) => i as c_int,
+                        _ => 0,
+                    },
                     &mut group,
                 ),
             }
