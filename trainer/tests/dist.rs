@@ -1,8 +1,8 @@
 //! Data-parallel training with two CPU ranks over Gloo on loopback, started the way
 //! users start it (torchrun, and bare Slurm variables): exact collectives on known
 //! values, two ranks equal to one process trained on the union of their batches, a
-//! dead or hung rank failing the other within the timeout, bad launches as one-line
-//! errors. Needs `torchrun` on PATH (`source scripts/setup.sh` puts the venv's first).
+//! dead or hung rank failing the other within the timeout, a signal on one rank
+//! stopping both at the same step, bad launches as one-line errors. Needs `torchrun` on PATH (`source scripts/setup.sh` puts the venv's first).
 
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
@@ -427,4 +427,24 @@ fn bad_launches_are_one_line_errors() {
     let e = one_line_error(&c.args(&args).output().unwrap());
     assert!(e.contains("joining the TCPStore"), "{e}");
     assert!(t0.elapsed() < Duration::from_secs(30), "took {:?}", t0.elapsed());
+}
+
+#[test]
+fn a_signal_on_one_rank_stops_both_at_the_same_step() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut rank0, mut rank1, rx) = two_ranks_training(t.path(), 60);
+    let sent = Command::new("kill").args(["-TERM", &rank1.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let (s0, _) = wait_at_most(&mut rank0, Duration::from_secs(60));
+    let (s1, _) = wait_at_most(&mut rank1, Duration::from_secs(10));
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(s0.is_some_and(|s| s.success()) && s1.is_some_and(|s| s.success()), "{s0:?} {s1:?} {lines:?}");
+    // Rank 0 (not signalled) stopped too, and wrote the checkpoint of that step.
+    let stop = lines.iter().find(|l| l.contains("stopped at epoch")).unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(lines.iter().any(|l| l.contains("weights bit-identical on all 2 ranks after step")), "{lines:?}");
+    let ckpts: Vec<String> = std::fs::read_dir(t.path().join("run/checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(ckpts.iter().any(|n| n.starts_with("step-") && n.ends_with(".optim.safetensors")), "{ckpts:?} {stop}");
 }
