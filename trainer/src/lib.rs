@@ -7,6 +7,8 @@ pub mod config;
 pub mod curves;
 pub mod data;
 pub mod device;
+pub mod dist;
+pub mod ext;
 pub mod model;
 pub mod schedule;
 pub mod sgd;
