@@ -1,4 +1,5 @@
-//! Builds the c10d shim (csrc/dist_shim.cpp) and keeps libtorch_cuda linked into `train`.
+//! Builds the c10d shim (csrc/dist_shim.cpp) with the libtorch switches of csrc/ext.cpp,
+//! and keeps libtorch_cuda linked into `train`.
 //!
 //! libtorch: the one torch-sys links, found from torch-sys's `links = "tch"` metadata
 //! (`DEP_TCH_LIBTORCH_LIB`, its `lib/` folder; the headers are beside it in
@@ -27,6 +28,7 @@ use std::path::{Path, PathBuf};
 
 fn main() {
     println!("cargo:rerun-if-changed=csrc/dist_shim.cpp");
+    println!("cargo:rerun-if-changed=csrc/ext.cpp");
     println!("cargo:rerun-if-changed=build.rs");
     for v in ["DEP_TCH_LIBTORCH_LIB", "GLOO_INCLUDE_DIR", "ALEXNET_NCCL", "LIBTORCH_CXX11_ABI"] {
         println!("cargo:rerun-if-env-changed={v}");
@@ -91,7 +93,8 @@ fn main() {
             _ => {}
         }
     }
-    b.file("csrc/dist_shim.cpp").compile("alexnet_dist_shim");
+    // ext.cpp: autocast in bf16 and the deterministic mode (src/ext.rs).
+    b.file("csrc/dist_shim.cpp").file("csrc/ext.cpp").compile("alexnet_dist_shim");
 
     // Keep libtorch_cuda in the binaries (see the top of this file).
     if lib.join("libtorch_cuda.so").exists() {

@@ -96,11 +96,31 @@ pub struct RunSection {
     /// convolutions on GPUs with tensor cores. Checkpoints stay NCHW.
     #[serde(default)]
     pub channels_last: bool,
+    /// `fp32`, or `bf16`: the forward pass and the loss under autocast in bfloat16
+    /// (convolutions and matrix products in bf16, the loss and reductions in float32;
+    /// weights, gradients and SGD stay float32). Validation runs in float32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { seed: 0, checkpoint_minutes: 30.0, keep_last: 3, log_every_steps: 50, channels_last: false }
+        Self {
+            seed: 0,
+            checkpoint_minutes: 30.0,
+            keep_last: 3,
+            log_every_steps: 50,
+            channels_last: false,
+            precision: Precision::Fp32,
+        }
     }
 }
 

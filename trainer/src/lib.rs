@@ -8,6 +8,7 @@ pub mod curves;
 pub mod data;
 pub mod device;
 pub mod dist;
+pub mod ext;
 pub mod model;
 pub mod schedule;
 pub mod sgd;

@@ -39,6 +39,12 @@ enum Command {
         /// divided by the ranks on it (torchrun's OMP_NUM_THREADS=1 is not used).
         #[arg(long)]
         threads: Option<i32>,
+        /// Deterministic kernels on CUDA (torch.use_deterministic_algorithms with
+        /// warn_only, cuDNN deterministic, no cuDNN autotuning, cuBLAS workspace
+        /// config): reruns give the same weights, at some speed. The CPU is
+        /// deterministic without it.
+        #[arg(long)]
+        deterministic: bool,
     },
     /// Check the data-parallel setup: rendezvous, then collectives on known values,
     /// checked exactly on every rank. Run it as the training will be run:
@@ -75,7 +81,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Run { config, data, run_dir, device, resume, max_steps, threads } => {
+        Command::Run { config, data, run_dir, device, resume, max_steps, threads, deterministic } => {
             use anyhow::Context;
             let saved = run_dir.join("config.toml");
             let path = match (&config, resume && saved.exists()) {
@@ -87,6 +93,13 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             let cfg = trainer::config::TrainConfig::from_toml(&text)
                 .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
             let launch = trainer::dist::launch::from_env().map_err(|e| anyhow::anyhow!("launch: {e}"))?;
+            if deterministic {
+                // cuBLAS reads this when it creates its first handle: before any CUDA work.
+                if std::env::var_os("CUBLAS_WORKSPACE_CONFIG").is_none() {
+                    std::env::set_var("CUBLAS_WORKSPACE_CONFIG", ":4096:8");
+                }
+                trainer::ext::set_deterministic(true).map_err(|e| anyhow::anyhow!("--deterministic: {e}"))?;
+            }
             let device = trainer::device::parse_device(&device)?;
             let threads = threads.or_else(|| launch.as_ref().map(per_rank_threads));
             if let Some(t) = threads {

@@ -258,3 +258,40 @@ fn the_owt_model_trains_too() {
     let e = load_model(&s.last_checkpoint, &mut vs).unwrap_err().to_string();
     assert!(e.contains("does not match the model") && !e.contains('\n'), "{e}");
 }
+
+#[test]
+fn bf16_autocast_trains_close_to_float32() {
+    let _serial = serial();
+    tch::set_num_threads(1);
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let one = TINY.replace("epochs = 3", "epochs = 1");
+    let fp32 = TrainConfig::from_toml(&one).unwrap();
+    let bf16 = TrainConfig::from_toml(&one.replace("[run]", "[run]\nprecision = \"bf16\"")).unwrap();
+    assert_eq!(bf16.run.precision, trainer::config::Precision::Bf16);
+    let go = |cfg: &TrainConfig, dir: &str| {
+        let o = RunOptions {
+            data: data.clone(),
+            run_dir: t.path().join(dir),
+            device: Device::Cpu,
+            resume: false,
+            max_steps: None,
+        };
+        run(cfg, &o).unwrap()
+    };
+    let (a, b) = (go(&fp32, "fp32"), go(&bf16, "bf16"));
+    let (wa, wb) = (weights(&a.last_checkpoint, &fp32), weights(&b.last_checkpoint, &fp32));
+    // Autocast was on: the bf16 run rounds differently, so its weights are not the
+    // float32 run's; six steps later they are still close (bf16: 8 mantissa bits).
+    let mut differ = false;
+    for ((n, x), (_, y)) in wa.iter().zip(&wb) {
+        assert_eq!(y.kind(), tch::Kind::Float, "{n}: weights stay float32");
+        differ |= !x.equal(y);
+        let diff = (x - y).abs().max().double_value(&[]);
+        let scale = x.abs().max().double_value(&[]);
+        assert!(diff <= 0.05 * scale, "{n}: bf16 weights {diff} away (largest weight {scale})");
+    }
+    assert!(differ, "bf16 gave bit-identical weights: autocast did not run");
+    let m = std::fs::read_to_string(t.path().join("bf16/metrics.jsonl")).unwrap();
+    assert!(m.lines().filter(|l| l.contains("\"kind\": \"train\"")).all(|l| !l.contains("NaN") && !l.contains("inf")));
+}
