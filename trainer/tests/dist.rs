@@ -326,6 +326,12 @@ fn two_ranks_training(dir: &Path, timeout_s: u64) -> (Child, Child, mpsc::Receiv
     }
 }
 
+fn signal(child: &Child, sig: libc::c_int) {
+    // SAFETY: kill(2) on our own child's pid.
+    let r = unsafe { libc::kill(child.id() as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({}, {sig}) failed", child.id());
+}
+
 /// Waits for `child`, at most `limit`; returns its exit status and how long it took.
 fn wait_at_most(child: &mut Child, limit: Duration) -> (Option<std::process::ExitStatus>, Duration) {
     let t0 = Instant::now();
@@ -359,8 +365,7 @@ fn a_hung_rank_makes_the_other_fail_within_the_timeout() {
     let t = tempfile::tempdir().unwrap();
     let timeout = 6;
     let (mut rank0, mut rank1, rx) = two_ranks_training(t.path(), timeout);
-    let stopped = Command::new("kill").args(["-STOP", &rank1.id().to_string()]).status().unwrap();
-    assert!(stopped.success());
+    signal(&rank1, libc::SIGSTOP);
     let (status, took) = wait_at_most(&mut rank0, Duration::from_secs(timeout + 20));
     let _ = rank1.kill();
     let _ = rank1.wait();
@@ -433,8 +438,7 @@ fn bad_launches_are_one_line_errors() {
 fn a_signal_on_one_rank_stops_both_at_the_same_step() {
     let t = tempfile::tempdir().unwrap();
     let (mut rank0, mut rank1, rx) = two_ranks_training(t.path(), 60);
-    let sent = Command::new("kill").args(["-TERM", &rank1.id().to_string()]).status().unwrap();
-    assert!(sent.success());
+    signal(&rank1, libc::SIGTERM);
     let (s0, _) = wait_at_most(&mut rank0, Duration::from_secs(60));
     let (s1, _) = wait_at_most(&mut rank1, Duration::from_secs(10));
     let lines: Vec<String> = rx.try_iter().collect();
