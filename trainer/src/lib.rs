@@ -1,6 +1,6 @@
-//! `trainer`: the AlexNet training side (input pipeline, models, SGD, checkpoints,
-//! data parallel). So far: the input pipeline ([`data`]), the models ([`model`]),
-//! checkpoint files ([`checkpoint`]) and device selection.
+//! `trainer`: the AlexNet training side: the input pipeline ([`data`]), the models
+//! ([`model`]), SGD ([`sgd`]), checkpoint files ([`checkpoint`]), the training loop
+//! ([`train`]), data parallel through libtorch's c10d ([`dist`]) and device selection.
 
 pub mod checkpoint;
 pub mod config;
