@@ -185,7 +185,15 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
                 let x = g.norm.apply(&batch, false)?; // [B*K, 3, s, s] on the device
                 for &i in &g.models {
                     let p = models[i].probabilities(&x)?; // [B*K, C]
-                    let p = p.f_view([-1, k, classes as i64])?.f_mean_dim(1, false, Kind::Float)?; // [B, C]
+                                                          // Mean over the crops in float64: exact for equal values, so a tie
+                                                          // stays a tie whatever order the reduction takes (in float32 it does
+                                                          // not: libtorch's vectorized mean of ten 1/6 gives 0.16666666 in some
+                                                          // columns and 0.16666667 in others).
+                    let p = p.f_to_kind(Kind::Double)?.f_view([-1, k, classes as i64])?.f_mean_dim(
+                        1,
+                        false,
+                        Kind::Double,
+                    )?; // [B, C]
                     sum = Some(match sum {
                         None => p,
                         Some(s) => s.f_add(&p)?,
@@ -203,7 +211,7 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
             // Device -> host: the only sync point of a step.
             let probs = probs.f_to_device(Device::Cpu)?;
             let top = topk_classes(&probs, 5)?; // [B, min(5, C)], ties to the lower index
-            let top_p = probs.f_gather(1, &top, false)?;
+            let top_p = probs.f_gather(1, &top, false)?.f_to_kind(Kind::Float)?;
             let kk = top.size()[1] as usize;
             let top: Vec<i64> = Vec::try_from(top.f_flatten(0, -1)?)?;
             let top_p: Vec<f32> = Vec::try_from(top_p.f_flatten(0, -1)?)?;
