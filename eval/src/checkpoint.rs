@@ -56,6 +56,12 @@ impl LoadedModel {
         })
     }
 
+    /// fc7 activations (after the ReLU; section 6.1's features) [N, D], float32.
+    pub fn fc7(&self, x: &Tensor) -> Result<Tensor> {
+        let x = if self.bf16 { x.f_to_kind(Kind::BFloat16)? } else { x.shallow_clone() };
+        Ok(self.model.fc7(&x, false).f_to_kind(Kind::Float)?)
+    }
+
     /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`.
     pub fn describe(&self) -> String {
         let c = self.config();

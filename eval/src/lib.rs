@@ -23,6 +23,7 @@
 
 pub mod checkpoint;
 pub mod kernels;
+pub mod neighbors;
 pub mod predictions;
 pub mod progress;
 pub mod score;

@@ -138,6 +138,56 @@ enum Command {
         #[arg(long)]
         columns: Option<usize>,
     },
+    /// Nearest training images by fc7 activations (section 6.1, figure 4): PNG grid and CSV.
+    Neighbors {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Number of query images, spread evenly over the query split.
+        #[arg(long, conflicts_with = "query_rows")]
+        queries: Option<usize>,
+        /// Query rows of the query split, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        query_rows: Vec<usize>,
+        /// Split the queries come from.
+        #[arg(long, value_enum, default_value = "val")]
+        query_split: SplitArg,
+        /// Neighbours per query (figure 4 shows 6).
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// The picture: a row per query, the query first, then its neighbours.
+        #[arg(long)]
+        out: PathBuf,
+        /// The list: query, rank, train row, key, label, distance (CSV).
+        #[arg(long)]
+        list: Option<PathBuf>,
+        /// Side of each picture in the grid, in pixels.
+        #[arg(long, default_value_t = 128)]
+        thumb: u32,
+        /// Search only the first N train images.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long)]
+        threads: Option<i32>,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        model: ModelFlags,
+    },
+}
+
+fn split_of(s: SplitArg) -> alexnet_shared::Split {
+    match s {
+        SplitArg::Val => alexnet_shared::Split::Val,
+        SplitArg::Train => alexnet_shared::Split::Train,
+    }
 }
 
 fn main() -> ExitCode {
@@ -173,10 +223,7 @@ fn run(cli: Cli) -> Result<()> {
                 tch::set_num_threads(t);
             }
             let mut cfg = eval::score::ScoreConfig::new(checkpoints, data);
-            cfg.split = match split {
-                SplitArg::Val => alexnet_shared::Split::Val,
-                SplitArg::Train => alexnet_shared::Split::Train,
-            };
+            cfg.split = split_of(split);
             cfg.crops = match crops {
                 CropsArg::Center => Crops::Center,
                 CropsArg::Ten => Crops::Ten,
@@ -202,6 +249,65 @@ fn run(cli: Cli) -> Result<()> {
             let (w, h, k) =
                 eval::kernels::run(&eval::kernels::KernelsConfig { checkpoint, out: out.clone(), scale, columns })?;
             println!("wrote {} ({w}x{h}): {k} conv1 kernels", out.display());
+            Ok(())
+        }
+        Command::Neighbors {
+            checkpoint,
+            data,
+            queries,
+            query_rows,
+            query_split,
+            k,
+            out,
+            list,
+            thumb,
+            limit,
+            batch_size,
+            threads,
+            workers,
+            device,
+            quiet,
+            model,
+        } => {
+            if let Some(t) = threads {
+                anyhow::ensure!(t >= 1, "--threads must be at least 1");
+                tch::set_num_threads(t);
+            }
+            anyhow::ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
+            let query_split = split_of(query_split);
+            let query_rows = match queries {
+                Some(n) => {
+                    let ds = alexnet_shared::Dataset::open(&data)?;
+                    let len = ds.manifest().split(query_split).map_or(0, |s| s.rows as usize);
+                    eval::neighbors::spread_rows(n, len)
+                }
+                None => query_rows,
+            };
+            let cfg = eval::neighbors::NeighborsConfig {
+                checkpoint,
+                data: data.clone(),
+                query_split,
+                query_rows,
+                k,
+                batch_size,
+                workers,
+                device: trainer::device::parse_device(&device)?,
+                overrides: model.overrides(),
+                limit,
+                progress: !quiet,
+            };
+            let (results, _) = eval::neighbors::run(&cfg)?;
+            let img = eval::neighbors::grid(&data, query_split, &results, k, thumb)?;
+            img.save_with_format(&out, image::ImageFormat::Png)
+                .with_context(|| format!("writing {}", out.display()))?;
+            if let Some(l) = &list {
+                eval::neighbors::write_list(l, &data, query_split, &results)?;
+            }
+            for q in &results {
+                let d: Vec<String> = q.neighbors.iter().map(|n| format!("{}:{:.2}", n.row, n.distance)).collect();
+                println!("{} row {}: train rows (distance) {}", query_split, q.row, d.join(" "));
+            }
+            println!("wrote {} ({}x{})", out.display(), img.width(), img.height());
             Ok(())
         }
     }
