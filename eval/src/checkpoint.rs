@@ -38,6 +38,8 @@ pub struct LoadedModel {
     pub class_map: Option<Tensor>,
     /// Model in bfloat16 (inputs cast to it, probabilities in float32).
     pub bf16: bool,
+    /// sha256 of the manifest of the data it was trained on (from the metadata).
+    pub manifest_sha256: Option<String>,
 }
 
 impl LoadedModel {
@@ -142,7 +144,8 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
         vs.bfloat16();
     }
     let class_map = class_map.map(|m| Tensor::from_slice(&m).to_device(device));
-    Ok(LoadedModel { path: path.to_path_buf(), model, vs, normalization, imported, class_map, bf16 })
+    let manifest_sha256 = meta.map(|m| m.manifest_sha256).filter(|h| !h.is_empty());
+    Ok(LoadedModel { path: path.to_path_buf(), model, vs, normalization, imported, class_map, bf16, manifest_sha256 })
 }
 
 /// For each dataset class (by wnid), its index among the checkpoint's outputs; `None`

@@ -120,6 +120,12 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
     let wnids = manifest.wnids();
     let models: Vec<LoadedModel> =
         cfg.checkpoints.iter().map(|p| open(p, &cfg.overrides, &wnids, cfg.device, cfg.bf16)).collect::<Result<_>>()?;
+    let sha = alexnet_shared::sha256_file(&cfg.data.join(alexnet_shared::MANIFEST_FILE))?;
+    for m in models.iter().filter(|m| m.manifest_sha256.as_ref().is_some_and(|h| *h != sha)) {
+        // Legitimate (another encoding or build of the same images), but the mean image
+        // and the statistics come from this dataset, not the one it was trained on.
+        eprintln!("note: {} was trained on another build of the data (manifest sha256 differs)", m.path.display());
+    }
     let split = Arc::new(ds.split(cfg.split)?);
     ensure!(!split.is_empty(), "{}: the {} split is empty", cfg.data.display(), cfg.split);
     let images = cfg.limit.map_or(split.len(), |l| l.min(split.len()));
