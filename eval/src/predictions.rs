@@ -23,15 +23,17 @@ pub struct Prediction<'a> {
     pub probabilities: &'a [f32],
 }
 
+struct ParquetSink {
+    writer: ArrowWriter<File>,
+    schema: Arc<Schema>,
+    keys: StringBuilder,
+    labels: Int32Builder,
+    top: Vec<(Int32Builder, Float32Builder)>,
+}
+
 enum Sink {
     Csv(BufWriter<File>),
-    Parquet {
-        writer: ArrowWriter<File>,
-        schema: Arc<Schema>,
-        keys: StringBuilder,
-        labels: Int32Builder,
-        top: Vec<(Int32Builder, Float32Builder)>,
-    },
+    Parquet(Box<ParquetSink>),
 }
 
 pub struct PredictionWriter {
@@ -61,13 +63,13 @@ impl PredictionWriter {
             let schema = Arc::new(Schema::new(fields));
             let writer = ArrowWriter::try_new(file, schema.clone(), None)
                 .with_context(|| format!("starting {}", tmp.display()))?;
-            Sink::Parquet {
+            Sink::Parquet(Box::new(ParquetSink {
                 writer,
                 schema,
                 keys: StringBuilder::new(),
                 labels: Int32Builder::new(),
                 top: (0..k).map(|_| (Int32Builder::new(), Float32Builder::new())).collect(),
-            }
+            }))
         } else {
             let mut w = BufWriter::new(file);
             let cols: Vec<String> = (1..=k).map(|i| format!(",class_{i},prob_{i}")).collect();
@@ -87,10 +89,10 @@ impl PredictionWriter {
                 }
                 writeln!(w, "{line}").with_context(|| format!("writing {}", self.tmp.display()))?;
             }
-            Sink::Parquet { keys, labels, top, .. } => {
-                keys.append_value(p.key);
-                labels.append_value(p.label as i32);
-                for ((cb, pb), (&c, &q)) in top.iter_mut().zip(p.classes.iter().zip(p.probabilities)) {
+            Sink::Parquet(ps) => {
+                ps.keys.append_value(p.key);
+                ps.labels.append_value(p.label as i32);
+                for ((cb, pb), (&c, &q)) in ps.top.iter_mut().zip(p.classes.iter().zip(p.probabilities)) {
                     cb.append_value(c as i32);
                     pb.append_value(q);
                 }
@@ -104,7 +106,8 @@ impl PredictionWriter {
     }
 
     fn flush_batch(&mut self) -> Result<()> {
-        if let Sink::Parquet { writer, schema, keys, labels, top } = &mut self.sink {
+        if let Sink::Parquet(ps) = &mut self.sink {
+            let ParquetSink { writer, schema, keys, labels, top } = ps.as_mut();
             if labels.is_empty() {
                 return Ok(());
             }
@@ -127,8 +130,8 @@ impl PredictionWriter {
                 w.flush()?;
                 w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
             }
-            Sink::Parquet { writer, .. } => {
-                writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?.sync_all()?;
+            Sink::Parquet(ps) => {
+                ps.writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?.sync_all()?;
             }
         }
         std::fs::rename(&self.tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))?;

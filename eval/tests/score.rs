@@ -73,8 +73,10 @@ fn config(ckpts: &[&Path], data: &Path, crops: Crops) -> ScoreConfig {
     c
 }
 
-/// key -> (label, [(class, probability)]) from a predictions CSV.
-fn read_csv(path: &Path) -> Vec<(String, i64, Vec<(i64, f32)>)> {
+/// One line of a predictions CSV: key, label, [(class, probability)].
+type Line = (String, i64, Vec<(i64, f32)>);
+
+fn read_csv(path: &Path) -> Vec<Line> {
     let text = std::fs::read_to_string(path).unwrap();
     let mut lines = text.lines();
     let header = lines.next().unwrap();
