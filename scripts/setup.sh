@@ -9,7 +9,9 @@
 # machines have torch 2.11.0 preinstalled and no package index: nothing is installed
 # there. The test extras (numpy, pillow, pyarrow, safetensors, torchvision) are
 # installed where missing and an index is reachable; without them only the Python
-# cross-checks are skipped.
+# cross-checks are skipped. Where cargo builds, gloo's headers (Debian's libgloo-dev)
+# are installed when missing: the trainer's build needs them (root, or sudo without a
+# password; otherwise a message says what to install).
 _alexnet_setup() {
     local root want py v
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -52,6 +54,19 @@ _alexnet_setup() {
         *) export PATH="$(dirname "$py"):$PATH" ;;
     esac
     command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup)" >&2; return 1; }
+    # gloo's headers: the trainer's c10d shim includes ProcessGroupGloo.hpp, which needs
+    # them at compile time only (gloo's code is inside libtorch; see trainer/build.rs).
+    if [ -z "${GLOO_INCLUDE_DIR:-}" ] && [ ! -f /usr/include/gloo/config.h ]; then
+        echo "setup: installing libgloo-dev (gloo's headers, for the trainer's c10d shim)" >&2
+        local sudo=""
+        [ "$(id -u)" = 0 ] || sudo="sudo -n"
+        if ! command -v apt-get >/dev/null \
+            || ! { DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libgloo-dev >&2 \
+                || { $sudo apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q libgloo-dev >&2; }; }; then
+            echo "setup: could not install libgloo-dev: install it as root (apt-get install libgloo-dev), or set GLOO_INCLUDE_DIR to a folder holding gloo/config.h" >&2
+            return 1
+        fi
+    fi
 }
 
 if [[ "${BASH_SOURCE[0]}" == "${0}" ]]; then

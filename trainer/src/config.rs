@@ -17,6 +17,9 @@ pub struct TrainConfig {
     pub optim: OptimSection,
     #[serde(default)]
     pub run: RunSection,
+    /// Data-parallel settings (several ranks); defaults suit one process.
+    #[serde(default)]
+    pub dist: DistSection,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,6 +33,9 @@ pub struct ModelSection {
     pub lrn_alpha: f64,
     #[serde(default = "two")]
     pub lrn_towers: usize,
+    /// Dropout probability on fc6 and fc7 (paper section 4.2: 0.5); 0 turns it off.
+    #[serde(default = "half")]
+    pub dropout: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -41,6 +47,11 @@ pub struct DataSection {
     pub shuffle: Shuffle,
     pub flip: bool,
     pub pca_noise: bool,
+    /// Train images held out of training and scored (center crop) after every epoch;
+    /// when more than 0 their error drives the plateau schedule instead of val's, so
+    /// val stays untouched by any training decision. Drawn once from the seed.
+    #[serde(default)]
+    pub holdout: usize,
 }
 
 impl Default for DataSection {
@@ -52,6 +63,7 @@ impl Default for DataSection {
             shuffle: Shuffle::Full,
             flip: true,
             pca_noise: true,
+            holdout: 0,
         }
     }
 }
@@ -80,14 +92,101 @@ pub struct RunSection {
     /// Epoch checkpoints kept besides the best one.
     pub keep_last: usize,
     pub log_every_steps: usize,
+    /// Conv weights and activations in channels-last (NHWC) memory layout: faster
+    /// convolutions on GPUs with tensor cores. Checkpoints stay NCHW.
+    #[serde(default)]
+    pub channels_last: bool,
+    /// `fp32`, or `bf16`: the forward pass and the loss under autocast in bfloat16
+    /// (convolutions and matrix products in bf16, the loss and reductions in float32;
+    /// weights, gradients and SGD stay float32). Validation runs in float32.
+    #[serde(default)]
+    pub precision: Precision,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    #[default]
+    Fp32,
+    Bf16,
 }
 
 impl Default for RunSection {
     fn default() -> Self {
-        Self { seed: 0, checkpoint_minutes: 30.0, keep_last: 3, log_every_steps: 50 }
+        Self {
+            seed: 0,
+            checkpoint_minutes: 30.0,
+            keep_last: 3,
+            log_every_steps: 50,
+            channels_last: false,
+            precision: Precision::Fp32,
+        }
     }
 }
 
+/// Data parallel (DESIGN.md, "Distributed data parallel"). `optim.batch_size` is the
+/// batch of one rank; the global batch is `optim.batch_size * world_size`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistSection {
+    /// How `optim.lr` scales with the ranks: `none` (it is the rate of the global
+    /// batch) or `linear` (it is the rate of one rank's batch, multiplied by the world
+    /// size: Goyal et al. 2017, "Accurate, Large Minibatch SGD").
+    pub lr_scaling: LrScaling,
+    /// Linear warm-up, in epochs, from `optim.lr` to the scaled rate (Goyal et al.
+    /// used 5 for large global batches); 0: none. Has no effect without scaling.
+    pub warmup_epochs: f64,
+    /// Seconds the rendezvous or a collective may wait for the other ranks before the
+    /// run fails (a dead or hung rank).
+    pub timeout_s: f64,
+    /// Gradient bucket size in MiB (PyTorch DDP's default: 25).
+    pub bucket_mb: f64,
+    /// Resolved at start and saved in `RUN_DIR/config.toml`: the number of ranks. A
+    /// preset that sets it is checked against the launch; a resumed run must match.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub world_size: Option<usize>,
+    /// Resolved at start: `optim.batch_size * world_size` (checked when set).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub global_batch: Option<usize>,
+    /// Resolved at start: the learning rate after scaling, before the schedule.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scaled_lr: Option<f64>,
+}
+
+impl Default for DistSection {
+    fn default() -> Self {
+        Self {
+            lr_scaling: LrScaling::None,
+            warmup_epochs: 0.0,
+            timeout_s: 600.0,
+            bucket_mb: 25.0,
+            world_size: None,
+            global_batch: None,
+            scaled_lr: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LrScaling {
+    None,
+    Linear,
+}
+
+impl DistSection {
+    /// The factor `optim.lr` is multiplied by with `world` ranks.
+    pub fn lr_factor(&self, world: usize) -> f64 {
+        match self.lr_scaling {
+            LrScaling::None => 1.0,
+            LrScaling::Linear => world as f64,
+        }
+    }
+}
+
+fn half() -> f64 {
+    0.5
+}
 fn one() -> f64 {
     1.0
 }
@@ -135,6 +234,19 @@ impl TrainConfig {
         }
         if o.lr.is_nan() || o.lr <= 0.0 || o.weight_decay < 0.0 || !(0.0..1.0).contains(&o.momentum) {
             return Err("optim: lr must be > 0, weight_decay >= 0, momentum in [0, 1)".into());
+        }
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            return Err(format!("model.dropout {} must be in [0, 1)", self.model.dropout));
+        }
+        let d = &self.dist;
+        if !(d.timeout_s.is_finite() && d.timeout_s >= 1.0) {
+            return Err("dist.timeout_s must be at least 1 (seconds)".into());
+        }
+        if !(d.warmup_epochs.is_finite() && d.warmup_epochs >= 0.0 && d.bucket_mb.is_finite() && d.bucket_mb > 0.0) {
+            return Err("dist.warmup_epochs must be >= 0 and dist.bucket_mb > 0".into());
+        }
+        if d.world_size == Some(0) {
+            return Err("dist.world_size must be at least 1".into());
         }
         if self.data.workers == 0 {
             return Err("data.workers must be at least 1".into());

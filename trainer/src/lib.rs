@@ -4,8 +4,11 @@
 
 pub mod checkpoint;
 pub mod config;
+pub mod curves;
 pub mod data;
 pub mod device;
+pub mod dist;
+pub mod ext;
 pub mod model;
 pub mod schedule;
 pub mod sgd;

@@ -125,6 +125,8 @@ pub struct AlexNet {
     cfg: ModelConfig,
     convs: Vec<nn::Conv2D>,
     fcs: Vec<nn::Linear>,
+    /// Dropout probability on fc6 and fc7 in training (section 4.2: 0.5).
+    dropout: f64,
 }
 
 impl AlexNet {
@@ -171,7 +173,12 @@ impl AlexNet {
                 ],
             ),
         };
-        Ok(Self { cfg: cfg.clone(), convs, fcs })
+        Ok(Self { cfg: cfg.clone(), convs, fcs, dropout: 0.5 })
+    }
+
+    /// Sets the training dropout probability (0: off, as in the data-parallel tests).
+    pub fn set_dropout(&mut self, p: f64) {
+        self.dropout = p;
     }
 
     pub fn config(&self) -> &ModelConfig {
@@ -243,18 +250,22 @@ impl AlexNet {
         let h = self.features(x).flatten(1, -1);
         match self.cfg.arch {
             // fc6 -> ReLU -> dropout -> fc7 -> ReLU (-> dropout before fc8)
-            Arch::Paper => h.apply(&self.fcs[0]).relu().dropout(0.5, train).apply(&self.fcs[1]).relu(),
+            Arch::Paper => h.apply(&self.fcs[0]).relu().dropout(self.dropout, train).apply(&self.fcs[1]).relu(),
             // torchvision: dropout -> fc6 -> ReLU -> dropout -> fc7 -> ReLU
-            Arch::Owt => {
-                h.dropout(0.5, train).apply(&self.fcs[0]).relu().dropout(0.5, train).apply(&self.fcs[1]).relu()
-            }
+            Arch::Owt => h
+                .dropout(self.dropout, train)
+                .apply(&self.fcs[0])
+                .relu()
+                .dropout(self.dropout, train)
+                .apply(&self.fcs[1])
+                .relu(),
         }
     }
 
     /// Logits [N, num_classes].
     pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
         let h = self.fc7(x, train);
-        let h = if self.cfg.arch == Arch::Paper { h.dropout(0.5, train) } else { h };
+        let h = if self.cfg.arch == Arch::Paper { h.dropout(self.dropout, train) } else { h };
         h.apply(&self.fcs[2])
     }
 

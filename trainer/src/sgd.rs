@@ -32,23 +32,30 @@ impl Sgd {
         }
     }
 
-    /// One update with learning rate `lr`.
+    /// One update with learning rate `lr`. In place, with no parameter-sized
+    /// temporaries (the weight decay is added into the gradient, which the next
+    /// `zero_grad` clears; `addcmul_` with a scalar tensor stands for `add_(alpha=)`,
+    /// which tch does not expose): three passes over each parameter, as PyTorch's
+    /// foreach SGD.
     pub fn step(&mut self, lr: f64) {
         tch::no_grad(|| {
             for (p, buf) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
-                let g = p.grad();
+                let mut g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let d = if self.weight_decay != 0.0 { &g + &*p * self.weight_decay } else { g };
+                let scalar = |x: f64| Tensor::from(x).to_kind(p.kind()).to_device(p.device());
+                if self.weight_decay != 0.0 {
+                    let _ = g.addcmul_(p, &scalar(self.weight_decay)); // g += wd * w
+                }
                 let v = match buf {
                     Some(v) => {
-                        let _ = v.g_mul_scalar_(self.momentum).g_add_(&d);
+                        let _ = v.g_mul_scalar_(self.momentum).g_add_(&g);
                         v
                     }
-                    None => buf.insert(d.detach().copy()),
+                    None => buf.insert(g.detach().copy()),
                 };
-                let _ = p.g_sub_(&(&*v * lr));
+                let _ = p.addcmul_(v, &scalar(-lr)); // w -= lr * v
             }
         });
     }

@@ -8,6 +8,13 @@
 //! that never stopped. SIGINT/SIGTERM finish the current step, write a checkpoint and
 //! exit cleanly; a NaN or infinite loss stops the run naming the step and keeps the
 //! last good checkpoint.
+//!
+//! Data parallel ([`run_distributed`] with a [`ProcessGroup`]): every rank starts from
+//! rank 0's weights, trains on its slice of each epoch, and averages the gradients
+//! before an identical SGD step; validation counts are summed over the ranks; only
+//! rank 0 logs and writes checkpoints; a stop (signal, NaN, `--max-steps`) is agreed at
+//! a step boundary through a small all-reduce, and after each epoch the ranks check
+//! that their weights are bit-identical.
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -22,9 +29,11 @@ use safetensors::tensor::SafeTensors;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
 use crate::checkpoint::{load_model, save_model, write_tensors, CheckpointMeta};
-use crate::config::TrainConfig;
-use crate::data::sampler::derive_seed;
-use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform};
+use crate::config::{Precision, TrainConfig};
+use crate::curves::Curves;
+use crate::data::sampler::{derive_seed, held_out_rows};
+use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform, Rows};
+use crate::dist::{GradBuckets, ProcessGroup};
 use crate::model::AlexNet;
 use crate::schedule::learning_rate;
 use crate::sgd::Sgd;
@@ -58,11 +67,23 @@ struct Position {
     /// Batches of `epoch` already trained.
     batch: usize,
     global_step: u64,
+    /// The top-1 error of each finished epoch that drives the plateau schedule: on val,
+    /// or on the held-out slice of train when the run holds one out.
     val_errors: Vec<f64>,
     best_top1: f64,
 }
 
 pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
+    run_distributed(cfg, opt, None)
+}
+
+/// [`run`] as one rank of a data-parallel run over `pg` (`None`: a single process).
+/// Every rank reads the run folder (a shared filesystem across machines); only rank 0
+/// writes to it.
+pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessGroup>) -> Result<TrainSummary> {
+    let (rank, world) = pg.map_or((0, 1), |p| (p.rank(), p.world()));
+    let main = rank == 0;
+    let cfg = &crate::dist::resolve_config(cfg, world)?;
     let ds = Dataset::open(&opt.data)?;
     let manifest = ds.manifest().clone();
     let manifest_sha = sha256_file(&opt.data.join(MANIFEST_FILE))?;
@@ -74,8 +95,10 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
             opt.run_dir.display()
         );
     }
-    std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
-    alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    if main {
+        std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
+        alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+    }
 
     let mcfg = cfg.model_config(manifest.classes.len());
     let mut vs = VarStore::new(opt.device);
@@ -86,11 +109,16 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
     } else {
         model.torch_default_init();
     }
+    if cfg.run.channels_last {
+        to_channels_last(&vs);
+    }
+    model.set_dropout(cfg.model.dropout);
     let mut names: Vec<String> = vs.variables().keys().cloned().collect();
     names.sort();
     let vars = vs.variables();
     let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
-    let mut sgd = Sgd::new(params, cfg.optim.momentum, cfg.optim.weight_decay);
+    let mut sgd =
+        Sgd::new(params.iter().map(|p| p.shallow_clone()).collect(), cfg.optim.momentum, cfg.optim.weight_decay);
 
     let mut pos = Position { best_top1: -1.0, ..Default::default() };
     if let Some(path) = &latest {
@@ -109,14 +137,25 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
             opt.data.display()
         );
         pos = load_optim(&optim_path(path), &names, &mut sgd)?;
-        eprintln!(
-            "train: resuming from {} (epoch {}, batch {}, step {})",
-            path.display(),
-            pos.epoch,
-            pos.batch,
-            pos.global_step
-        );
+        if main {
+            eprintln!(
+                "train: resuming from {} (epoch {}, batch {}, step {})",
+                path.display(),
+                pos.epoch,
+                pos.batch,
+                pos.global_step
+            );
+        }
     }
+
+    let mut buckets = None;
+    if let Some(pg) = pg {
+        // Every rank starts from rank 0's weights, at rank 0's position.
+        pg.broadcast(&params, 0)?;
+        crate::dist::check_same_position(pg, pos.epoch, pos.batch, pos.global_step)?;
+        buckets = Some(GradBuckets::new(&params, (cfg.dist.bucket_mb * (1 << 20) as f64) as usize));
+    }
+    let lr_factor = cfg.dist.lr_factor(world);
 
     let mean = read_mean_image(&opt.data.join(&manifest.mean_image))?;
     let transform = PixelTransform::new(&manifest, Some(&mean), cfg.data.normalization)?;
@@ -127,6 +166,8 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
         c.workers = cfg.data.workers;
         c.prefetch = cfg.data.prefetch;
         c.seed = cfg.run.seed;
+        c.rank = rank;
+        c.world = world;
         c.shuffle = cfg.data.shuffle;
         c.flip = cfg.data.flip;
         c.pca_noise = cfg.data.pca_noise;
@@ -137,18 +178,46 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
         }
         c
     };
-    let mut train = Loader::new(Arc::new(ds.split(Split::Train)?), loader_cfg(Crops::Train))?;
+    let train_split = Arc::new(ds.split(Split::Train)?);
+    let held = if cfg.data.holdout > 0 {
+        ensure!(
+            cfg.data.holdout + cfg.optim.batch_size <= train_split.len(),
+            "data.holdout = {} leaves less than one batch of the {} train images",
+            cfg.data.holdout,
+            train_split.len()
+        );
+        Some(Arc::new(held_out_rows(train_split.len(), cfg.data.holdout, cfg.run.seed)))
+    } else {
+        None
+    };
+    let mut train_cfg = loader_cfg(Crops::Train);
+    let mut holdout = None;
+    if let Some(h) = &held {
+        train_cfg.rows = Rows::Except(h.clone());
+        let mut c = loader_cfg(Crops::Center);
+        c.rows = Rows::Only(h.clone());
+        holdout = Some(Loader::new(train_split.clone(), c)?);
+    }
+    let mut train = Loader::new(train_split, train_cfg)?;
     let mut val = Loader::new(Arc::new(ds.split(Split::Val)?), loader_cfg(Crops::Center))?;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
     }
-    let mut metrics = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(opt.run_dir.join("metrics.jsonl"))
-        .context("opening metrics.jsonl")?;
+    // Rank 0 alone logs: the other ranks write to a sink.
+    let metrics_path = opt.run_dir.join("metrics.jsonl");
+    let mut metrics: Box<dyn Write> = if main {
+        Box::new(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(&metrics_path)
+                .context("opening metrics.jsonl")?,
+        )
+    } else {
+        Box::new(std::io::sink())
+    };
     let mut last_ckpt = latest.clone().unwrap_or_default();
     let mut last_ckpt_time = Instant::now();
     let mut steps_here = 0u64;
@@ -164,7 +233,7 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
     };
 
     while pos.epoch < cfg.optim.epochs {
-        let lr = learning_rate(&cfg.optim.schedule, cfg.optim.lr, pos.epoch, &pos.val_errors);
+        let epoch_lr = learning_rate(&cfg.optim.schedule, cfg.optim.lr * lr_factor, pos.epoch, &pos.val_errors);
         let steps = train.start(pos.epoch as u64);
         ensure!(steps > 0, "the train split has fewer rows than one batch of {}", cfg.optim.batch_size);
         let (t_epoch, mut t_log, mut loss_sum, mut loss_n, mut images) = (Instant::now(), Instant::now(), 0.0, 0, 0);
@@ -175,15 +244,29 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
                 b += 1; // resumed mid-epoch: these were trained before the stop
                 continue;
             }
-            // Dropout draws depend on (seed, epoch, step) only.
-            tch::manual_seed(derive_seed(&[cfg.run.seed, pos.epoch as u64, b as u64, 0xd409]) as i64);
+            // Dropout draws depend on (seed, epoch, step, rank) only.
+            let mut parts = vec![cfg.run.seed, pos.epoch as u64, b as u64, 0xd409];
+            if rank > 0 {
+                parts.push(rank as u64);
+            }
+            tch::manual_seed(derive_seed(&parts) as i64);
+            let lr = crate::dist::warmup_lr(epoch_lr, lr_factor, cfg.dist.warmup_epochs, pos.epoch, b, steps);
             let x = norm.apply(&batch, cfg.data.pca_noise)?;
             let y = batch.labels().to_device(opt.device);
-            let logits = model.forward_t(&x, true);
-            let loss = logits.cross_entropy_for_logits(&y);
+            let forward = || model.forward_t(&x, true).cross_entropy_for_logits(&y);
+            let loss = match cfg.run.precision {
+                Precision::Fp32 => forward(),
+                Precision::Bf16 => crate::ext::autocast_bf16(opt.device, forward).map_err(anyhow::Error::msg)?,
+            };
             sgd.zero_grad();
             loss.backward();
-            let l = loss.double_value(&[]); // host sync: the loss is checked every step
+            let mut l = loss.double_value(&[]); // host sync: the loss is checked every step
+            let mut stop_now = stop.load(Ordering::Relaxed);
+            if let (Some(pg), Some(buckets)) = (pg, buckets.as_mut()) {
+                buckets.average(&params, pg)?;
+                // The stop is agreed: any rank's signal, or NaN, stops every rank here.
+                (l, stop_now) = crate::dist::agree(pg, l, stop_now)?;
+            }
             if !l.is_finite() {
                 bail!(
                     "loss is {l} at epoch {} step {} (global step {}): stopping; the last good checkpoint is {}",
@@ -201,8 +284,8 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
             steps_here += 1;
             loss_sum += l;
             loss_n += 1;
-            images += cfg.optim.batch_size;
-            if pos.global_step.is_multiple_of(cfg.run.log_every_steps.max(1) as u64) || b == steps {
+            images += cfg.optim.batch_size * world;
+            if main && (pos.global_step.is_multiple_of(cfg.run.log_every_steps.max(1) as u64) || b == steps) {
                 let secs = t_log.elapsed().as_secs_f64();
                 let rate = images as f64 / secs.max(1e-9);
                 let wait = (train.stats().wait - wait0).as_secs_f64();
@@ -222,21 +305,24 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
                 );
                 (t_log, loss_sum, loss_n, images) = (Instant::now(), 0.0, 0, 0);
             }
-            let interrupted = stop.load(Ordering::Relaxed) || opt.max_steps.is_some_and(|m| steps_here >= m);
+            let interrupted = stop_now || opt.max_steps.is_some_and(|m| steps_here >= m);
             let timed = last_ckpt_time.elapsed().as_secs_f64() >= cfg.run.checkpoint_minutes * 60.0;
             if (interrupted || timed) && b < steps {
-                last_ckpt = write_checkpoint(
-                    &ckpt_dir,
-                    &format!("step-{:09}", pos.global_step),
-                    &vs,
-                    &meta_at(&pos),
-                    &pos,
-                    &names,
-                    &sgd,
-                )?;
+                let stem = format!("step-{:09}", pos.global_step);
+                if main {
+                    last_ckpt = write_checkpoint(&ckpt_dir, &stem, &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+                } else {
+                    last_ckpt = ckpt_dir.join(format!("{stem}.safetensors"));
+                }
                 last_ckpt_time = Instant::now();
                 if interrupted {
-                    eprintln!("train: stopped at epoch {} batch {b}; resume with --resume", pos.epoch);
+                    if let Some(pg) = pg {
+                        crate::dist::check_same_weights(pg, &params, &format!("step {}", pos.global_step))?;
+                        pg.barrier()?;
+                    }
+                    if main {
+                        eprintln!("train: stopped at epoch {} batch {b}; resume with --resume", pos.epoch);
+                    }
                     return Ok(TrainSummary {
                         epochs_done: pos.epoch,
                         global_step: pos.global_step,
@@ -249,7 +335,11 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
             }
         }
         // Validation: center crops, every val image once.
-        let (top1, top5, vloss) = validate(&model, &mut val, &norm, opt.device)?;
+        let mut counts = validate_counts(&model, &mut val, &norm, opt.device)?;
+        if let Some(pg) = pg {
+            counts = crate::dist::sum_counts(pg, counts)?;
+        }
+        let (top1, top5, vloss) = counts.fractions()?;
         last_val = (Some(top1), Some(top5));
         writeln!(
             metrics,
@@ -259,29 +349,76 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
             pos.global_step,
             t_epoch.elapsed().as_secs_f64()
         )?;
-        eprintln!(
-            "train: epoch {} val top-1 {:.2}% top-5 {:.2}% loss {vloss:.4}",
-            pos.epoch,
-            100.0 * top1,
-            100.0 * top5
-        );
-        pos.val_errors.push(1.0 - top1);
+        if main {
+            eprintln!(
+                "train: epoch {} val top-1 {:.2}% top-5 {:.2}% loss {vloss:.4}",
+                pos.epoch,
+                100.0 * top1,
+                100.0 * top5
+            );
+        }
+        let mut plateau_error = 1.0 - top1;
+        if let Some(h) = holdout.as_mut() {
+            let mut counts = validate_counts(&model, h, &norm, opt.device)?;
+            if let Some(pg) = pg {
+                counts = crate::dist::sum_counts(pg, counts)?;
+            }
+            let (h1, h5, hloss) = counts.fractions()?;
+            writeln!(
+                metrics,
+                "{{\"time\": {:.3}, \"kind\": \"holdout\", \"epoch\": {}, \"step\": {}, \"top1\": {h1:.5}, \"top5\": {h5:.5}, \"loss\": {hloss:.5}, \"images\": {}}}",
+                unix_time(),
+                pos.epoch,
+                pos.global_step,
+                cfg.data.holdout
+            )?;
+            if main {
+                eprintln!(
+                    "train: epoch {} held-out train top-1 {:.2}% top-5 {:.2}% loss {hloss:.4} (drives the schedule)",
+                    pos.epoch,
+                    100.0 * h1,
+                    100.0 * h5
+                );
+            }
+            plateau_error = 1.0 - h1;
+        }
+        if main {
+            metrics.flush()?;
+            if let Err(e) = Curves::read(&metrics_path).and_then(|c| c.write_png(&opt.run_dir.join("curves.png"))) {
+                eprintln!("train: warning: curves.png not drawn: {e:#}");
+            }
+        }
+        pos.val_errors.push(plateau_error);
         pos.epoch += 1;
         pos.batch = 0;
         let improved = top1 > pos.best_top1;
         if improved {
             pos.best_top1 = top1;
         }
-        last_ckpt =
-            write_checkpoint(&ckpt_dir, &format!("epoch-{:03}", pos.epoch), &vs, &meta_at(&pos), &pos, &names, &sgd)?;
-        last_ckpt_time = Instant::now();
-        if improved {
-            write_checkpoint(&ckpt_dir, "best", &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+        if let Some(pg) = pg {
+            crate::dist::check_same_weights(pg, &params, &format!("epoch {}", pos.epoch))?;
         }
-        prune(&ckpt_dir, cfg.run.keep_last)?;
-        if stop.load(Ordering::Relaxed) || opt.max_steps.is_some_and(|m| steps_here >= m) {
+        let stem = format!("epoch-{:03}", pos.epoch);
+        if main {
+            last_ckpt = write_checkpoint(&ckpt_dir, &stem, &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+            if improved {
+                write_checkpoint(&ckpt_dir, "best", &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+            }
+            prune(&ckpt_dir, cfg.run.keep_last)?;
+        } else {
+            last_ckpt = ckpt_dir.join(format!("{stem}.safetensors"));
+        }
+        last_ckpt_time = Instant::now();
+        let mut stop_now = stop.load(Ordering::Relaxed);
+        if let Some(pg) = pg {
+            stop_now = crate::dist::agree(pg, 0.0, stop_now)?.1;
+        }
+        if stop_now || opt.max_steps.is_some_and(|m| steps_here >= m) {
             break;
         }
+    }
+    if let Some(pg) = pg {
+        pg.barrier()?; // every rank leaves together, after rank 0's last checkpoint
     }
     Ok(TrainSummary {
         epochs_done: pos.epoch,
@@ -293,8 +430,32 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
     })
 }
 
-/// Center-crop top-1, top-5 (fractions) and mean loss over the val split.
+/// Center-crop top-1, top-5 (fractions) and mean loss over the val split (this
+/// rank's share of it).
 pub fn validate(model: &AlexNet, val: &mut Loader, norm: &Normalizer, device: Device) -> Result<(f64, f64, f64)> {
+    validate_counts(model, val, norm, device)?.fractions()
+}
+
+/// Sums over a validation pass, to be added up across ranks.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ValCounts {
+    pub images: i64,
+    pub top1: i64,
+    pub top5: i64,
+    pub loss_sum: f64,
+}
+
+impl ValCounts {
+    /// (top-1, top-5, mean loss).
+    pub fn fractions(&self) -> Result<(f64, f64, f64)> {
+        ensure!(self.images > 0, "the val split is empty");
+        let n = self.images as f64;
+        Ok((self.top1 as f64 / n, self.top5 as f64 / n, self.loss_sum / n))
+    }
+}
+
+/// Counts of correct top-1 and top-5 and the summed loss over this rank's val rows.
+pub fn validate_counts(model: &AlexNet, val: &mut Loader, norm: &Normalizer, device: Device) -> Result<ValCounts> {
     val.start(0);
     let (mut n, mut c1, mut c5, mut loss) = (0i64, 0i64, 0i64, 0.0);
     tch::no_grad(|| -> Result<()> {
@@ -310,8 +471,20 @@ pub fn validate(model: &AlexNet, val: &mut Loader, norm: &Normalizer, device: De
         }
         Ok(())
     })?;
-    ensure!(n > 0, "the val split is empty");
-    Ok((c1 as f64 / n as f64, c5 as f64 / n as f64, loss / n as f64))
+    Ok(ValCounts { images: n, top1: c1, top5: c5, loss_sum: loss })
+}
+
+/// Conv weights in channels-last (NHWC) memory layout; convolutions then run, and hand
+/// on activations, in that layout. The tensors keep their NCHW shapes and names.
+fn to_channels_last(vs: &VarStore) {
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            if v.dim() == 4 {
+                let nhwc = v.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2]);
+                v.set_data(&nhwc);
+            }
+        }
+    });
 }
 
 fn unix_time() -> f64 {

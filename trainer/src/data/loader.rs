@@ -27,7 +27,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::augment::{center_crop, crop_into, ten_crops, train_draw, CropSpec};
 use super::normalize::PixelTransform;
-use super::sampler::{train_rows, val_range, Shuffle};
+use super::sampler::{train_rows_except, val_range, Shuffle};
 
 /// What a pass over a split produces per image.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +73,18 @@ pub struct LoaderConfig {
     /// Make normalized float crops in the workers (CHW, PCA noise on train crops)
     /// instead of uint8 crops for [`super::Normalizer`] to convert on the device.
     pub transform: Option<PixelTransform>,
+    /// The rows of the split this loader covers.
+    pub rows: Rows,
+}
+
+/// Which rows of a split a loader covers: all of them, all but a held-out set (train),
+/// or only that set (scoring the held-out slice). Sets are sorted row indices.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Rows {
+    #[default]
+    All,
+    Except(Arc<Vec<usize>>),
+    Only(Arc<Vec<usize>>),
 }
 
 impl LoaderConfig {
@@ -91,6 +103,7 @@ impl LoaderConfig {
             pca_noise: true,
             pin_memory: None,
             transform: None,
+            rows: Rows::All,
         }
     }
 }
@@ -342,12 +355,18 @@ impl Loader {
             let _ = self.free_tx.send(b);
         }
         let cfg = &self.cfg;
-        let rows: Vec<usize> = match cfg.crops {
-            Crops::Train => {
+        let rows: Vec<usize> = match (cfg.crops, &cfg.rows) {
+            (Crops::Train, Rows::All | Rows::Except(_)) => {
                 let sizes: Vec<usize> = self.split.shards().iter().map(|s| s.len()).collect();
-                train_rows(&sizes, cfg.shuffle, cfg.seed, epoch, cfg.rank, cfg.world, cfg.batch_size)
+                let held: &[usize] = if let Rows::Except(h) = &cfg.rows { h } else { &[] };
+                train_rows_except(&sizes, cfg.shuffle, cfg.seed, epoch, cfg.rank, cfg.world, cfg.batch_size, held)
             }
-            Crops::Center | Crops::Ten => val_range(self.split.len(), cfg.rank, cfg.world).collect(),
+            (_, Rows::All) => val_range(self.split.len(), cfg.rank, cfg.world).collect(),
+            (_, Rows::Only(only)) => val_range(only.len(), cfg.rank, cfg.world).map(|i| only[i]).collect(),
+            (_, Rows::Except(held)) => {
+                let kept: Vec<usize> = (0..self.split.len()).filter(|r| held.binary_search(r).is_err()).collect();
+                val_range(kept.len(), cfg.rank, cfg.world).map(|i| kept[i]).collect()
+            }
         };
         let items: Vec<(usize, usize)> = rows.into_iter().enumerate().collect();
         let jobs = items.chunks(cfg.batch_size);

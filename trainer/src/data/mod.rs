@@ -27,6 +27,6 @@ pub mod loader;
 pub mod normalize;
 pub mod sampler;
 
-pub use loader::{Batch, Crops, Loader, LoaderConfig, LoaderError, LoaderStats};
+pub use loader::{Batch, Crops, Loader, LoaderConfig, LoaderError, LoaderStats, Rows};
 pub use normalize::{Normalization, Normalizer, PixelTransform};
 pub use sampler::Shuffle;

@@ -49,6 +49,23 @@ pub fn train_rows(
     world: usize,
     batch: usize,
 ) -> Vec<usize> {
+    train_rows_except(shard_sizes, shuffle, seed, epoch, rank, world, batch, &[])
+}
+
+/// [`train_rows`] without the rows in `held_out` (sorted): the permutation is drawn
+/// over all rows as before, the held-out ones are taken out, and the rest is cut into
+/// the ranks' slices.
+#[allow(clippy::too_many_arguments)]
+pub fn train_rows_except(
+    shard_sizes: &[usize],
+    shuffle: Shuffle,
+    seed: u64,
+    epoch: u64,
+    rank: usize,
+    world: usize,
+    batch: usize,
+    held_out: &[usize],
+) -> Vec<usize> {
     assert!(world >= 1 && rank < world && batch >= 1);
     let n: usize = shard_sizes.iter().sum();
     let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[seed, epoch, 0x5ea1]));
@@ -75,9 +92,27 @@ pub fn train_rows(
             v
         }
     };
-    let slice = n / world;
+    let order = if held_out.is_empty() {
+        order
+    } else {
+        let mut out = vec![false; n];
+        for &r in held_out {
+            out[r] = true;
+        }
+        order.into_iter().filter(|&r| !out[r]).collect()
+    };
+    let slice = order.len() / world;
     let take = slice / batch * batch;
     order[rank * slice..rank * slice + take].to_vec()
+}
+
+/// The rows of train held out of training (to drive the plateau schedule): `count`
+/// rows drawn once from `seed`, the same in every epoch and on every rank; sorted.
+pub fn held_out_rows(rows: usize, count: usize, seed: u64) -> Vec<usize> {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[seed, 0x401d_0017]));
+    let mut v = rand::seq::index::sample(&mut rng, rows, count.min(rows)).into_vec();
+    v.sort_unstable();
+    v
 }
 
 /// Steps per epoch of a train split: the same on every rank.
@@ -131,6 +166,35 @@ mod tests {
         assert_eq!(a, train_rows(&[500], Shuffle::Full, 3, 1, 0, 2, 10));
         assert_ne!(a, train_rows(&[500], Shuffle::Full, 3, 2, 0, 2, 10));
         assert_ne!(a, train_rows(&[500], Shuffle::Full, 4, 1, 0, 2, 10));
+    }
+
+    #[test]
+    fn held_out_rows_are_never_trained_on_and_the_rest_is_sliced_as_before() {
+        let shards = [100, 100, 37];
+        let held = held_out_rows(237, 20, 5);
+        assert_eq!(held.len(), 20);
+        assert!(held.windows(2).all(|w| w[0] < w[1]) && held.iter().all(|&r| r < 237));
+        assert_eq!(held, held_out_rows(237, 20, 5), "the same slice in every epoch");
+        assert_ne!(held, held_out_rows(237, 20, 6));
+        for shuffle in [Shuffle::Full, Shuffle::ShardThenRow] {
+            let (world, batch) = (2, 8);
+            let mut all = Vec::new();
+            for r in 0..world {
+                let rows = train_rows_except(&shards, shuffle, 7, 3, r, world, batch, &held);
+                assert_eq!(rows.len(), train_steps(237 - 20, world, batch) * batch);
+                all.extend(rows);
+            }
+            assert!(all.iter().all(|r| held.binary_search(r).is_err()), "a held-out row was trained on");
+            let n = all.len();
+            all.sort();
+            all.dedup();
+            assert_eq!(all.len(), n);
+        }
+        // Nothing held out: exactly train_rows.
+        assert_eq!(
+            train_rows_except(&shards, Shuffle::Full, 7, 3, 1, 2, 8, &[]),
+            train_rows(&shards, Shuffle::Full, 7, 3, 1, 2, 8)
+        );
     }
 
     #[test]

@@ -1,0 +1,240 @@
+//! The training curves as a picture: `RUN_DIR/curves.png`, redrawn after every epoch
+//! from `RUN_DIR/metrics.jsonl`, so a resumed run shows its whole history.
+//!
+//! Left: the training loss by step (the mean over each logging interval), with the
+//! validation loss at each epoch's end. Right: the top-1 and top-5 error by epoch on
+//! val (solid) and, where the run holds out part of train, on that slice (dashed).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Once;
+
+use anyhow::{Context, Result};
+use image::ImageEncoder;
+use plotters::prelude::*;
+use plotters::style::FontStyle;
+
+pub const WIDTH: u32 = 1200;
+pub const HEIGHT: u32 = 450;
+
+/// What the picture draws, read back from `metrics.jsonl`.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Curves {
+    /// step -> mean training loss
+    pub train_loss: BTreeMap<u64, f64>,
+    /// epoch -> (step, top-1, top-5, loss) on val
+    pub val: BTreeMap<u64, (u64, f64, f64, f64)>,
+    /// epoch -> (step, top-1, top-5, loss) on the held-out slice of train
+    pub holdout: BTreeMap<u64, (u64, f64, f64, f64)>,
+}
+
+impl Curves {
+    /// Reads `metrics.jsonl`. A step or epoch logged twice (a run resumed from a
+    /// checkpoint older than its last log line) keeps its latest value; lines that do
+    /// not parse (a line cut by a crash) are skipped.
+    pub fn read(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let mut c = Curves::default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
+            let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
+            let (Some(kind), Some(step)) = (v.get("kind").and_then(|k| k.as_str()), num("step")) else { continue };
+            let step = step as u64;
+            match kind {
+                "train" => {
+                    if let Some(l) = num("loss") {
+                        c.train_loss.insert(step, l);
+                    }
+                }
+                "val" | "holdout" => {
+                    if let (Some(e), Some(t1), Some(t5), Some(l)) =
+                        (num("epoch"), num("top1"), num("top5"), num("loss"))
+                    {
+                        let m = if kind == "val" { &mut c.val } else { &mut c.holdout };
+                        m.insert(e as u64, (step, t1, t5, l));
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(c)
+    }
+
+    /// The picture as RGB pixels, `WIDTH` x `HEIGHT`.
+    pub fn render(&self) -> Result<Vec<u8>> {
+        register_font();
+        let mut buf = vec![0u8; (WIDTH * HEIGHT * 3) as usize];
+        {
+            let root = BitMapBackend::with_buffer(&mut buf, (WIDTH, HEIGHT)).into_drawing_area();
+            root.fill(&WHITE).map_err(plot_err)?;
+            let (left, right) = root.split_horizontally(WIDTH / 2);
+            self.draw_loss(&left).map_err(plot_err)?;
+            self.draw_error(&right).map_err(plot_err)?;
+            root.present().map_err(plot_err)?;
+        }
+        Ok(buf)
+    }
+
+    /// Renders and writes the PNG atomically (a reader never sees half a picture).
+    pub fn write_png(&self, path: &Path) -> Result<()> {
+        let rgb = self.render()?;
+        let mut png = Vec::new();
+        image::codecs::png::PngEncoder::new(&mut png)
+            .write_image(&rgb, WIDTH, HEIGHT, image::ExtendedColorType::Rgb8)
+            .context("encoding the curves PNG")?;
+        alexnet_shared::atomic_write(path, &png)?;
+        Ok(())
+    }
+
+    fn draw_loss<DB: DrawingBackend>(&self, area: &DrawingArea<DB, plotters::coord::Shift>) -> PlotResult<DB> {
+        let mut pts: Vec<(f64, f64)> = self.train_loss.iter().map(|(&s, &l)| (s as f64, l)).collect();
+        let vpts: Vec<(f64, f64)> = self.val.values().map(|&(s, _, _, l)| (s as f64, l)).collect();
+        pts.retain(|p| p.1.is_finite());
+        let all = pts.iter().chain(vpts.iter());
+        let x_max = all.clone().map(|p| p.0).fold(1.0, f64::max);
+        let y_max = all.map(|p| p.1).fold(0.0, f64::max).max(1e-3) * 1.05;
+        let mut chart = ChartBuilder::on(area)
+            .caption("loss", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..x_max, 0.0..y_max)?;
+        chart
+            .configure_mesh()
+            .x_desc("step")
+            .y_desc("cross-entropy")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(WHITE)
+            .draw()?;
+        chart
+            .draw_series(LineSeries::new(pts, BLUE.stroke_width(2)))?
+            .label("train (mean per log interval)")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE.stroke_width(2)));
+        if !vpts.is_empty() {
+            chart.draw_series(LineSeries::new(vpts.clone(), RED.stroke_width(2)))?;
+            chart
+                .draw_series(vpts.iter().map(|&p| Circle::new(p, 3, RED.filled())))?
+                .label("val (epoch end)")
+                .legend(|(x, y)| Circle::new((x + 10, y), 3, RED.filled()));
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).border_style(BLACK).draw()?;
+        Ok(())
+    }
+
+    fn draw_error<DB: DrawingBackend>(&self, area: &DrawingArea<DB, plotters::coord::Shift>) -> PlotResult<DB> {
+        let x_max = self.val.keys().chain(self.holdout.keys()).map(|&e| e as f64 + 1.0).fold(1.0, f64::max);
+        let mut chart = ChartBuilder::on(area)
+            .caption("error (1 - accuracy)", ("sans-serif", 20))
+            .margin(12)
+            .x_label_area_size(36)
+            .y_label_area_size(52)
+            .build_cartesian_2d(0.0..x_max, 0.0..1.0)?;
+        chart
+            .configure_mesh()
+            .x_desc("epochs done")
+            .y_desc("error")
+            .x_labels(x_max as usize + 1)
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .light_line_style(WHITE)
+            .draw()?;
+        let series = |m: &BTreeMap<u64, (u64, f64, f64, f64)>, top5: bool| -> Vec<(f64, f64)> {
+            m.iter().map(|(&e, &(_, t1, t5, _))| (e as f64 + 1.0, 1.0 - if top5 { t5 } else { t1 })).collect()
+        };
+        for (m, name, dashed) in [(&self.val, "val", false), (&self.holdout, "held-out train", true)] {
+            if m.is_empty() {
+                continue;
+            }
+            for (top5, color, k) in [(false, RED, "top-1"), (true, GREEN, "top-5")] {
+                let pts = series(m, top5);
+                let style = color.stroke_width(2);
+                let label = format!("{name} {k}");
+                if dashed {
+                    chart
+                        .draw_series(DashedLineSeries::new(pts.clone(), 6, 4, style))?
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 8, y)], style));
+                } else {
+                    chart
+                        .draw_series(LineSeries::new(pts.clone(), style))?
+                        .label(label)
+                        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], style));
+                }
+                chart.draw_series(pts.iter().map(|&p| Circle::new(p, 3, color.filled())))?;
+            }
+        }
+        chart.configure_series_labels().position(SeriesLabelPosition::UpperRight).border_style(BLACK).draw()?;
+        Ok(())
+    }
+}
+
+type PlotResult<DB> = std::result::Result<(), DrawingAreaErrorKind<<DB as DrawingBackend>::ErrorType>>;
+
+fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> anyhow::Error {
+    anyhow::anyhow!("drawing the training curves: {e}")
+}
+
+/// plotters draws text with a font registered at run time: DejaVu Sans, embedded in the
+/// binary (no system fonts needed).
+fn register_font() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        // The embedded font is valid; a failure would only lose the axis labels.
+        let _ = plotters::style::register_font("sans-serif", FontStyle::Normal, dejavu::sans::regular());
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_resumed_runs_repeated_steps_keep_the_latest_value_and_cut_lines_are_skipped() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("metrics.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                "{\"kind\": \"train\", \"epoch\": 0, \"step\": 10, \"loss\": 2.0}\n",
+                "{\"kind\": \"train\", \"epoch\": 0, \"step\": 20, \"loss\": 1.5}\n",
+                "{\"kind\": \"val\", \"epoch\": 0, \"step\": 20, \"top1\": 0.25, \"top5\": 0.5, \"loss\": 1.8}\n",
+                "{\"kind\": \"train\", \"epoch\": 1, \"step\": 30, \"lo\n",
+                "{\"kind\": \"train\", \"epoch\": 0, \"step\": 20, \"loss\": 1.4}\n",
+                "{\"kind\": \"holdout\", \"epoch\": 0, \"step\": 20, \"top1\": 0.5, \"top5\": 0.75, \"loss\": 1.2}\n",
+            ),
+        )
+        .unwrap();
+        let c = Curves::read(&p).unwrap();
+        assert_eq!(c.train_loss, BTreeMap::from([(10, 2.0), (20, 1.4)]));
+        assert_eq!(c.val, BTreeMap::from([(0, (20, 0.25, 0.5, 1.8))]));
+        assert_eq!(c.holdout, BTreeMap::from([(0, (20, 0.5, 0.75, 1.2))]));
+    }
+
+    #[test]
+    fn the_picture_has_the_curves_in_their_colours_and_axis_text() {
+        let mut c = Curves::default();
+        for s in 1..=40u64 {
+            c.train_loss.insert(s * 10, 2.3 / (1.0 + s as f64 * 0.1));
+        }
+        for e in 0..4u64 {
+            let acc = 0.2 + 0.15 * e as f64;
+            c.val.insert(e, ((e + 1) * 100, acc, acc + 0.3, 2.0 - 0.3 * e as f64));
+        }
+        let rgb = c.render().unwrap();
+        assert_eq!(rgb.len(), (WIDTH * HEIGHT * 3) as usize);
+        let count = |left: bool, f: &dyn Fn(&[u8]) -> bool| {
+            rgb.chunks(3)
+                .enumerate()
+                .filter(|(i, _)| ((*i as u32 % WIDTH) < WIDTH / 2) == left)
+                .filter(|(_, p)| f(p))
+                .count()
+        };
+        let blue = |p: &[u8]| p[2] > 200 && p[0] < 60 && p[1] < 60;
+        let red = |p: &[u8]| p[0] > 200 && p[1] < 60 && p[2] < 60;
+        let green = |p: &[u8]| p[1] > 100 && p[0] < 60 && p[2] < 60;
+        let dark = |p: &[u8]| p[0] < 80 && p[1] < 80 && p[2] < 80;
+        assert!(count(true, &blue) > 500, "the train loss line is drawn on the left");
+        assert!(count(false, &blue) == 0, "no train loss on the right");
+        assert!(count(false, &red) > 300 && count(false, &green) > 300, "top-1 and top-5 error on the right");
+        assert!(count(true, &dark) > 500 && count(false, &dark) > 500, "axes and their text on both");
+    }
+}

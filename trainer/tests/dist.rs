@@ -1,0 +1,430 @@
+//! Data-parallel training with two CPU ranks over Gloo on loopback, started the way
+//! users start it (torchrun, and bare Slurm variables): exact collectives on known
+//! values, two ranks equal to one process trained on the union of their batches, a
+//! dead or hung rank failing the other within the timeout, bad launches as one-line
+//! errors. Needs `torchrun` on PATH (`source scripts/setup.sh` puts the venv's first).
+
+use std::io::{BufRead, BufReader};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alexnet_shared::{read_mean_image, Dataset, Encoding, Split};
+use preprocess::build::{self, BuildConfig};
+use preprocess::inputs::InputOptions;
+use preprocess::synth;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+use trainer::checkpoint::load_model;
+use trainer::config::TrainConfig;
+use trainer::data::sampler::derive_seed;
+use trainer::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform};
+use trainer::model::AlexNet;
+use trainer::sgd::Sgd;
+
+const TRAIN: &str = env!("CARGO_BIN_EXE_train");
+const LAUNCH_VARS: &[&str] = &[
+    "RANK",
+    "WORLD_SIZE",
+    "LOCAL_RANK",
+    "LOCAL_WORLD_SIZE",
+    "MASTER_ADDR",
+    "MASTER_PORT",
+    "TORCHELASTIC_USE_AGENT_STORE",
+    "TORCHELASTIC_RESTART_COUNT",
+    "SLURM_PROCID",
+    "SLURM_NTASKS",
+    "SLURM_LOCALID",
+    "SLURM_NTASKS_PER_NODE",
+    "SLURM_LAUNCH_NODE_IPADDR",
+    "SLURM_JOB_ID",
+];
+
+/// 3 classes, 48 train rows (6 steps of 4 per rank and epoch with 2 ranks), 12 val rows.
+fn dataset(dir: &Path) -> PathBuf {
+    let images = dir.join("images");
+    let mut s = synth::SynthConfig::new(images.clone());
+    s.classes = 3;
+    s.train_per_class = 16;
+    s.val_per_class = 4;
+    s.corrupt = 0;
+    synth::run(&s).unwrap();
+    let out = dir.join("ds");
+    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
+    cfg.encoding = Encoding::Raw;
+    cfg.threads = 2;
+    cfg.progress = false;
+    build::run(&cfg).unwrap();
+    out
+}
+
+/// Per-rank batch 4; dropout off (its masks depend on the batch split); augmentation
+/// on (its draws depend on the rank and the position, which the reference reproduces).
+const TINY: &str = r#"
+[model]
+arch = "paper"
+crop = 67
+width = 0.1
+dropout = 0.0
+
+[data]
+normalization = "mean-image"
+workers = 1
+prefetch = 2
+shuffle = "full"
+flip = true
+pca_noise = true
+
+[optim]
+batch_size = 4
+lr = 0.02
+momentum = 0.9
+weight_decay = 5e-4
+epochs = 3
+paper_init = false
+schedule = { kind = "step", step_epochs = 2, gamma = 0.1 }
+
+[run]
+seed = 4
+checkpoint_minutes = 30.0
+keep_last = 2
+log_every_steps = 1
+
+[dist]
+lr_scaling = "none"
+warmup_epochs = 0.0
+timeout_s = TIMEOUT
+bucket_mb = 0.05
+"#;
+
+fn config(dir: &Path, timeout_s: u64, epochs: usize) -> PathBuf {
+    let p = dir.join(format!("tiny-{timeout_s}-{epochs}.toml"));
+    let text = TINY.replace("TIMEOUT", &timeout_s.to_string()).replace("epochs = 3", &format!("epochs = {epochs}"));
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn torchrun() -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join("torchrun"))
+        .find(|p| p.is_file())
+        .expect("torchrun is not on PATH: `source scripts/setup.sh` puts the venv's bin first")
+}
+
+fn clean(mut c: Command) -> Command {
+    for v in LAUNCH_VARS {
+        c.env_remove(v);
+    }
+    c
+}
+
+/// `train ARGS` as one of two ranks under torchrun (its agent hosts the store).
+fn torchrun_train(args: &[&str]) -> Output {
+    let mut c = clean(Command::new(torchrun()));
+    c.args(["--no-python", "--nproc-per-node", "2", "--master-addr", "127.0.0.1"])
+        .args(["--master-port", &free_port().to_string(), TRAIN])
+        .args(args);
+    c.output().unwrap()
+}
+
+/// `train ARGS` as rank `rank` of `world`, with the variables srun gives.
+fn slurm_rank(rank: usize, world: usize, port: u16, args: &[&str]) -> Command {
+    let mut c = clean(Command::new(TRAIN));
+    c.args(args)
+        .env("SLURM_PROCID", rank.to_string())
+        .env("SLURM_NTASKS", world.to_string())
+        .env("SLURM_LOCALID", rank.to_string())
+        .env("SLURM_NTASKS_PER_NODE", world.to_string())
+        .env("SLURM_LAUNCH_NODE_IPADDR", "127.0.0.1")
+        .env("MASTER_PORT", port.to_string());
+    c
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn weights(path: &Path, cfg: &TrainConfig) -> Vec<(String, Tensor)> {
+    let mut vs = VarStore::new(Device::Cpu);
+    let _m = AlexNet::new(&vs.root(), &cfg.model_config(3)).unwrap();
+    load_model(path, &mut vs).unwrap();
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+/// One process, `steps` SGD steps on the union of rank 0's and rank 1's batches of
+/// epoch 0 (same initial weights, same crops, flips and colour noise as the ranks).
+fn one_process_on_the_union(cfg: &TrainConfig, data: &Path, steps: usize) -> Vec<(String, Tensor)> {
+    let ds = Dataset::open(data).unwrap();
+    let manifest = ds.manifest().clone();
+    let mean = read_mean_image(&data.join(&manifest.mean_image)).unwrap();
+    let transform = PixelTransform::new(&manifest, Some(&mean), cfg.data.normalization).unwrap();
+    let norm = Normalizer::from_transform(&transform, Device::Cpu);
+    let split = Arc::new(ds.split(Split::Train).unwrap());
+    let mut loaders: Vec<Loader> = (0..2)
+        .map(|rank| {
+            let mut c = LoaderConfig::new(cfg.optim.batch_size, cfg.model.crop, Crops::Train);
+            (c.workers, c.prefetch, c.seed, c.shuffle) = (1, 2, cfg.run.seed, cfg.data.shuffle);
+            (c.flip, c.pca_noise, c.rank, c.world) = (cfg.data.flip, cfg.data.pca_noise, rank, 2);
+            c.transform = Some(transform.clone());
+            Loader::new(split.clone(), c).unwrap()
+        })
+        .collect();
+    // The trainer's initialisation (train.rs).
+    let vs = VarStore::new(Device::Cpu);
+    let mut model = AlexNet::new(&vs.root(), &cfg.model_config(3)).unwrap();
+    tch::manual_seed(derive_seed(&[cfg.run.seed, 0x1a17]) as i64);
+    model.torch_default_init();
+    model.set_dropout(0.0);
+    let mut names: Vec<String> = vs.variables().keys().cloned().collect();
+    names.sort();
+    let vars = vs.variables();
+    let params: Vec<Tensor> = names.iter().map(|n| vars[n].shallow_clone()).collect();
+    let mut sgd = Sgd::new(params, cfg.optim.momentum, cfg.optim.weight_decay);
+    for l in &mut loaders {
+        assert_eq!(l.start(0), 6);
+    }
+    for _ in 0..steps {
+        let (a, b) = (loaders[0].next_batch().unwrap().unwrap(), loaders[1].next_batch().unwrap().unwrap());
+        let x = Tensor::cat(&[norm.apply(&a, true).unwrap(), norm.apply(&b, true).unwrap()], 0);
+        let y = Tensor::cat(&[a.labels(), b.labels()], 0);
+        let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
+        sgd.zero_grad();
+        loss.backward();
+        sgd.step(cfg.optim.lr);
+    }
+    let mut v: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn two_ranks_all_reduce_known_values_exactly() {
+    let o = torchrun_train(&["check-dist", "--timeout-s", "60"]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for r in 0..2 {
+        assert!(t.contains(&format!("rank {r} of 2 (gloo): all-reduce sum")), "{t}");
+    }
+}
+
+#[test]
+fn two_ranks_equal_one_process_on_the_union_of_their_batches() {
+    tch::set_num_threads(1);
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let cfg_path = config(t.path(), 60, 3);
+    let cfg = TrainConfig::from_toml(&std::fs::read_to_string(&cfg_path).unwrap()).unwrap();
+    const K: usize = 5; // mid-epoch: a step checkpoint
+    let run_args = |dir: &Path| -> Vec<String> {
+        ["run", "--config", cfg_path.to_str().unwrap(), "--data", data.to_str().unwrap()]
+            .iter()
+            .map(|s| s.to_string())
+            .chain(["--run-dir".into(), dir.display().to_string(), "--max-steps".into(), K.to_string()])
+            .collect()
+    };
+
+    // torchrun
+    let dir_t = t.path().join("torchrun");
+    let args = run_args(&dir_t);
+    let o = torchrun_train(&args.iter().map(String::as_str).collect::<Vec<_>>());
+    let out = text(&o);
+    assert!(o.status.success(), "{out}");
+    assert!(out.contains(&format!("weights bit-identical on all 2 ranks after step {K}")), "{out}");
+    let ckpt = format!("checkpoints/step-{K:09}.safetensors");
+    let ddp = weights(&dir_t.join(&ckpt), &cfg);
+
+    // The same under Slurm's variables, rank 0 hosting the store.
+    let dir_s = t.path().join("slurm");
+    let args = run_args(&dir_s);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let port = free_port();
+    let ranks: Vec<Child> = (0..2)
+        .map(|r| slurm_rank(r, 2, port, &args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap())
+        .collect();
+    for c in ranks {
+        let o = c.wait_with_output().unwrap();
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let slurm = weights(&dir_s.join(&ckpt), &cfg);
+    for ((n, a), (_, b)) in ddp.iter().zip(&slurm) {
+        assert!(a.equal(b), "{n}: torchrun and srun launches differ");
+    }
+
+    // One process on the union of the two ranks' batches: the same up to float32
+    // summation order (each rank's mean gradient, averaged, vs the mean over 8).
+    // Tolerance: |ddp - one| <= 1e-6 + 1e-5 |one| per element after 5 steps (measured
+    // here: at most 1.5e-8).
+    let one = one_process_on_the_union(&cfg, &data, K);
+    let mut worst = 0f64;
+    for ((n, a), (m, b)) in ddp.iter().zip(&one) {
+        assert_eq!(n, m);
+        let diff = (a - b).abs().max().double_value(&[]);
+        let excess = ((a - b).abs() - b.abs() * 1e-5).max().double_value(&[]);
+        assert!(excess <= 1e-6, "{n}: two ranks and one process differ by {diff:e}");
+        worst = worst.max(diff);
+        // Not trivially equal to the initial weights: the steps moved them.
+        assert!(a.abs().sum(Kind::Double).double_value(&[]) > 0.0);
+    }
+    eprintln!("largest difference between two ranks and one process after {K} steps: {worst:e}");
+
+    // A resume keeps the world size: one process cannot continue a two-rank run.
+    let o = clean(Command::new(TRAIN))
+        .args(["run", "--data", data.to_str().unwrap(), "--run-dir", dir_t.to_str().unwrap(), "--resume"])
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.contains("dist.world_size = 2 but 1 process"), "{e}");
+    // Two ranks can: they finish the run.
+    let args = ["run", "--data", data.to_str().unwrap(), "--run-dir", dir_t.to_str().unwrap(), "--resume"];
+    let o = torchrun_train(&args);
+    let out = text(&o);
+    assert!(o.status.success() && out.contains("epochs 3 steps 18"), "{out}");
+}
+
+/// Spawns two Slurm-style ranks of a long run and returns them once rank 0 has
+/// logged its second step, with rank 0's stderr lines arriving on the channel.
+fn two_ranks_training(dir: &Path, timeout_s: u64) -> (Child, Child, mpsc::Receiver<String>) {
+    let data = dataset(dir);
+    let cfg = config(dir, timeout_s, 1000);
+    let run = dir.join("run");
+    let args = ["run", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let args: Vec<&str> = args.into_iter().chain(["--run-dir", run.to_str().unwrap()]).collect();
+    let port = free_port();
+    let mut rank0 = slurm_rank(0, 2, port, &args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
+    let rank1 = slurm_rank(1, 2, port, &args).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let (tx, rx) = mpsc::channel();
+    let err = rank0.stderr.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut rank1 = rank1;
+    loop {
+        match rx.recv_timeout(Duration::from_secs(120)) {
+            Ok(line) if line.contains("[2/6]") => return (rank0, rank1, rx),
+            Ok(_) => {}
+            Err(_) => {
+                for c in [&mut rank0, &mut rank1] {
+                    let _ = c.kill();
+                    let _ = c.wait();
+                }
+                panic!("rank 0 did not start training within 120 s");
+            }
+        }
+    }
+}
+
+/// Waits for `child`, at most `limit`; returns its exit status and how long it took.
+fn wait_at_most(child: &mut Child, limit: Duration) -> (Option<std::process::ExitStatus>, Duration) {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if let Some(s) = child.try_wait().unwrap() {
+            return (Some(s), t0.elapsed());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    (None, t0.elapsed())
+}
+
+#[test]
+fn a_killed_rank_makes_the_other_fail_with_a_message() {
+    let t = tempfile::tempdir().unwrap();
+    let (mut rank0, mut rank1, rx) = two_ranks_training(t.path(), 30);
+    rank1.kill().unwrap(); // SIGKILL: no goodbye to the others
+    rank1.wait().unwrap();
+    let (status, took) = wait_at_most(&mut rank0, Duration::from_secs(30 + 15));
+    let status = status.expect("rank 0 still running after the timeout");
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(!status.success(), "{lines:?}");
+    let err = lines.iter().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(err.contains("failed on rank 0 of 2"), "{err}");
+    eprintln!("rank 0 exited {took:?} after rank 1 was killed: {err}");
+}
+
+#[test]
+fn a_hung_rank_makes_the_other_fail_within_the_timeout() {
+    let t = tempfile::tempdir().unwrap();
+    let timeout = 6;
+    let (mut rank0, mut rank1, rx) = two_ranks_training(t.path(), timeout);
+    let stopped = Command::new("kill").args(["-STOP", &rank1.id().to_string()]).status().unwrap();
+    assert!(stopped.success());
+    let (status, took) = wait_at_most(&mut rank0, Duration::from_secs(timeout + 20));
+    let _ = rank1.kill();
+    let _ = rank1.wait();
+    let status = status.expect("rank 0 still running well past the timeout");
+    let lines: Vec<String> = rx.try_iter().collect();
+    assert!(!status.success(), "{lines:?}");
+    let err = lines.iter().find(|l| l.starts_with("error:")).unwrap_or_else(|| panic!("{lines:?}"));
+    assert!(err.contains("failed on rank 0 of 2") && err.contains(&format!("{timeout} s timeout")), "{err}");
+    assert!(took >= Duration::from_secs(timeout - 1), "failed after {took:?}, before the timeout: {err}");
+    eprintln!("rank 0 exited {took:?} after rank 1 hung: {err}");
+}
+
+/// The one `error:` line of a failed `train` (libtorch may add its own warnings).
+fn one_line_error(o: &Output) -> String {
+    assert!(!o.status.success(), "{}", text(o));
+    let e = String::from_utf8_lossy(&o.stderr);
+    let errors: Vec<&str> = e.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "{e}");
+    assert!(!e.contains("Exception raised from"), "a C++ backtrace reached the user: {e}");
+    errors[0].to_string()
+}
+
+#[test]
+fn bad_launches_are_one_line_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let cfg = config(t.path(), 3, 1);
+    let run = t.path().join("run");
+    let args = ["run", "--config", cfg.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let args: Vec<&str> = args.into_iter().chain(["--run-dir", run.to_str().unwrap()]).collect();
+    let torchrun_vars = |c: &mut Command, rank: &str, port: u16| {
+        c.env("RANK", rank).env("WORLD_SIZE", "2").env("LOCAL_RANK", rank);
+        c.env("MASTER_ADDR", "127.0.0.1").env("MASTER_PORT", port.to_string());
+    };
+
+    // A missing variable.
+    let mut c = clean(Command::new(TRAIN));
+    torchrun_vars(&mut c, "0", 29500);
+    c.env_remove("MASTER_ADDR");
+    let e = one_line_error(&c.args(&args).output().unwrap());
+    assert!(e.contains("MASTER_ADDR is not set"), "{e}");
+
+    // Inconsistent variables.
+    let mut c = clean(Command::new(TRAIN));
+    torchrun_vars(&mut c, "2", 29500);
+    let e = one_line_error(&c.args(&args).output().unwrap());
+    assert!(e.contains("rank 2 is not below the world size 2"), "{e}");
+
+    // The store's port is taken: rank 0 cannot host the store.
+    let held = TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = held.local_addr().unwrap().port();
+    let mut c = clean(Command::new(TRAIN));
+    torchrun_vars(&mut c, "0", port);
+    let t0 = Instant::now();
+    let e = one_line_error(&c.args(&args).output().unwrap());
+    assert!(e.contains("hosting the TCPStore") && e.contains("address already in use"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(20));
+    drop(held);
+
+    // Nobody hosts the store: a client gives up after the configured timeout (3 s).
+    let mut c = clean(Command::new(TRAIN));
+    torchrun_vars(&mut c, "1", free_port());
+    let t0 = Instant::now();
+    let e = one_line_error(&c.args(&args).output().unwrap());
+    assert!(e.contains("joining the TCPStore"), "{e}");
+    assert!(t0.elapsed() < Duration::from_secs(30), "took {:?}", t0.elapsed());
+}
