@@ -36,7 +36,7 @@ pub struct LoadedModel {
     pub imported: bool,
     /// Model output index of each dataset class, when the orders differ.
     pub class_map: Option<Tensor>,
-    /// Model in bfloat16 (inputs cast to it, probabilities in float32).
+    /// Forward passes under bf16 autocast (probabilities in float32).
     pub bf16: bool,
     /// sha256 of the manifest of the data it was trained on (from the metadata).
     pub manifest_sha256: Option<String>,
@@ -47,10 +47,19 @@ impl LoadedModel {
         self.model.config()
     }
 
+    /// Runs `f` under bf16 autocast when asked (convolutions and matrix products in
+    /// bfloat16, as `torch.autocast(dtype=torch.bfloat16)`), else as it is.
+    fn forward<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        if self.bf16 {
+            trainer::ext::autocast_bf16(self.vs.device(), f).map_err(anyhow::Error::msg)
+        } else {
+            Ok(f())
+        }
+    }
+
     /// Softmax probabilities [N, dataset classes] (float32) of a float batch [N, 3, s, s].
     pub fn probabilities(&self, x: &Tensor) -> Result<Tensor> {
-        let x = if self.bf16 { x.f_to_kind(Kind::BFloat16)? } else { x.shallow_clone() };
-        let logits = self.model.forward_t(&x, false).f_to_kind(Kind::Float)?;
+        let logits = self.forward(|| self.model.forward_t(x, false))?.f_to_kind(Kind::Float)?;
         let p = trainer::model::probabilities(&logits);
         Ok(match &self.class_map {
             Some(m) => p.f_index_select(1, m)?,
@@ -60,8 +69,7 @@ impl LoadedModel {
 
     /// fc7 activations (after the ReLU; section 6.1's features) [N, D], float32.
     pub fn fc7(&self, x: &Tensor) -> Result<Tensor> {
-        let x = if self.bf16 { x.f_to_kind(Kind::BFloat16)? } else { x.shallow_clone() };
-        Ok(self.model.fc7(&x, false).f_to_kind(Kind::Float)?)
+        Ok(self.forward(|| self.model.fc7(x, false))?.f_to_kind(Kind::Float)?)
     }
 
     /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`.
@@ -140,9 +148,6 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
     let model = AlexNet::new(&vs.root(), &cfg).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     load_model(path, &mut vs)?;
     vs.freeze();
-    if bf16 {
-        vs.bfloat16();
-    }
     let class_map = class_map.map(|m| Tensor::from_slice(&m).to_device(device));
     let manifest_sha256 = meta.map(|m| m.manifest_sha256).filter(|h| !h.is_empty());
     Ok(LoadedModel { path: path.to_path_buf(), model, vs, normalization, imported, class_map, bf16, manifest_sha256 })

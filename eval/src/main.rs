@@ -107,7 +107,8 @@ enum Command {
         /// cpu, cuda or cuda:N.
         #[arg(long, default_value = "cpu")]
         device: String,
-        /// Run the model in bfloat16 (CUDA only; probabilities in float32).
+        /// bf16 autocast (CUDA only): convolutions and matrix products in bfloat16, as
+        /// torch.autocast; softmax and averaging in float32/float64.
         #[arg(long)]
         bf16: bool,
         /// Write the scores as JSON (top1, top5, images, crops, per_class, ...).

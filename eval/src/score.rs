@@ -33,7 +33,7 @@ pub struct ScoreConfig {
     /// Loader worker threads per loader.
     pub workers: usize,
     pub device: Device,
-    /// Run the models in bfloat16 (CUDA only).
+    /// bf16 autocast for the forward passes (CUDA only).
     pub bf16: bool,
     pub overrides: Overrides,
     pub predictions: Option<PathBuf>,
@@ -65,7 +65,7 @@ impl ScoreConfig {
         ensure!(self.crops != Crops::Train, "score with center or ten crops");
         ensure!(self.batch_size > 0 && self.workers > 0, "--batch-size and --workers must be at least 1");
         if self.bf16 && self.device == Device::Cpu {
-            bail!("--bf16 runs the model in bfloat16 on CUDA only; on the CPU it is float32 (drop --bf16)");
+            bail!("--bf16 (bf16 autocast) is for CUDA; on the CPU eval runs in float32 (drop --bf16)");
         }
         if self.limit == Some(0) {
             bail!("--limit must be at least 1");

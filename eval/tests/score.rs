@@ -269,7 +269,7 @@ fn bad_checkpoints_are_one_line_errors() {
     // bf16 is for CUDA.
     let mut cfg = config(&[&good], &data, Crops::Center);
     cfg.bf16 = true;
-    assert!(run(&cfg).unwrap_err().to_string().contains("CUDA only"));
+    assert!(run(&cfg).unwrap_err().to_string().contains("is for CUDA"));
 }
 
 /// A file without metadata (as PyTorch exports one) is read off its tensor names and
