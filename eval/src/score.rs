@@ -190,11 +190,11 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
                 }
                 let x = g.norm.apply(&batch, false)?; // [B*K, 3, s, s] on the device
                 for &i in &g.models {
+                    // Mean over the crops in float64: exact for equal values, so a tie
+                    // stays a tie whatever order the reduction takes (in float32 it does
+                    // not: libtorch's vectorized mean of ten 1/6 gives 0.16666666 in some
+                    // columns and 0.16666667 in others).
                     let p = models[i].probabilities(&x)?; // [B*K, C]
-                                                          // Mean over the crops in float64: exact for equal values, so a tie
-                                                          // stays a tie whatever order the reduction takes (in float32 it does
-                                                          // not: libtorch's vectorized mean of ten 1/6 gives 0.16666666 in some
-                                                          // columns and 0.16666667 in others).
                     let p = p.f_to_kind(Kind::Double)?.f_view([-1, k, classes as i64])?.f_mean_dim(
                         1,
                         false,
