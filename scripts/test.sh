@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Every test: the Rust tests of the workspace, then the Python cross-checks: a built
 # dataset against pyarrow, Pillow/torchvision and numpy; the models against the PyTorch
-# reference modules in ../shared/anchors (same weights, same logits, both ways).
+# reference modules in ../shared/anchors (same weights, same logits, both ways); `eval
+# score` against torch_eval_tencrop.py on a trained checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo test --workspace --quiet
-cargo build --quiet -p preprocess -p trainer --example parity
+cargo build --quiet -p preprocess -p trainer -p eval --bins --example parity
 anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
 [ -f "$anchors/reference_models.py" ] || { echo "test.sh: no reference models in $anchors (../shared/anchors beside the checkout): set ANCHORS" >&2; exit 1; }
 work="$(mktemp -d)"
@@ -21,6 +22,14 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     target/debug/examples/parity dump "$work/parity" >/dev/null
     "$ALEXNET_PYTHON" trainer/tests/check_parity.py "$work/parity" "$anchors"
     target/debug/examples/parity check "$work/parity"
+    # eval score vs torch_eval_tencrop.py: a checkpoint trained for 45 steps on
+    # non-square procedural images, ten and center crops; an owt export without metadata.
+    "$bin" synth --output "$work/agree-images" --classes 6 --train-per-class 40 --val-per-class 25 --seed 5 --corrupt 0 >/dev/null
+    "$bin" build --input "$work/agree-images" --output "$work/agree" --shard-rows 64 --quiet >/dev/null
+    target/debug/train run --config eval/tests/tiny.toml --data "$work/agree" --run-dir "$work/agree-run" --threads 2 >/dev/null 2>&1
+    mkdir -p "$work/agree-out"
+    "$ALEXNET_PYTHON" eval/tests/check_agreement.py target/debug/eval "$work/agree" \
+        "$work/agree-run/checkpoints/epoch-003.safetensors" "$anchors" "$work/agree-out"
 else
     echo "test.sh: numpy/pillow/pyarrow/torchvision missing: Python cross-checks skipped" >&2
     exit 1

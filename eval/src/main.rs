@@ -1,16 +1,194 @@
-//! `eval`: scores a list of predictions. Checkpoint scoring (center and ten crops)
-//! builds on the trainer's models and loader.
+//! `eval`: scores AlexNet checkpoints (`eval score`), draws the conv1 kernels
+//! (`eval kernels`) and finds nearest training images by fc7 features (`eval neighbors`).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Parser;
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+use eval::checkpoint::Overrides;
+use trainer::data::{Crops, Normalization};
+use trainer::model::Arch;
 
-/// Top-1 and top-5 accuracy of a score file: each line `label score_0 score_1 ...`.
 #[derive(Parser)]
-#[command(name = "eval", version, about = "Scores AlexNet predictions: top-1 and top-5")]
+#[command(name = "eval", version, about = "Scores AlexNet checkpoints (Krizhevsky et al. 2012): top-1/top-5, pictures")]
 struct Cli {
-    /// Text file, one image per line: the label, then one score per class.
-    scores: std::path::PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum CropsArg {
+    /// One center crop per image.
+    Center,
+    /// The paper's ten crops (corners and center, and their mirror images), softmax averaged.
+    Ten,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum SplitArg {
+    Val,
+    Train,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum ModelArg {
+    /// The paper's two-tower network (reference_models.PaperAlexNet).
+    Paper,
+    /// torchvision's alexnet ("one weird trick").
+    Owt,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum NormArg {
+    /// Subtract the dataset's per-pixel mean image (the paper).
+    MeanImage,
+    /// Subtract the dataset's mean R, G, B.
+    MeanRgb,
+    /// torchvision's mean/std on the 0..1 scale.
+    Torchvision,
+}
+
+/// How to read checkpoints without metadata (PyTorch exports), or to override it.
+#[derive(clap::Args)]
+struct ModelFlags {
+    /// The model the checkpoint must hold (read off the tensor names when absent).
+    #[arg(long, value_enum)]
+    model: Option<ModelArg>,
+    /// Input crop side (default: the metadata's; without it 227 paper, 224 owt).
+    #[arg(long)]
+    crop: Option<usize>,
+    /// Pixel normalization (default: the metadata's; without it torchvision for owt,
+    /// mean-image for paper).
+    #[arg(long, value_enum)]
+    normalization: Option<NormArg>,
+}
+
+impl ModelFlags {
+    fn overrides(&self) -> Overrides {
+        Overrides {
+            arch: self.model.map(|m| match m {
+                ModelArg::Paper => Arch::Paper,
+                ModelArg::Owt => Arch::Owt,
+            }),
+            crop: self.crop,
+            normalization: self.normalization.map(|n| match n {
+                NormArg::MeanImage => Normalization::MeanImage,
+                NormArg::MeanRgb => Normalization::MeanRgb,
+                NormArg::Torchvision => Normalization::Torchvision,
+            }),
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Top-1/top-5 of a checkpoint (several: an ensemble) on a built dataset.
+    Score {
+        /// Model file (*.safetensors); repeat to average an ensemble's probabilities.
+        #[arg(long = "checkpoint", required = true)]
+        checkpoints: Vec<PathBuf>,
+        /// Dataset folder built by `preprocess build`.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum, default_value = "val")]
+        split: SplitArg,
+        #[arg(long, value_enum, default_value = "ten")]
+        crops: CropsArg,
+        /// Images per batch (ten crops put 10x as many crops through the model).
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        /// libtorch intra-op threads (default: libtorch's).
+        #[arg(long)]
+        threads: Option<i32>,
+        /// Loader worker threads.
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// bf16 autocast (CUDA only): convolutions and matrix products in bfloat16, as
+        /// torch.autocast; softmax and averaging in float32/float64.
+        #[arg(long)]
+        bf16: bool,
+        /// Write the scores as JSON (top1, top5, images, crops, per_class, ...).
+        #[arg(long)]
+        json: Option<PathBuf>,
+        /// Write every image's top-5 with probabilities: CSV, or Parquet for *.parquet.
+        #[arg(long)]
+        predictions: Option<PathBuf>,
+        /// Score only the first N images.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// No progress on stderr.
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        model: ModelFlags,
+    },
+    /// The conv1 kernels as a PNG grid (figure 3).
+    Kernels {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+        /// Pixels per weight.
+        #[arg(long, default_value_t = 4)]
+        scale: u32,
+        /// Kernels per row (default 16 for the paper model, as in figure 3).
+        #[arg(long)]
+        columns: Option<usize>,
+    },
+    /// Nearest training images by fc7 activations (section 6.1, figure 4): PNG grid and CSV.
+    Neighbors {
+        #[arg(long)]
+        checkpoint: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
+        /// Number of query images, spread evenly over the query split.
+        #[arg(long, conflicts_with = "query_rows")]
+        queries: Option<usize>,
+        /// Query rows of the query split, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        query_rows: Vec<usize>,
+        /// Split the queries come from.
+        #[arg(long, value_enum, default_value = "val")]
+        query_split: SplitArg,
+        /// Neighbours per query (figure 4 shows 6).
+        #[arg(long, default_value_t = 6)]
+        k: usize,
+        /// The picture: a row per query, the query first, then its neighbours.
+        #[arg(long)]
+        out: PathBuf,
+        /// The list: query, rank, train row, key, label, distance (CSV).
+        #[arg(long)]
+        list: Option<PathBuf>,
+        /// Side of each picture in the grid, in pixels.
+        #[arg(long, default_value_t = 128)]
+        thumb: u32,
+        /// Search only the first N train images.
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value_t = 64)]
+        batch_size: usize,
+        #[arg(long)]
+        threads: Option<i32>,
+        #[arg(long, default_value_t = 2)]
+        workers: usize,
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        #[arg(long)]
+        quiet: bool,
+        #[command(flatten)]
+        model: ModelFlags,
+    },
+}
+
+fn split_of(s: SplitArg) -> alexnet_shared::Split {
+    match s {
+        SplitArg::Val => alexnet_shared::Split::Val,
+        SplitArg::Train => alexnet_shared::Split::Train,
+    }
 }
 
 fn main() -> ExitCode {
@@ -23,43 +201,115 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
-    use anyhow::Context;
-    let text = std::fs::read_to_string(&cli.scores).with_context(|| format!("reading {}", cli.scores.display()))?;
-    let mut labels = Vec::new();
-    let mut scores = Vec::new();
-    let mut classes = None;
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
-        let mut it = line.split_whitespace();
-        let label: i64 = it.next().unwrap_or("").parse().with_context(|| format!("line {}: bad label", i + 1))?;
-        let row: Vec<f32> = it
-            .map(|v| v.parse::<f32>())
-            .collect::<Result<_, _>>()
-            .with_context(|| format!("line {}: bad score", i + 1))?;
-        anyhow::ensure!(
-            *classes.get_or_insert(row.len()) == row.len(),
-            "line {}: {} scores, earlier lines have {}",
-            i + 1,
-            row.len(),
-            classes.unwrap_or(0)
-        );
-        anyhow::ensure!(
-            label >= 0 && (label as usize) < row.len(),
-            "line {}: label {label} outside 0..{}",
-            i + 1,
-            row.len()
-        );
-        labels.push(label);
-        scores.extend(row);
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Score {
+            checkpoints,
+            data,
+            split,
+            crops,
+            batch_size,
+            threads,
+            workers,
+            device,
+            bf16,
+            json,
+            predictions,
+            limit,
+            quiet,
+            model,
+        } => {
+            if let Some(t) = threads {
+                anyhow::ensure!(t >= 1, "--threads must be at least 1");
+                tch::set_num_threads(t);
+            }
+            let mut cfg = eval::score::ScoreConfig::new(checkpoints, data);
+            cfg.split = split_of(split);
+            cfg.crops = match crops {
+                CropsArg::Center => Crops::Center,
+                CropsArg::Ten => Crops::Ten,
+            };
+            cfg.batch_size = batch_size;
+            cfg.workers = workers;
+            cfg.device = trainer::device::parse_device(&device)?;
+            cfg.bf16 = bf16;
+            cfg.overrides = model.overrides();
+            cfg.predictions = predictions;
+            cfg.limit = limit;
+            cfg.progress = !quiet;
+            let report = eval::score::run(&cfg)?;
+            print!("{}", report.render());
+            if let Some(p) = json {
+                let text = serde_json::to_string_pretty(&report)? + "\n";
+                alexnet_shared::atomic_write(&p, text.as_bytes())
+                    .with_context(|| format!("writing {}", p.display()))?;
+            }
+            Ok(())
+        }
+        Command::Kernels { checkpoint, out, scale, columns } => {
+            let (w, h, k) =
+                eval::kernels::run(&eval::kernels::KernelsConfig { checkpoint, out: out.clone(), scale, columns })?;
+            println!("wrote {} ({w}x{h}): {k} conv1 kernels", out.display());
+            Ok(())
+        }
+        Command::Neighbors {
+            checkpoint,
+            data,
+            queries,
+            query_rows,
+            query_split,
+            k,
+            out,
+            list,
+            thumb,
+            limit,
+            batch_size,
+            threads,
+            workers,
+            device,
+            quiet,
+            model,
+        } => {
+            if let Some(t) = threads {
+                anyhow::ensure!(t >= 1, "--threads must be at least 1");
+                tch::set_num_threads(t);
+            }
+            anyhow::ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
+            let query_split = split_of(query_split);
+            let query_rows = match queries {
+                Some(n) => {
+                    let ds = alexnet_shared::Dataset::open(&data)?;
+                    let len = ds.manifest().split(query_split).map_or(0, |s| s.rows as usize);
+                    eval::neighbors::spread_rows(n, len)
+                }
+                None => query_rows,
+            };
+            let cfg = eval::neighbors::NeighborsConfig {
+                checkpoint,
+                data: data.clone(),
+                query_split,
+                query_rows,
+                k,
+                batch_size,
+                workers,
+                device: trainer::device::parse_device(&device)?,
+                overrides: model.overrides(),
+                limit,
+                progress: !quiet,
+            };
+            let (results, _) = eval::neighbors::run(&cfg)?;
+            let img = eval::neighbors::grid(&data, query_split, &results, k, thumb)?;
+            img.save_with_format(&out, image::ImageFormat::Png)
+                .with_context(|| format!("writing {}", out.display()))?;
+            if let Some(l) = &list {
+                eval::neighbors::write_list(l, &data, query_split, &results)?;
+            }
+            for q in &results {
+                let d: Vec<String> = q.neighbors.iter().map(|n| format!("{}:{:.2}", n.row, n.distance)).collect();
+                println!("{} row {}: train rows (distance) {}", query_split, q.row, d.join(" "));
+            }
+            println!("wrote {} ({}x{})", out.display(), img.width(), img.height());
+            Ok(())
+        }
     }
-    let n = labels.len() as i64;
-    anyhow::ensure!(n > 0, "{}: no lines", cli.scores.display());
-    let s = tch::Tensor::from_slice(&scores).view([n, -1]);
-    let (t1, t5) = eval::topk::correct_top1_top5(&s, &tch::Tensor::from_slice(&labels))?;
-    println!(
-        "{{\"top1\": {}, \"top5\": {}, \"images\": {n}, \"crops\": 1}}",
-        t1 as f64 / n as f64,
-        t5 as f64 / n as f64
-    );
-    Ok(())
 }

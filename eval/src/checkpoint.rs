@@ -1,0 +1,272 @@
+//! Opening any checkpoint for evaluation: the trainer's files (model, crop, width, LRN,
+//! normalization and class wnids from the metadata), and files made in PyTorch under
+//! the names of `reference_models.py` without metadata (torchvision's pretrained
+//! AlexNet saved with safetensors), whose model is read off the tensor names and
+//! shapes. Classes are matched to the dataset's by wnid.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use safetensors::tensor::SafeTensors;
+use tch::{nn::VarStore, Device, Kind, Tensor};
+use trainer::checkpoint::{load_model, read_meta};
+use trainer::data::Normalization;
+use trainer::model::{AlexNet, Arch, ModelConfig};
+
+/// What the command line may impose on a checkpoint (needed for files without metadata
+/// whose crop cannot be read off the shapes; otherwise for experiments).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overrides {
+    /// The model the file must hold (an error when it holds the other one).
+    pub arch: Option<Arch>,
+    /// Input side (the paper model's classifier fixes it up to a range; owt takes any).
+    pub crop: Option<usize>,
+    pub normalization: Option<Normalization>,
+}
+
+/// A checkpoint ready to score: the model on its device, how to feed it, and how its
+/// outputs map to the dataset's classes.
+pub struct LoadedModel {
+    pub path: PathBuf,
+    pub model: AlexNet,
+    pub vs: VarStore,
+    pub normalization: Normalization,
+    /// True for a file without the trainer's metadata (classes taken from the dataset).
+    pub imported: bool,
+    /// Model output index of each dataset class, when the orders differ.
+    pub class_map: Option<Tensor>,
+    /// Forward passes under bf16 autocast (probabilities in float32).
+    pub bf16: bool,
+    /// sha256 of the manifest of the data it was trained on (from the metadata).
+    pub manifest_sha256: Option<String>,
+}
+
+impl LoadedModel {
+    pub fn config(&self) -> &ModelConfig {
+        self.model.config()
+    }
+
+    /// Runs `f` under bf16 autocast when asked (convolutions and matrix products in
+    /// bfloat16, as `torch.autocast(dtype=torch.bfloat16)`), else as it is.
+    fn forward<T>(&self, f: impl FnOnce() -> T) -> Result<T> {
+        if self.bf16 {
+            trainer::ext::autocast_bf16(self.vs.device(), f).map_err(anyhow::Error::msg)
+        } else {
+            Ok(f())
+        }
+    }
+
+    /// Softmax probabilities [N, dataset classes] (float32) of a float batch [N, 3, s, s].
+    pub fn probabilities(&self, x: &Tensor) -> Result<Tensor> {
+        let logits = self.forward(|| self.model.forward_t(x, false))?.f_to_kind(Kind::Float)?;
+        let p = trainer::model::probabilities(&logits);
+        Ok(match &self.class_map {
+            Some(m) => p.f_index_select(1, m)?,
+            None => p,
+        })
+    }
+
+    /// fc7 activations (after the ReLU; section 6.1's features) [N, D], float32.
+    pub fn fc7(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(|| self.model.fc7(x, false))?.f_to_kind(Kind::Float)?)
+    }
+
+    /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`.
+    pub fn describe(&self) -> String {
+        let c = self.config();
+        let mut s = match c.arch {
+            Arch::Paper => format!("paper width {} crop {}", c.width, c.crop),
+            Arch::Owt => format!("owt crop {}", c.crop),
+        };
+        s += &format!(", {} normalization, {} classes", self.normalization.name(), c.num_classes);
+        if self.imported {
+            s += " (imported: no metadata)";
+        }
+        s
+    }
+}
+
+pub fn parse_normalization(s: &str) -> Option<Normalization> {
+    match s {
+        "mean-image" => Some(Normalization::MeanImage),
+        "mean-rgb" => Some(Normalization::MeanRgb),
+        "torchvision" => Some(Normalization::Torchvision),
+        _ => None,
+    }
+}
+
+/// Opens `path` for a dataset whose classes are `wnids` (in index order).
+pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16: bool) -> Result<LoadedModel> {
+    let shown = path.display();
+    let meta = read_meta(path)?;
+    let (cfg, normalization, class_map, imported) = match &meta {
+        Some(m) => {
+            if let Some(a) = ov.arch {
+                if a != m.model.arch {
+                    bail!(
+                        "{shown}: holds the {} model (its metadata), not {} (--model)",
+                        m.model.arch.name(),
+                        a.name()
+                    );
+                }
+            }
+            let mut cfg = m.model.clone();
+            if let Some(c) = ov.crop {
+                cfg.crop = c;
+            }
+            let norm = match ov.normalization {
+                Some(n) => n,
+                None => parse_normalization(&m.normalization)
+                    .with_context(|| format!("{shown}: unknown normalization {:?} in the metadata", m.normalization))?,
+            };
+            if m.wnids.len() != m.model.num_classes {
+                bail!("{shown}: metadata lists {} wnids for {} classes", m.wnids.len(), m.model.num_classes);
+            }
+            let map = class_map(&m.wnids, wnids).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+            (cfg, norm, map, false)
+        }
+        None => {
+            let cfg = infer_config(path, ov)?;
+            if cfg.num_classes != wnids.len() {
+                bail!(
+                    "{shown}: has {} outputs, the dataset {} classes (a checkpoint without metadata is taken to have \
+                     the dataset's classes in index order)",
+                    cfg.num_classes,
+                    wnids.len()
+                );
+            }
+            let norm = ov.normalization.unwrap_or(match cfg.arch {
+                Arch::Owt => Normalization::Torchvision,
+                Arch::Paper => Normalization::MeanImage,
+            });
+            (cfg, norm, None, true)
+        }
+    };
+    cfg.validate().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    let mut vs = VarStore::new(device);
+    let model = AlexNet::new(&vs.root(), &cfg).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
+    load_model(path, &mut vs)?;
+    vs.freeze();
+    let class_map = class_map.map(|m| Tensor::from_slice(&m).to_device(device));
+    let manifest_sha256 = meta.map(|m| m.manifest_sha256).filter(|h| !h.is_empty());
+    Ok(LoadedModel { path: path.to_path_buf(), model, vs, normalization, imported, class_map, bf16, manifest_sha256 })
+}
+
+/// For each dataset class (by wnid), its index among the checkpoint's outputs; `None`
+/// when the orders agree. Classes that are not the same set are an error naming one.
+pub fn class_map(ckpt: &[String], dataset: &[String]) -> Result<Option<Vec<i64>>, String> {
+    if ckpt == dataset {
+        return Ok(None);
+    }
+    let index: HashMap<&str, usize> = ckpt.iter().enumerate().map(|(i, w)| (w.as_str(), i)).collect();
+    let missing: Vec<&String> = dataset.iter().filter(|w| !index.contains_key(w.as_str())).collect();
+    let dset: std::collections::HashSet<&str> = dataset.iter().map(String::as_str).collect();
+    let extra: Vec<&String> = ckpt.iter().filter(|w| !dset.contains(w.as_str())).collect();
+    if !missing.is_empty() || !extra.is_empty() || index.len() != ckpt.len() {
+        let mut parts = Vec::new();
+        if let Some(w) = missing.first() {
+            parts.push(format!("the dataset's class {w} is not among its classes ({} such)", missing.len()));
+        }
+        if let Some(w) = extra.first() {
+            parts.push(format!("its class {w} is not in the dataset ({} such)", extra.len()));
+        }
+        if parts.is_empty() {
+            parts.push("its wnids repeat".into());
+        }
+        return Err(format!(
+            "made for other classes ({} classes, the dataset {}): {}",
+            ckpt.len(),
+            dataset.len(),
+            parts.join("; ")
+        ));
+    }
+    Ok(Some(dataset.iter().map(|w| index[w.as_str()] as i64).collect()))
+}
+
+/// The model of a file without metadata, from its tensor names and shapes: owt has
+/// `features.3` and `classifier.1` (torchvision's indices), the paper model
+/// `features.4` and `classifier.0`. The paper model's width comes from fc7's size, its
+/// crop is 227 when the classifier allows it (else `--crop`); LRN as the paper.
+pub fn infer_config(path: &Path, ov: &Overrides) -> Result<ModelConfig> {
+    let shown = path.display();
+    let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
+    let (_, header) = SafeTensors::read_metadata(&bytes)
+        .map_err(|e| anyhow::anyhow!("{shown}: not a safetensors file, or truncated or damaged ({e})"))?;
+    let shapes: HashMap<String, Vec<usize>> =
+        header.tensors().into_iter().map(|(name, info)| (name, info.shape.clone())).collect();
+    let shape = |name: &str| shapes.get(name).cloned();
+    let arch = if shape("features.3.weight").is_some() && shape("classifier.1.weight").is_some() {
+        Arch::Owt
+    } else if shape("features.4.weight").is_some() && shape("classifier.0.weight").is_some() {
+        Arch::Paper
+    } else {
+        let mut names: Vec<&String> = shapes.keys().collect();
+        names.sort();
+        names.truncate(4);
+        bail!(
+            "{shown}: neither AlexNet: no metadata, and the tensor names ({names:?}...) are not those of \
+             reference_models.py (features.N.weight, classifier.N.weight)"
+        );
+    };
+    if let Some(a) = ov.arch {
+        if a != arch {
+            bail!("{shown}: holds the {} model's tensors, not the {} model's (--model)", arch.name(), a.name());
+        }
+    }
+    let fc8 = shape("classifier.6.weight").with_context(|| format!("{shown}: no classifier.6.weight"))?;
+    let num_classes = fc8[0];
+    if arch == Arch::Owt {
+        return Ok(ModelConfig { crop: ov.crop.unwrap_or(224), ..ModelConfig::owt(num_classes) });
+    }
+    let fc7 = shape("classifier.3.weight").with_context(|| format!("{shown}: no classifier.3.weight"))?;
+    let fc6 = shape("classifier.0.weight").unwrap_or_default();
+    let conv5 = shape("features.12.weight").with_context(|| format!("{shown}: no features.12.weight"))?;
+    let width = fc7[0] as f64 / 4096.0;
+    let base = ModelConfig { width, ..ModelConfig::paper(num_classes) };
+    if let Some(c) = ov.crop {
+        return Ok(ModelConfig { crop: c, ..base });
+    }
+    // classifier.0 takes conv5 maps x side x side: find the crops that give that side.
+    let (maps, fc_in) = (conv5[0], fc6.get(1).copied().unwrap_or(0));
+    let fits: Vec<usize> = (67..=256).filter(|&c| maps * paper_side(c).pow(2) == fc_in).collect();
+    match fits.as_slice() {
+        [] => bail!("{shown}: classifier.0 takes {fc_in} inputs, which no crop gives with {maps} conv5 maps"),
+        f if f.contains(&227) => Ok(ModelConfig { crop: 227, ..base }),
+        f => bail!("{shown}: no metadata, and its classifier fits crops {}..={}: give --crop", f[0], f[f.len() - 1]),
+    }
+}
+
+/// Side of the paper model's last feature map for a crop (conv1, pool1, pool2, pool5).
+fn paper_side(crop: usize) -> usize {
+    let mut s = (crop - 11) / 4 + 1;
+    for _ in 0..3 {
+        s = (s - 3) / 2 + 1;
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn w(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn classes_are_matched_by_wnid() {
+        assert_eq!(class_map(&w(&["a", "b"]), &w(&["a", "b"])).unwrap(), None);
+        assert_eq!(class_map(&w(&["b", "c", "a"]), &w(&["a", "b", "c"])).unwrap(), Some(vec![2, 0, 1]));
+        let e = class_map(&w(&["a", "x"]), &w(&["a", "b"])).unwrap_err();
+        assert!(e.contains("class b is not among") && e.contains("class x is not in the dataset"), "{e}");
+        let e = class_map(&w(&["a", "b", "c"]), &w(&["a", "b"])).unwrap_err();
+        assert!(e.contains("3 classes, the dataset 2") && e.contains("class c"), "{e}");
+    }
+
+    #[test]
+    fn paper_sides_follow_the_layer_arithmetic() {
+        // Python: PaperAlexNet(crop=227) and (crop=99): pool5 sides 6 and 2
+        assert_eq!((paper_side(227), paper_side(99), paper_side(67)), (6, 2, 1));
+    }
+}

@@ -1,0 +1,275 @@
+//! `eval neighbors`: the paper's retrieval (section 6.1, figure 4): for a few query
+//! images, the training images whose last-hidden-layer activations (fc7 after its ReLU,
+//! 4096-d at full size) are nearest in Euclidean distance.
+//!
+//! Memory stays bounded on the whole 1.28 M-image train split: the queries' features are
+//! held (Q x 4096), the train split streams through the loader in batches, and each
+//! query keeps a running list of its k nearest (distance, row), merged batch by batch;
+//! no train feature is kept. Distances are computed directly (`cdist` without the
+//! `|a|^2 + |b|^2 - 2ab` expansion, which loses the small distances to cancellation).
+//! Both queries and train images use the center crop and the checkpoint's normalization.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use alexnet_shared::{read_mean_image, Dataset, Encoding, Split, SplitReader, IMAGE_SIDE};
+use anyhow::{bail, ensure, Context, Result};
+use image::{imageops::FilterType, RgbImage};
+use tch::{Device, Kind, Tensor};
+use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
+
+use crate::checkpoint::{open, LoadedModel, Overrides};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone)]
+pub struct NeighborsConfig {
+    pub checkpoint: PathBuf,
+    pub data: PathBuf,
+    /// Split the queries come from (val in the paper's figure; train for self-checks).
+    pub query_split: Split,
+    /// Rows of `query_split`.
+    pub query_rows: Vec<usize>,
+    /// Neighbours per query (figure 4 shows 6).
+    pub k: usize,
+    pub batch_size: usize,
+    pub workers: usize,
+    pub device: Device,
+    pub overrides: Overrides,
+    /// Search only the first N train images.
+    pub limit: Option<usize>,
+    pub progress: bool,
+}
+
+/// One neighbour of a query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Neighbor {
+    pub row: usize,
+    pub distance: f32,
+}
+
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub row: usize,
+    pub neighbors: Vec<Neighbor>,
+}
+
+/// Evenly spread rows of a split: `n` queries over `len` rows.
+pub fn spread_rows(n: usize, len: usize) -> Vec<usize> {
+    (0..n.min(len)).map(|i| i * len / n.min(len).max(1)).collect()
+}
+
+fn pixel_transform(model: &LoadedModel, ds: &Dataset) -> Result<PixelTransform> {
+    let mean = if model.normalization == Normalization::MeanImage {
+        Some(read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?)
+    } else {
+        None
+    };
+    Ok(PixelTransform::new(ds.manifest(), mean.as_deref(), model.normalization)?)
+}
+
+fn loader(
+    model: &LoadedModel,
+    ds: &Dataset,
+    split: Arc<SplitReader>,
+    cfg: &NeighborsConfig,
+) -> Result<(Loader, Normalizer)> {
+    let transform = pixel_transform(model, ds)?;
+    let mut lc = LoaderConfig::new(cfg.batch_size, model.config().crop, Crops::Center);
+    lc.workers = cfg.workers;
+    lc.prefetch = 2;
+    lc.flip = false;
+    lc.pca_noise = false;
+    if cfg.device == Device::Cpu {
+        lc.transform = Some(transform.clone());
+    } else {
+        lc.pin_memory = Some(cfg.device);
+    }
+    Ok((Loader::new(split, lc)?, Normalizer::from_transform(&transform, cfg.device)))
+}
+
+/// fc7 features [N, D] (float32, on the CPU) of rows `rows` of `split` (center crops).
+pub fn features_of_rows(
+    model: &LoadedModel,
+    ds: &Dataset,
+    split: Split,
+    rows: &[usize],
+    cfg: &NeighborsConfig,
+) -> Result<Tensor> {
+    let reader = ds.split(split)?;
+    let transform = pixel_transform(model, ds)?;
+    let crop = model.config().crop;
+    let spec = trainer::data::augment::center_crop(crop);
+    let mut out = Vec::with_capacity(rows.len());
+    let mut decoded = vec![0u8; alexnet_shared::IMAGE_BYTES];
+    for chunk in rows.chunks(cfg.batch_size.max(1)) {
+        let mut buf = vec![0f32; chunk.len() * 3 * crop * crop];
+        for (i, &row) in chunk.iter().enumerate() {
+            let img = pixels(&reader, row, &mut decoded)?;
+            transform.crop_float(img, spec, crop, [0.0; 3], &mut buf[i * 3 * crop * crop..(i + 1) * 3 * crop * crop]);
+        }
+        let x = Tensor::from_slice(&buf).f_view([chunk.len() as i64, 3, crop as i64, crop as i64])?;
+        out.push(model.fc7(&x.f_to_device(cfg.device)?)?.f_to_device(Device::Cpu)?);
+    }
+    Ok(Tensor::f_cat(&out, 0)?)
+}
+
+/// The 256x256x3 pixels of a row (raw shards: a slice of the map; JPEG: decoded).
+fn pixels<'a>(reader: &'a SplitReader, row: usize, decoded: &'a mut [u8]) -> Result<&'a [u8]> {
+    let (s, r) =
+        reader.locate(row).with_context(|| format!("row {row} is outside the split ({} rows)", reader.len()))?;
+    let shard = &reader.shards()[s];
+    let bytes = shard.image(r);
+    if shard.encoding() == Encoding::Raw {
+        return Ok(bytes);
+    }
+    let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+        .with_context(|| format!("{}: row {r}: bad JPEG", shard.path().display()))?
+        .to_rgb8();
+    ensure!(
+        img.dimensions() == (IMAGE_SIDE as u32, IMAGE_SIDE as u32),
+        "{}: row {r}: not 256x256",
+        shard.path().display()
+    );
+    decoded.copy_from_slice(img.as_raw());
+    Ok(decoded)
+}
+
+/// Merges a batch's candidates into a query's sorted list of the k nearest (ties: the
+/// lower row first).
+fn merge(best: &mut Vec<Neighbor>, candidates: impl IntoIterator<Item = Neighbor>, k: usize) {
+    best.extend(candidates);
+    best.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.row.cmp(&b.row)));
+    best.truncate(k);
+}
+
+pub fn run(cfg: &NeighborsConfig) -> Result<(Vec<QueryResult>, LoadedModel)> {
+    ensure!(
+        cfg.k >= 1 && cfg.batch_size >= 1 && cfg.workers >= 1,
+        "--k, --batch-size and --workers must be at least 1"
+    );
+    ensure!(!cfg.query_rows.is_empty(), "no query images: give --queries N or --query-rows");
+    let ds = Dataset::open(&cfg.data)?;
+    let model = open(&cfg.checkpoint, &cfg.overrides, &ds.manifest().wnids(), cfg.device, false)?;
+    let train = Arc::new(ds.split(Split::Train)?);
+    ensure!(!train.is_empty(), "{}: the train split is empty", cfg.data.display());
+    let qlen = ds.manifest().split(cfg.query_split).map_or(0, |s| s.rows as usize);
+    if let Some(&r) = cfg.query_rows.iter().find(|&&r| r >= qlen) {
+        bail!("query row {r} is outside the {} split ({qlen} rows)", cfg.query_split);
+    }
+    let search = cfg.limit.map_or(train.len(), |l| l.min(train.len()));
+    let queries = tch::no_grad(|| features_of_rows(&model, &ds, cfg.query_split, &cfg.query_rows, cfg))?;
+    let queries = queries.f_to_device(cfg.device)?.f_to_kind(Kind::Float)?; // [Q, D]
+    let mut best: Vec<Vec<Neighbor>> = vec![Vec::with_capacity(2 * cfg.k); cfg.query_rows.len()];
+    let (mut loader, norm) = loader(&model, &ds, train.clone(), cfg)?;
+    loader.start(0);
+    let mut progress = Progress::new("neighbors", search as u64, cfg.progress);
+    let mut seen = 0usize;
+    tch::no_grad(|| -> Result<()> {
+        while seen < search {
+            let Some(batch) = loader.next_batch()? else { break };
+            let rows: Vec<usize> = batch.rows().to_vec();
+            let x = norm.apply(&batch, false)?;
+            let f = model.fc7(&x)?; // [B, D]
+            drop(batch);
+            let take = rows.len().min(search - seen);
+            let f = f.f_narrow(0, 0, take as i64)?;
+            // [Q, B] exact pairwise distances (compute mode 2: no matrix-product form)
+            let d = Tensor::f_cdist(&queries, &f, 2.0, 2)?;
+            let kk = cfg.k.min(take) as i64;
+            let (vals, idx) = d.f_topk(kk, 1, false, true)?;
+            // Device -> host: one sync per batch.
+            let vals: Vec<f32> = Vec::try_from(vals.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+            let idx: Vec<i64> = Vec::try_from(idx.f_to_device(Device::Cpu)?.f_flatten(0, -1)?)?;
+            for (q, list) in best.iter_mut().enumerate() {
+                let r = q * kk as usize..(q + 1) * kk as usize;
+                let cands = vals[r.clone()]
+                    .iter()
+                    .zip(&idx[r])
+                    .map(|(&distance, &i)| Neighbor { row: rows[i as usize], distance });
+                merge(list, cands, cfg.k);
+            }
+            seen += take;
+            progress.inc(take as u64);
+        }
+        Ok(())
+    })?;
+    progress.finish();
+    let results = cfg.query_rows.iter().zip(best).map(|(&row, neighbors)| QueryResult { row, neighbors }).collect();
+    Ok((results, model))
+}
+
+/// `query_split,query_row,query_key,query_label,rank,train_row,train_key,train_label,distance`
+pub fn write_list(path: &std::path::Path, data: &std::path::Path, split: Split, results: &[QueryResult]) -> Result<()> {
+    let ds = Dataset::open(data)?;
+    let (qs, train) = (ds.split(split)?, ds.split(Split::Train)?);
+    let mut text =
+        String::from("query_split,query_row,query_key,query_label,rank,train_row,train_key,train_label,distance\n");
+    for q in results {
+        let qi = qs.get(q.row)?;
+        for (rank, n) in q.neighbors.iter().enumerate() {
+            let t = train.get(n.row)?;
+            text += &format!(
+                "{split},{},{},{},{},{},{},{},{}\n",
+                q.row,
+                crate::predictions::csv_field(qi.key),
+                qi.label,
+                rank + 1,
+                n.row,
+                crate::predictions::csv_field(t.key),
+                t.label,
+                n.distance
+            );
+        }
+    }
+    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// The picture: one row per query, the query image, a gap, then its neighbours nearest
+/// first (the stored 256x256 images, scaled to `thumb` pixels).
+pub fn grid(data: &std::path::Path, split: Split, results: &[QueryResult], k: usize, thumb: u32) -> Result<RgbImage> {
+    let ds = Dataset::open(data)?;
+    let (qs, train) = (ds.split(split)?, ds.split(Split::Train)?);
+    let pad = 4u32;
+    let gap = 4 * pad;
+    let width = pad + (thumb + pad) * (k as u32 + 1) + gap;
+    let height = pad + (thumb + pad) * results.len() as u32;
+    let mut img = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
+    let mut decoded = vec![0u8; alexnet_shared::IMAGE_BYTES];
+    let side = IMAGE_SIDE as u32;
+    let mut draw = |reader: &SplitReader, row: usize, x: u32, y: u32, img: &mut RgbImage| -> Result<()> {
+        let px = pixels(reader, row, &mut decoded)?;
+        let full = RgbImage::from_raw(side, side, px.to_vec()).expect("256x256x3 bytes");
+        let small =
+            if thumb == side { full } else { image::imageops::resize(&full, thumb, thumb, FilterType::Triangle) };
+        image::imageops::replace(img, &small, x as i64, y as i64);
+        Ok(())
+    };
+    for (i, q) in results.iter().enumerate() {
+        let y = pad + i as u32 * (thumb + pad);
+        draw(&qs, q.row, pad, y, &mut img)?;
+        for (j, n) in q.neighbors.iter().enumerate() {
+            draw(&train, n.row, pad + (j as u32 + 1) * (thumb + pad) + gap, y, &mut img)?;
+        }
+    }
+    Ok(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_the_k_nearest_with_ties_to_the_lower_row() {
+        let n = |row, distance| Neighbor { row, distance };
+        let mut best = vec![];
+        merge(&mut best, [n(5, 2.0), n(3, 1.0), n(9, 4.0)], 2);
+        assert_eq!(best, [n(3, 1.0), n(5, 2.0)]);
+        merge(&mut best, [n(1, 2.0), n(0, 7.0)], 2);
+        assert_eq!(best, [n(3, 1.0), n(1, 2.0)]);
+        assert_eq!(spread_rows(3, 10), [0, 3, 6]);
+        assert_eq!(spread_rows(5, 2), [0, 1]);
+    }
+}

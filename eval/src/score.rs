@@ -1,0 +1,311 @@
+//! `eval score`: top-1/top-5 of one checkpoint or an ensemble on a split, with the
+//! center crop or the paper's ten crops (section 4.1: "averaging the predictions made
+//! by the network's softmax layer on the ten patches"), through the trainer's loader.
+//!
+//! Checkpoints that want the same crop and normalization share one loader; those that
+//! do not get one each, all stepped in lockstep over the same rows, so memory stays one
+//! batch per loader however large the split. Per image, the probabilities are averaged
+//! over the crops, then over the checkpoints (the paper's ensembles, Table 2).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use alexnet_shared::{read_mean_image, Dataset, Split};
+use anyhow::{bail, ensure, Context, Result};
+use tch::{Device, Kind, Tensor};
+use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
+use trainer::topk::topk_classes;
+
+use crate::checkpoint::{open, LoadedModel, Overrides};
+use crate::predictions::{Prediction, PredictionWriter};
+use crate::progress::Progress;
+
+#[derive(Debug, Clone)]
+pub struct ScoreConfig {
+    pub checkpoints: Vec<PathBuf>,
+    pub data: PathBuf,
+    pub split: Split,
+    /// `Crops::Center` or `Crops::Ten`.
+    pub crops: Crops,
+    /// Images per batch (ten crops: 10x as many crops through the model).
+    pub batch_size: usize,
+    /// Loader worker threads per loader.
+    pub workers: usize,
+    pub device: Device,
+    /// bf16 autocast for the forward passes (CUDA only).
+    pub bf16: bool,
+    pub overrides: Overrides,
+    pub predictions: Option<PathBuf>,
+    /// Score only the first N images of the split.
+    pub limit: Option<usize>,
+    pub progress: bool,
+}
+
+impl ScoreConfig {
+    pub fn new(checkpoints: Vec<PathBuf>, data: PathBuf) -> Self {
+        Self {
+            checkpoints,
+            data,
+            split: Split::Val,
+            crops: Crops::Ten,
+            batch_size: 32,
+            workers: 2,
+            device: Device::Cpu,
+            bf16: false,
+            overrides: Overrides::default(),
+            predictions: None,
+            limit: None,
+            progress: false,
+        }
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        ensure!(!self.checkpoints.is_empty(), "give at least one --checkpoint");
+        ensure!(self.crops != Crops::Train, "score with center or ten crops");
+        ensure!(self.batch_size > 0 && self.workers > 0, "--batch-size and --workers must be at least 1");
+        if self.bf16 && self.device == Device::Cpu {
+            bail!("--bf16 (bf16 autocast) is for CUDA; on the CPU eval runs in float32 (drop --bf16)");
+        }
+        if self.limit == Some(0) {
+            bail!("--limit must be at least 1");
+        }
+        Ok(())
+    }
+}
+
+/// Accuracy of one class.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ClassScore {
+    pub index: usize,
+    pub wnid: String,
+    pub name: String,
+    pub images: u64,
+    pub top1: f64,
+    pub top5: f64,
+}
+
+/// What `eval score` reports (and writes with `--json`).
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ScoreReport {
+    /// Fractions in [0, 1].
+    pub top1: f64,
+    pub top5: f64,
+    pub top1_error: f64,
+    pub top5_error: f64,
+    pub images: u64,
+    /// Crops per image: 1 (center) or 10.
+    pub crops: usize,
+    pub split: String,
+    pub checkpoints: Vec<String>,
+    pub models: Vec<String>,
+    pub per_class: Vec<ClassScore>,
+    pub seconds: f64,
+    pub images_per_s: f64,
+}
+
+/// Checkpoints that share a loader.
+struct Group {
+    crop: usize,
+    normalization: Normalization,
+    models: Vec<usize>,
+    loader: Loader,
+    norm: Normalizer,
+}
+
+pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
+    cfg.validate()?;
+    let ds = Dataset::open(&cfg.data)?;
+    let manifest = ds.manifest();
+    let wnids = manifest.wnids();
+    let models: Vec<LoadedModel> =
+        cfg.checkpoints.iter().map(|p| open(p, &cfg.overrides, &wnids, cfg.device, cfg.bf16)).collect::<Result<_>>()?;
+    let sha = alexnet_shared::sha256_file(&cfg.data.join(alexnet_shared::MANIFEST_FILE))?;
+    for m in models.iter().filter(|m| m.manifest_sha256.as_ref().is_some_and(|h| *h != sha)) {
+        // Legitimate (another encoding or build of the same images), but the mean image
+        // and the statistics come from this dataset, not the one it was trained on.
+        eprintln!("note: {} was trained on another build of the data (manifest sha256 differs)", m.path.display());
+    }
+    let split = Arc::new(ds.split(cfg.split)?);
+    ensure!(!split.is_empty(), "{}: the {} split is empty", cfg.data.display(), cfg.split);
+    let images = cfg.limit.map_or(split.len(), |l| l.min(split.len()));
+
+    let mean = if models.iter().any(|m| m.normalization == Normalization::MeanImage) {
+        let p = cfg.data.join(&manifest.mean_image);
+        Some(read_mean_image(&p).with_context(|| format!("reading the mean image {}", p.display()))?)
+    } else {
+        None
+    };
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let (crop, normalization) = (m.config().crop, m.normalization);
+        if let Some(g) = groups.iter_mut().find(|g| g.crop == crop && g.normalization == normalization) {
+            g.models.push(i);
+            continue;
+        }
+        let transform = PixelTransform::new(manifest, mean.as_deref(), normalization)?;
+        let mut lc = LoaderConfig::new(cfg.batch_size, crop, cfg.crops);
+        lc.workers = cfg.workers;
+        lc.prefetch = 2;
+        lc.flip = false;
+        lc.pca_noise = false;
+        if cfg.device == Device::Cpu {
+            // float crops made in the workers (the fastest path on a CPU, as in training)
+            lc.transform = Some(transform.clone());
+        } else {
+            lc.pin_memory = Some(cfg.device);
+        }
+        let loader = Loader::new(split.clone(), lc)?;
+        let norm = Normalizer::from_transform(&transform, cfg.device);
+        groups.push(Group { crop, normalization, models: vec![i], loader, norm });
+    }
+
+    let classes = wnids.len();
+    let k = cfg.crops.per_image() as i64;
+    let mut writer = match &cfg.predictions {
+        Some(p) => Some(PredictionWriter::create(p, classes.min(5))?),
+        None => None,
+    };
+    let mut per_class = vec![(0u64, 0u64, 0u64); classes];
+    let (mut done, mut c1, mut c5) = (0usize, 0u64, 0u64);
+    let mut progress = Progress::new("score", images as u64, cfg.progress);
+    let t0 = Instant::now();
+    for g in &mut groups {
+        g.loader.start(0);
+    }
+    tch::no_grad(|| -> Result<()> {
+        while done < images {
+            let mut sum: Option<Tensor> = None;
+            let mut rows: Vec<usize> = Vec::new();
+            let mut labels: Vec<i64> = Vec::new();
+            for g in &mut groups {
+                let batch = g.loader.next_batch()?.context("the loader ended before the split")?;
+                // One entry per image: the crops of an image are consecutive.
+                let r: Vec<usize> = batch.rows().iter().step_by(k as usize).copied().collect();
+                if rows.is_empty() {
+                    rows = r;
+                    labels = Vec::<i64>::try_from(batch.labels())?.into_iter().step_by(k as usize).collect();
+                } else {
+                    ensure!(rows == r, "loaders out of step (a bug)");
+                }
+                let x = g.norm.apply(&batch, false)?; // [B*K, 3, s, s] on the device
+                for &i in &g.models {
+                    // Mean over the crops in float64: exact for equal values, so a tie
+                    // stays a tie whatever order the reduction takes (in float32 it does
+                    // not: libtorch's vectorized mean of ten 1/6 gives 0.16666666 in some
+                    // columns and 0.16666667 in others).
+                    let p = models[i].probabilities(&x)?; // [B*K, C]
+                    let p = p.f_to_kind(Kind::Double)?.f_view([-1, k, classes as i64])?.f_mean_dim(
+                        1,
+                        false,
+                        Kind::Double,
+                    )?; // [B, C]
+                    sum = Some(match sum {
+                        None => p,
+                        Some(s) => s.f_add(&p)?,
+                    });
+                }
+                drop(batch);
+            }
+            let mut probs = sum.expect("at least one model").f_div_scalar(models.len() as f64)?;
+            let take = rows.len().min(images - done);
+            if take < rows.len() {
+                probs = probs.f_narrow(0, 0, take as i64)?;
+                rows.truncate(take);
+                labels.truncate(take);
+            }
+            // Device -> host: the only sync point of a step.
+            let probs = probs.f_to_device(Device::Cpu)?;
+            let top = topk_classes(&probs, 5)?; // [B, min(5, C)], ties to the lower index
+            let top_p = probs.f_gather(1, &top, false)?.f_to_kind(Kind::Float)?;
+            let kk = top.size()[1] as usize;
+            let top: Vec<i64> = Vec::try_from(top.f_flatten(0, -1)?)?;
+            let top_p: Vec<f32> = Vec::try_from(top_p.f_flatten(0, -1)?)?;
+            for (j, (&row, &label)) in rows.iter().zip(&labels).enumerate() {
+                let t = &top[j * kk..(j + 1) * kk];
+                let (h1, h5) = (t[0] == label, t.contains(&label));
+                let pc = &mut per_class[label as usize];
+                pc.0 += 1;
+                pc.1 += h1 as u64;
+                pc.2 += h5 as u64;
+                c1 += h1 as u64;
+                c5 += h5 as u64;
+                if let Some(w) = &mut writer {
+                    let key = split.get(row)?.key;
+                    w.write(&Prediction { key, label, classes: t, probabilities: &top_p[j * kk..(j + 1) * kk] })?;
+                }
+            }
+            done += rows.len();
+            progress.inc(rows.len() as u64);
+        }
+        Ok(())
+    })?;
+    progress.finish();
+    if let Some(w) = writer {
+        w.finish()?;
+    }
+    let seconds = t0.elapsed().as_secs_f64();
+    let n = done as f64;
+    let frac = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+    Ok(ScoreReport {
+        top1: c1 as f64 / n,
+        top5: c5 as f64 / n,
+        top1_error: 1.0 - c1 as f64 / n,
+        top5_error: 1.0 - c5 as f64 / n,
+        images: done as u64,
+        crops: k as usize,
+        split: cfg.split.to_string(),
+        checkpoints: cfg.checkpoints.iter().map(|p| p.display().to_string()).collect(),
+        models: models.iter().map(|m| m.describe()).collect(),
+        per_class: manifest
+            .classes
+            .iter()
+            .zip(&per_class)
+            .map(|(c, &(n, a, b))| ClassScore {
+                index: c.index,
+                wnid: c.wnid.clone(),
+                name: c.name.clone(),
+                images: n,
+                top1: frac(a, n),
+                top5: frac(b, n),
+            })
+            .collect(),
+        seconds,
+        images_per_s: n / seconds.max(1e-9),
+    })
+}
+
+impl ScoreReport {
+    /// The text `eval score` prints: the per-class table, then the summary.
+    pub fn render(&self) -> String {
+        let mut s = String::new();
+        s += &format!("{:>5}  {:<10}  {:>6}  {:>7}  {:>7}  name\n", "class", "wnid", "images", "top-1", "top-5");
+        for c in &self.per_class {
+            s += &format!(
+                "{:>5}  {:<10}  {:>6}  {:>6.2}%  {:>6.2}%  {}\n",
+                c.index,
+                c.wnid,
+                c.images,
+                100.0 * c.top1,
+                100.0 * c.top5,
+                c.name
+            );
+        }
+        for m in self.checkpoints.iter().zip(&self.models) {
+            s += &format!("checkpoint {}: {}\n", m.0, m.1);
+        }
+        s += &format!(
+            "{} images of {}, {} crop{}: top-1 {:.2}% top-5 {:.2}% (error {:.2}% / {:.2}%); {:.1} images/s\n",
+            self.images,
+            self.split,
+            if self.crops == 10 { "ten" } else { "center" },
+            if self.crops == 10 { "s" } else { "" },
+            100.0 * self.top1,
+            100.0 * self.top5,
+            100.0 * self.top1_error,
+            100.0 * self.top5_error,
+            self.images_per_s
+        );
+        s
+    }
+}

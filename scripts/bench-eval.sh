@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Scoring speed: `eval score --crops ten` (release) against
+# ../shared/anchors/torch_eval_tencrop.py on the same dataset, the same checkpoint and
+# the same thread count, side by side, for the full-size paper network (227, with
+# metadata) and torchvision's owt network (224, an export without metadata). The
+# checkpoints are made here with seeded random weights (speed does not depend on them).
+# Usage: scripts/bench-eval.sh [DATASET_DIR] [THREADS] [IMAGES] [BATCH]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/setup.sh
+ds="${1:-data/demo/dataset}"; threads="${2:-$(nproc)}"; images="${3:-192}"; batch="${4:-16}"
+anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
+[ -f "$ds/dataset.json" ] || { echo "bench-eval: no dataset in $ds (run scripts/demo.sh, or give one)" >&2; exit 1; }
+cargo build --release --quiet -p eval
+work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
+"$ALEXNET_PYTHON" - "$ds" "$work" "$anchors" <<'PY'
+import json, sys, hashlib, torch
+from safetensors.torch import save_file
+ds, work, anchors = sys.argv[1:4]
+sys.path.insert(0, anchors)
+import reference_models as rm
+man = json.load(open(f"{ds}/dataset.json"))
+wnids = [c["wnid"] for c in man["classes"]]
+torch.manual_seed(0)
+paper = rm.paper_init_(rm.PaperAlexNet(len(wnids)))
+meta = {"format": "alexnet-checkpoint-v1", "model": "paper", "num_classes": str(len(wnids)), "crop": "227",
+        "width": "1", "lrn_alpha": "0.0001", "lrn_towers": "2", "normalization": "mean-image", "epoch": "0",
+        "step": "0", "manifest_sha256": hashlib.sha256(open(f"{ds}/dataset.json", "rb").read()).hexdigest(),
+        "wnids": json.dumps(wnids)}
+save_file({k: v.contiguous() for k, v in paper.state_dict().items()}, f"{work}/paper.safetensors", metadata=meta)
+save_file({k: v.contiguous() for k, v in rm.owt_alexnet(len(wnids)).state_dict().items()}, f"{work}/owt.safetensors")
+PY
+echo "== $ds: $images val images, ten crops, batch $batch images, $threads intra-op thread(s), $(nproc) core(s)"
+for m in paper owt; do
+    echo "-- $m: anchor torch_eval_tencrop.py --threads $threads"
+    "$ALEXNET_PYTHON" "$anchors/torch_eval_tencrop.py" "$work/$m.safetensors" "$ds" --crops ten --threads "$threads" \
+        --batch "$batch" --limit "$images" | tee "$work/$m.anchor.txt"
+    echo "-- $m: eval score --crops ten --threads $threads --workers 1"
+    target/release/eval score --checkpoint "$work/$m.safetensors" --data "$ds" --crops ten --threads "$threads" \
+        --workers 1 --batch-size "$batch" --limit "$images" --quiet | tail -1 | tee "$work/$m.eval.txt"
+    a=$(grep -o '; [0-9.]* images/s' "$work/$m.anchor.txt" | grep -o '[0-9.]*')
+    o=$(grep -o '; [0-9.]* images/s' "$work/$m.eval.txt" | grep -o '[0-9.]*')
+    echo "== $m: eval $o images/s, anchor $a images/s: ratio $(echo "scale=2; $o / $a" | bc)"
+done
