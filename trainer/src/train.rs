@@ -17,7 +17,7 @@
 //! that their weights are bit-identical.
 
 use std::collections::HashMap;
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -25,6 +25,7 @@ use std::time::Instant;
 
 use alexnet_shared::{read_mean_image, sha256_file, Dataset, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use safetensors::tensor::SafeTensors;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
@@ -238,6 +239,19 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         ensure!(steps > 0, "the train split has fewer rows than one batch of {}", cfg.optim.batch_size);
         let (t_epoch, mut t_log, mut loss_sum, mut loss_n, mut images) = (Instant::now(), Instant::now(), 0.0, 0, 0);
         let wait0 = train.stats().wait;
+        // On a terminal, a bar with the loss and images/s; in logs, a line every
+        // `log_every_steps` (which a terminal sees printed above the bar).
+        let bar = (main && std::io::stderr().is_terminal()).then(|| {
+            let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix} [{bar:20}] {pos}/{len}  {msg}  ETA {eta}")
+                    .expect("valid template")
+                    .progress_chars("=> "),
+            );
+            bar.set_prefix(pos.epoch.to_string());
+            bar.set_position(pos.batch as u64);
+            bar
+        });
         let mut b = 0;
         while let Some(batch) = train.next_batch()? {
             if b < pos.batch {
@@ -285,6 +299,11 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             loss_sum += l;
             loss_n += 1;
             images += cfg.optim.batch_size * world;
+            if let Some(bar) = &bar {
+                let rate = images as f64 / t_log.elapsed().as_secs_f64().max(1e-9);
+                bar.set_message(format!("loss {:.4}  lr {lr:.0e}  {rate:.0} img/s", loss_sum / loss_n as f64));
+                bar.set_position(b as u64);
+            }
             if main && (pos.global_step.is_multiple_of(cfg.run.log_every_steps.max(1) as u64) || b == steps) {
                 let secs = t_log.elapsed().as_secs_f64();
                 let rate = images as f64 / secs.max(1e-9);
@@ -298,11 +317,15 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
                     loss_sum / loss_n as f64,
                     lr
                 )?;
-                eprintln!(
+                let line = format!(
                     "train: epoch {} [{b}/{steps}] loss {:.4} lr {lr} {rate:.0} images/s (waited for data {wait:.1} s)",
                     pos.epoch,
                     loss_sum / loss_n as f64
                 );
+                match &bar {
+                    Some(bar) => bar.println(line),
+                    None => eprintln!("{line}"),
+                }
                 (t_log, loss_sum, loss_n, images) = (Instant::now(), 0.0, 0, 0);
             }
             let interrupted = stop_now || opt.max_steps.is_some_and(|m| steps_here >= m);
@@ -333,6 +356,9 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
                     });
                 }
             }
+        }
+        if let Some(bar) = bar {
+            bar.finish_and_clear();
         }
         // Validation: center crops, every val image once.
         let mut counts = validate_counts(&model, &mut val, &norm, opt.device)?;
