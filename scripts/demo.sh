@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The demo, end to end on the built-in procedural data: make it, build it into shards,
 # verify them, train the quarter-width paper network on them (configs/demo.toml), print
-# the validation top-1/top-5, score the last checkpoint with the paper's ten crops and
-# draw its conv1 kernels. Output in ${DEMO_DIR:-data/demo}. Safe to rerun (the build
+# the validation top-1/top-5, score the last checkpoint with the paper's ten crops, draw
+# its conv1 kernels and the nearest train images of 4 val images by fc7. Output in ${DEMO_DIR:-data/demo}. Safe to rerun (the build
 # resumes; the training run starts afresh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,3 +18,5 @@ rm -rf "$dir/run"
 ckpt="$(ls "$dir"/run/checkpoints/epoch-*.safetensors | grep -v '\.optim\.' | tail -1)"
 "$bin/eval" score --checkpoint "$ckpt" --data "$dir/dataset" --crops ten --threads "$(nproc)" --json "$dir/scores.json"
 "$bin/eval" kernels --checkpoint "$ckpt" --out "$dir/kernels.png"
+"$bin/eval" neighbors --checkpoint "$ckpt" --data "$dir/dataset" --queries 4 --k 6 --threads "$(nproc)" \
+    --out "$dir/neighbors.png" --list "$dir/neighbors.csv"
