@@ -131,7 +131,7 @@ pub fn write_tensors(
 pub fn read_meta(path: &Path) -> Result<Option<CheckpointMeta>, CheckpointError> {
     let bytes = std::fs::read(path).map_err(|e| alexnet_shared::Error::io(path, e))?;
     let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| bad(path, format!("not a safetensors file or damaged ({e})")))?;
+        .map_err(|e| bad(path, format!("not a safetensors file, or truncated or damaged ({e})")))?;
     match header.metadata() {
         Some(m) if m.contains_key("format") => Ok(Some(CheckpointMeta::from_map(path, m)?)),
         _ => Ok(None),

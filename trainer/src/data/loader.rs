@@ -223,7 +223,7 @@ impl Batch {
         b.float.then(|| b.images.narrow(0, 0, self.len() as i64))
     }
 
-    /// int64 [len] class indices (repeated for each crop of an image).
+    /// int64 `[len]` class indices (repeated for each crop of an image).
     pub fn labels(&self) -> Tensor {
         Tensor::from_slice(&self.buf().labels)
     }
