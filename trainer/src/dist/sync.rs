@@ -169,9 +169,12 @@ mod tests {
     use super::*;
     use crate::config::LrScaling;
 
+    /// The demo preset with the rate these tests' numbers assume.
     fn cfg() -> TrainConfig {
         let text = std::fs::read_to_string(format!("{}/../configs/demo.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        TrainConfig::from_toml(&text).unwrap()
+        let mut c = TrainConfig::from_toml(&text).unwrap();
+        c.optim.lr = 0.01;
+        c
     }
 
     #[test]
