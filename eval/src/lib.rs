@@ -25,7 +25,6 @@ pub mod checkpoint;
 pub mod kernels;
 pub mod neighbors;
 pub mod predictions;
-pub mod progress;
 pub mod score;
 
 pub use trainer::topk;

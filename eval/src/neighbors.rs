@@ -20,7 +20,7 @@ use tch::{Device, Kind, Tensor};
 use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
 
 use crate::checkpoint::{open, LoadedModel, Overrides};
-use crate::progress::Progress;
+use alexnet_shared::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct NeighborsConfig {
@@ -163,7 +163,7 @@ pub fn run(cfg: &NeighborsConfig) -> Result<(Vec<QueryResult>, LoadedModel)> {
     let mut best: Vec<Vec<Neighbor>> = vec![Vec::with_capacity(2 * cfg.k); cfg.query_rows.len()];
     let (mut loader, norm) = loader(&model, &ds, train.clone(), cfg)?;
     loader.start(0);
-    let mut progress = Progress::new("neighbors", search as u64, cfg.progress);
+    let progress = Progress::new("neighbors", search as u64, cfg.progress);
     let mut seen = 0usize;
     tch::no_grad(|| -> Result<()> {
         while seen < search {
@@ -190,7 +190,7 @@ pub fn run(cfg: &NeighborsConfig) -> Result<(Vec<QueryResult>, LoadedModel)> {
                 merge(list, cands, cfg.k);
             }
             seen += take;
-            progress.inc(take as u64);
+            progress.inc(take as u64, false);
         }
         Ok(())
     })?;

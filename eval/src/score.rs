@@ -19,7 +19,7 @@ use trainer::topk::topk_classes;
 
 use crate::checkpoint::{open, LoadedModel, Overrides};
 use crate::predictions::{Prediction, PredictionWriter};
-use crate::progress::Progress;
+use alexnet_shared::progress::Progress;
 
 #[derive(Debug, Clone)]
 pub struct ScoreConfig {
@@ -168,7 +168,7 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
     };
     let mut per_class = vec![(0u64, 0u64, 0u64); classes];
     let (mut done, mut c1, mut c5) = (0usize, 0u64, 0u64);
-    let mut progress = Progress::new("score", images as u64, cfg.progress);
+    let progress = Progress::new("score", images as u64, cfg.progress);
     let t0 = Instant::now();
     for g in &mut groups {
         g.loader.start(0);
@@ -236,7 +236,7 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
                 }
             }
             done += rows.len();
-            progress.inc(rows.len() as u64);
+            progress.inc(rows.len() as u64, false);
         }
         Ok(())
     })?;

@@ -3,32 +3,22 @@
 
 use std::path::{Path, PathBuf};
 
-use alexnet_shared::{Dataset, Encoding, Split};
+use alexnet_shared::{Dataset, Split};
 use eval::checkpoint::{open, Overrides};
 use eval::neighbors::{features_of_rows, grid, run, write_list, NeighborsConfig};
-use preprocess::build::{self, BuildConfig};
-use preprocess::inputs::InputOptions;
 use preprocess::synth;
 use tch::{nn::VarStore, Device};
 use trainer::checkpoint::{save_model, CheckpointMeta};
 use trainer::model::{AlexNet, ModelConfig};
 
 fn dataset(dir: &Path) -> PathBuf {
-    let images = dir.join("images");
-    let mut s = synth::SynthConfig::new(images.clone());
+    let mut s = synth::SynthConfig::new(dir.join("images"));
     s.classes = 3;
     s.train_per_class = 4;
     s.val_per_class = 2;
     s.corrupt = 0;
     s.seed = 21;
-    synth::run(&s).unwrap();
-    let out = dir.join("ds");
-    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
-    cfg.encoding = Encoding::Raw;
-    cfg.threads = 2;
-    cfg.progress = false;
-    build::run(&cfg).unwrap();
-    out
+    synth::build_raw(&s, &dir.join("ds")).unwrap()
 }
 
 fn checkpoint(path: &Path, data: &Path) -> PathBuf {

@@ -5,11 +5,9 @@
 
 use std::path::{Path, PathBuf};
 
-use alexnet_shared::{Dataset, Encoding};
+use alexnet_shared::Dataset;
 use eval::checkpoint::Overrides;
 use eval::score::{run, ScoreConfig};
-use preprocess::build::{self, BuildConfig};
-use preprocess::inputs::InputOptions;
 use preprocess::synth;
 use tch::{nn::VarStore, Device, Tensor};
 use trainer::checkpoint::{save_model, CheckpointMeta};
@@ -17,21 +15,13 @@ use trainer::data::{Crops, Normalization};
 use trainer::model::{AlexNet, ModelConfig};
 
 fn dataset(dir: &Path, classes: usize, val_per_class: usize) -> PathBuf {
-    let images = dir.join("images");
-    let mut s = synth::SynthConfig::new(images.clone());
+    let mut s = synth::SynthConfig::new(dir.join("images"));
     s.classes = classes;
     s.train_per_class = 4;
     s.val_per_class = val_per_class;
     s.corrupt = 0;
     s.seed = 11;
-    synth::run(&s).unwrap();
-    let out = dir.join("ds");
-    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
-    cfg.encoding = Encoding::Raw;
-    cfg.threads = 2;
-    cfg.progress = false;
-    build::run(&cfg).unwrap();
-    out
+    synth::build_raw(&s, &dir.join("ds")).unwrap()
 }
 
 fn small(classes: usize, crop: usize) -> ModelConfig {

@@ -28,7 +28,7 @@ use sha2::{Digest, Sha256};
 
 use crate::imageproc::{encode_jpeg, process, RESIZE_FILTER};
 use crate::inputs::{discover, InputOptions, Inputs, Item};
-use crate::progress::Progress;
+use alexnet_shared::progress::Progress;
 
 pub const STATE_FILE: &str = ".build-state.json";
 

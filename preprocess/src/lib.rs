@@ -9,6 +9,5 @@
 pub mod build;
 pub mod imageproc;
 pub mod inputs;
-pub mod progress;
 pub mod synth;
 pub mod verify;

@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use alexnet_shared::progress::fmt_duration;
 use alexnet_shared::Encoding;
 use clap::{Parser, Subcommand, ValueEnum};
 use preprocess::build::{self, BuildConfig};
 use preprocess::inputs::InputOptions;
-use preprocess::progress::fmt_duration;
 use preprocess::{synth, verify};
 
 #[derive(Parser)]

@@ -329,3 +329,16 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
 fn write_text(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
+
+/// Writes the images of `s` (into `s.output`) and builds them into a raw dataset at
+/// `out` with 2 threads and no progress bar: the small datasets of the tests.
+pub fn build_raw(s: &SynthConfig, out: &Path) -> Result<PathBuf> {
+    run(s)?;
+    let inputs = crate::inputs::InputOptions { root: s.output.clone(), ..Default::default() };
+    let mut cfg = crate::build::BuildConfig::new(inputs, out.to_path_buf());
+    cfg.encoding = alexnet_shared::Encoding::Raw;
+    cfg.threads = 2;
+    cfg.progress = false;
+    crate::build::run(&cfg)?;
+    Ok(out.to_path_buf())
+}

@@ -26,6 +26,7 @@ mod classes;
 mod error;
 mod fsutil;
 mod manifest;
+pub mod progress;
 mod reader;
 mod stats;
 mod writer;

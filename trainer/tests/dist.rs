@@ -12,9 +12,7 @@ use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alexnet_shared::{read_mean_image, Dataset, Encoding, Split};
-use preprocess::build::{self, BuildConfig};
-use preprocess::inputs::InputOptions;
+use alexnet_shared::{read_mean_image, Dataset, Split};
 use preprocess::synth;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use trainer::checkpoint::load_model;
@@ -44,20 +42,12 @@ const LAUNCH_VARS: &[&str] = &[
 
 /// 3 classes, 48 train rows (6 steps of 4 per rank and epoch with 2 ranks), 12 val rows.
 fn dataset(dir: &Path) -> PathBuf {
-    let images = dir.join("images");
-    let mut s = synth::SynthConfig::new(images.clone());
+    let mut s = synth::SynthConfig::new(dir.join("images"));
     s.classes = 3;
     s.train_per_class = 16;
     s.val_per_class = 4;
     s.corrupt = 0;
-    synth::run(&s).unwrap();
-    let out = dir.join("ds");
-    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
-    cfg.encoding = Encoding::Raw;
-    cfg.threads = 2;
-    cfg.progress = false;
-    build::run(&cfg).unwrap();
-    out
+    synth::build_raw(&s, &dir.join("ds")).unwrap()
 }
 
 /// Per-rank batch 4; dropout off (its masks depend on the batch split); augmentation

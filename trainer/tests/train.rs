@@ -3,9 +3,6 @@
 
 use std::path::{Path, PathBuf};
 
-use alexnet_shared::Encoding;
-use preprocess::build::{self, BuildConfig};
-use preprocess::inputs::InputOptions;
 use preprocess::synth;
 use tch::{nn::VarStore, Device};
 use trainer::checkpoint::load_model;
@@ -22,20 +19,12 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn dataset(dir: &Path) -> PathBuf {
-    let images = dir.join("images");
-    let mut s = synth::SynthConfig::new(images.clone());
+    let mut s = synth::SynthConfig::new(dir.join("images"));
     s.classes = 3;
     s.train_per_class = 16;
     s.val_per_class = 4;
     s.corrupt = 0;
-    synth::run(&s).unwrap();
-    let out = dir.join("ds");
-    let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
-    cfg.encoding = Encoding::Raw;
-    cfg.threads = 2;
-    cfg.progress = false;
-    build::run(&cfg).unwrap();
-    out
+    synth::build_raw(&s, &dir.join("ds")).unwrap()
 }
 
 const TINY: &str = r#"
@@ -67,6 +56,11 @@ checkpoint_minutes = 30.0
 keep_last = 2
 log_every_steps = 2
 "#;
+
+/// A new run of the dataset `data` in `run_dir`, on the CPU, to its end.
+fn fresh(data: &Path, run_dir: PathBuf) -> RunOptions {
+    RunOptions { data: data.to_path_buf(), run_dir, device: Device::Cpu, resume: false, max_steps: None }
+}
 
 fn weights(path: &Path, cfg: &TrainConfig) -> Vec<(String, tch::Tensor)> {
     let mut vs = VarStore::new(Device::Cpu);
@@ -158,7 +152,7 @@ fn a_held_out_train_slice_drives_the_plateau_rule_and_the_curves_are_drawn() {
         );
     let cfg = TrainConfig::from_toml(&text).unwrap();
     assert_eq!(cfg.data.holdout, 8);
-    let opts = RunOptions { data, run_dir: t.path().join("run"), device: Device::Cpu, resume: false, max_steps: None };
+    let opts = fresh(&data, t.path().join("run"));
     let s = run(&cfg, &opts).unwrap();
     // 48 - 8 = 40 train rows left: 5 steps of 8 per epoch.
     assert_eq!((s.global_step, s.epochs_done), (10, 2));
@@ -201,16 +195,7 @@ fn channels_last_trains_to_the_same_weights_and_saves_nchw() {
     let base = TrainConfig::from_toml(&one).unwrap();
     let nhwc = TrainConfig::from_toml(&one.replace("[run]", "[run]\nchannels_last = true")).unwrap();
     assert!(nhwc.run.channels_last);
-    let go = |cfg: &TrainConfig, dir: &str| {
-        let o = RunOptions {
-            data: data.clone(),
-            run_dir: t.path().join(dir),
-            device: Device::Cpu,
-            resume: false,
-            max_steps: None,
-        };
-        run(cfg, &o).unwrap().last_checkpoint
-    };
+    let go = |cfg: &TrainConfig, dir: &str| run(cfg, &fresh(&data, t.path().join(dir))).unwrap().last_checkpoint;
     let (a, b) = (weights(&go(&base, "nchw"), &base), weights(&go(&nhwc, "nhwc"), &base));
     // Other conv kernels, the same arithmetic: after 6 SGD steps the weights agree to
     // float rounding (measured max difference about 1e-6 of the largest weight).
@@ -239,7 +224,7 @@ fn the_owt_model_trains_too() {
         .replace("weight_decay = 5e-4", "weight_decay = 1e-4");
     let cfg = TrainConfig::from_toml(&text).unwrap();
     assert_eq!(cfg.model.arch, trainer::model::Arch::Owt);
-    let opts = RunOptions { data, run_dir: t.path().join("owt"), device: Device::Cpu, resume: false, max_steps: None };
+    let opts = fresh(&data, t.path().join("owt"));
     let s = run(&cfg, &opts).unwrap();
     assert_eq!((s.global_step, s.epochs_done), (18, 3));
     let m = std::fs::read_to_string(t.path().join("owt/metrics.jsonl")).unwrap();
@@ -269,16 +254,7 @@ fn bf16_autocast_trains_close_to_float32() {
     let fp32 = TrainConfig::from_toml(&one).unwrap();
     let bf16 = TrainConfig::from_toml(&one.replace("[run]", "[run]\nprecision = \"bf16\"")).unwrap();
     assert_eq!(bf16.run.precision, trainer::config::Precision::Bf16);
-    let go = |cfg: &TrainConfig, dir: &str| {
-        let o = RunOptions {
-            data: data.clone(),
-            run_dir: t.path().join(dir),
-            device: Device::Cpu,
-            resume: false,
-            max_steps: None,
-        };
-        run(cfg, &o).unwrap()
-    };
+    let go = |cfg: &TrainConfig, dir: &str| run(cfg, &fresh(&data, t.path().join(dir))).unwrap();
     let (a, b) = (go(&fp32, "fp32"), go(&bf16, "bf16"));
     let (wa, wb) = (weights(&a.last_checkpoint, &fp32), weights(&b.last_checkpoint, &fp32));
     // Autocast was on: the bf16 run rounds differently, so its weights are not the

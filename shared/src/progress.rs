@@ -1,5 +1,6 @@
-//! Progress of long work on stderr: a bar with rate and ETA on a terminal, a line every
-//! 30 seconds otherwise (logs of runs started from scripts).
+//! Progress of long work on stderr (the dataset build, scoring, retrieval): a bar with
+//! rate and ETA on a terminal, a line every 30 seconds otherwise (logs of runs started
+//! from scripts), nothing when disabled. `inc` takes `&self`: worker threads share it.
 
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -55,13 +56,16 @@ impl Progress {
                 let secs = self.start.elapsed().as_secs_f64();
                 let rate = done as f64 / secs.max(1e-9);
                 let eta = (self.total.saturating_sub(done)) as f64 / rate.max(1e-9);
+                let rejected = match self.rejected.load(Ordering::Relaxed) {
+                    0 => String::new(),
+                    r => format!(", {r} rejected"),
+                };
                 eprintln!(
-                    "{}: {done}/{} images ({:.1}%), {rate:.0} images/s, ETA {}, {} rejected",
+                    "{}: {done}/{} images ({:.1}%), {rate:.0} images/s, ETA {}{rejected}",
                     self.name,
                     self.total,
                     100.0 * done as f64 / self.total.max(1) as f64,
                     fmt_duration(eta),
-                    self.rejected.load(Ordering::Relaxed)
                 );
             }
         }
