@@ -38,15 +38,19 @@ impl Sgd {
     /// which tch does not expose): three passes over each parameter, as PyTorch's
     /// foreach SGD.
     pub fn step(&mut self, lr: f64) {
+        let Some(first) = self.params.first() else { return };
+        // The two factors as 0-dim tensors, made once per step on the parameters'
+        // device (not once per parameter: on CUDA each is a copy from the host).
+        let scalar = |x: f64| Tensor::from(x).to_kind(first.kind()).to_device(first.device());
+        let (wd, neg_lr) = (scalar(self.weight_decay), scalar(-lr));
         tch::no_grad(|| {
             for (p, buf) in self.params.iter_mut().zip(self.buffers.iter_mut()) {
                 let mut g = p.grad();
                 if !g.defined() {
                     continue;
                 }
-                let scalar = |x: f64| Tensor::from(x).to_kind(p.kind()).to_device(p.device());
                 if self.weight_decay != 0.0 {
-                    let _ = g.addcmul_(p, &scalar(self.weight_decay)); // g += wd * w
+                    let _ = g.addcmul_(p, &wd); // g += wd * w
                 }
                 let v = match buf {
                     Some(v) => {
@@ -55,7 +59,7 @@ impl Sgd {
                     }
                     None => buf.insert(g.detach().copy()),
                 };
-                let _ = p.addcmul_(v, &scalar(-lr)); // w -= lr * v
+                let _ = p.addcmul_(v, &neg_lr); // w -= lr * v
             }
         });
     }
