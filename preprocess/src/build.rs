@@ -308,11 +308,14 @@ fn open_state(out: &Path, identity: Identity, overwrite: bool) -> Result<State> 
             }
         }
     }
-    if !ours.is_empty() {
+    // Temporaries alone are what a build killed while writing its first state leaves;
+    // they are removed once the state is saved. Finished files without a state are not ours.
+    let finished: Vec<_> = ours.iter().filter(|p| !is_temporary(p)).collect();
+    if !finished.is_empty() {
         bail!(
             "{} holds dataset files ({}) that this build did not start; use another --output, or --overwrite to replace them",
             out.display(),
-            ours.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).take(3).collect::<Vec<_>>().join(", ")
+            finished.iter().filter_map(|p| p.file_name()).map(|n| n.to_string_lossy()).take(3).collect::<Vec<_>>().join(", ")
         );
     }
     Ok(fresh(identity))
@@ -357,12 +360,15 @@ fn build_files(out: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
+/// A half-written file (`.NAME.tmp`) left by an interrupted atomic write.
+fn is_temporary(p: &Path) -> bool {
+    let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    name.starts_with('.') && name.ends_with(".tmp")
+}
+
 fn remove_temporaries(out: &Path) -> Result<()> {
-    for p in build_files(out)? {
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.starts_with('.') && name.ends_with(".tmp") {
-            std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
-        }
+    for p in build_files(out)?.into_iter().filter(|p| is_temporary(p)) {
+        std::fs::remove_file(&p).with_context(|| format!("removing {}", p.display()))?;
     }
     Ok(())
 }

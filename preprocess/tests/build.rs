@@ -362,6 +362,25 @@ fn resume_after_a_kill_at_random_points_gives_the_same_dataset() {
 }
 
 #[test]
+fn a_build_killed_while_writing_its_first_state_resumes() {
+    // What a SIGKILL during the first state write leaves: a half-written temporary and
+    // nothing else (CI once caught the kill test refusing this folder as not its own).
+    let tmp = tempfile::tempdir().unwrap();
+    let input = synth_input(tmp.path(), 2, 10, 2);
+    let out = tmp.path().join("out");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join(format!(".{}.tmp", build::STATE_FILE)), b"{\"identity\": {\"form").unwrap();
+    build::run(&config(&input, &out)).unwrap();
+    assert!(Manifest::load(&out).is_ok());
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".tmp"))
+        .collect();
+    assert!(left.is_empty(), "temporaries left: {left:?}");
+}
+
+#[test]
 fn a_damaged_finished_shard_is_rebuilt_and_statistics_stay_exact() {
     let tmp = tempfile::tempdir().unwrap();
     let input = synth_input(tmp.path(), 2, 20, 2);
