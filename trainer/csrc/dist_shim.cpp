@@ -1,7 +1,8 @@
 // The trainer's C++ shim to libtorch's c10d: a TCPStore rendezvous, a process group
 // (ProcessGroupGloo on the CPU, ProcessGroupNCCL on CUDA when built with
 // ALEXNET_NCCL), all-reduce, broadcast, barrier and shutdown, as plain C functions for
-// trainer/src/dist/ffi.rs.
+// trainer/src/dist/ffi.rs. And c10d's Reducer (the engine of PyTorch's DDP): gradients
+// averaged bucket by bucket during the backward pass, overlapping it.
 //
 // Tensors arrive as `at::Tensor*`: torch-sys's own C wrapper (libtch/torch_api.h)
 // represents every tch `Tensor` as a heap `torch::Tensor*` (`typedef torch::Tensor
@@ -24,14 +25,18 @@
 #include <string>
 #include <vector>
 
+#include <algorithm>
+
 #include <c10/util/Exception.h>
 #include <c10/util/Logging.h>
 #include <torch/csrc/distributed/c10d/Backend.hpp>
 #include <torch/csrc/distributed/c10d/PrefixStore.hpp>
+#include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/ProcessGroupGloo.hpp>
 #include <torch/csrc/distributed/c10d/TCPStore.hpp>
 #include <torch/csrc/distributed/c10d/Types.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
+#include <torch/csrc/distributed/c10d/reducer.hpp>
 #ifdef ALEXNET_NCCL
 #include <c10/cuda/CUDAFunctions.h>
 #include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
@@ -46,6 +51,25 @@ struct Store {
 struct Group {
   c10::intrusive_ptr<c10d::Backend> backend;
   bool nccl;
+  // The same backend as a ProcessGroup (what torch.distributed makes of it): the
+  // Reducer's collectives go through c10d's dispatcher, which routes by device type.
+  c10::intrusive_ptr<c10d::ProcessGroup> pg;
+};
+
+c10::intrusive_ptr<c10d::ProcessGroup> wrap(const c10::intrusive_ptr<c10d::Store>& store, int rank, int world,
+                                            const c10::intrusive_ptr<c10d::Backend>& backend, bool nccl,
+                                            std::optional<at::Device> device) {
+  auto pg = c10::make_intrusive<c10d::ProcessGroup>(store, rank, world);
+  auto type = nccl ? c10d::ProcessGroup::BackendType::NCCL : c10d::ProcessGroup::BackendType::GLOO;
+  // Before setBackend, which gives the backend the group's bound device.
+  if (device.has_value()) pg->setBoundDeviceId(device);
+  pg->setDefaultBackend(type);
+  pg->setBackend(nccl ? c10::DeviceType::CUDA : c10::DeviceType::CPU, type, backend);
+  return pg;
+}
+
+struct Overlap {
+  std::unique_ptr<c10d::Reducer> reducer;
 };
 
 char* message(const std::string& s) {
@@ -191,8 +215,8 @@ char* alexnet_dist_gloo_new(Store* store, int rank, int world, int64_t timeout_m
       opts->devices.push_back(c10d::ProcessGroupGloo::createDefaultDevice());
     }
     if (threads > 0) opts->threads = threads;
-    auto pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store->store, rank, world, opts);
-    *out = new Group{pg, false};
+    c10::intrusive_ptr<c10d::Backend> pg = c10::make_intrusive<c10d::ProcessGroupGloo>(store->store, rank, world, opts);
+    *out = new Group{pg, false, wrap(store->store, rank, world, pg, false, std::nullopt)};
   });
 }
 
@@ -206,8 +230,10 @@ char* alexnet_dist_nccl_new(Store* store, int rank, int world, int64_t timeout_m
     auto opts = c10d::ProcessGroupNCCL::Options::create();
     opts->timeout = ms(timeout_ms);
     auto pg = c10::make_intrusive<c10d::ProcessGroupNCCL>(store->store, rank, world, opts);
-    pg->setBoundDeviceId(at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device)));
-    *out = new Group{pg, true};
+    auto dev = at::Device(at::kCUDA, static_cast<c10::DeviceIndex>(device));
+    pg->setBoundDeviceId(dev);
+    c10::intrusive_ptr<c10d::Backend> backend = pg;
+    *out = new Group{backend, true, wrap(store->store, rank, world, backend, true, dev)};
   });
 #else
   (void)store;
@@ -288,6 +314,59 @@ char* alexnet_dist_barrier(Group* g, int64_t timeout_ms) {
     std::vector<c10::intrusive_ptr<c10d::Work>> works{g->backend->barrier(opts)};
     wait_all(works, timeout_ms);
   });
+}
+
+// A Reducer over `params` (the model's, in order), as DistributedDataParallel builds
+// it: buckets by size (a bucket closes once it holds at least its limit; the first
+// limit is small, so that communication starts early),
+// listed last-parameter-first, the order the backward pass produces gradients. Every
+// parameter must get a gradient in every step (no unused-parameter search).
+char* alexnet_dist_reducer_new(Group* g, at::Tensor* const* ts, size_t n, int64_t bucket_bytes,
+                               int64_t first_bucket_bytes, Overlap** out) {
+  *out = nullptr;
+  return guarded([&] {
+    auto params = tensors_of(ts, n);
+    TORCH_CHECK(!params.empty(), "no parameters to reduce");
+    std::vector<bool> sparse(params.size(), false);
+    std::vector<size_t> caps{static_cast<size_t>(first_bucket_bytes), static_cast<size_t>(bucket_bytes)};
+    auto buckets = std::get<0>(c10d::compute_bucket_assignment_by_size(params, caps, sparse));
+    std::reverse(buckets.begin(), buckets.end());
+    auto o = std::make_unique<Overlap>();
+    o->reducer = std::make_unique<c10d::Reducer>(params, std::move(buckets), g->pg, sparse, bucket_bytes,
+                                                 /*find_unused_parameters=*/false,
+                                                 /*gradient_as_bucket_view=*/false,
+                                                 std::unordered_map<size_t, std::string>{}, first_bucket_bytes,
+                                                 /*skip_all_reduce_unused_params=*/false,
+                                                 /*use_python_reducer=*/false,
+                                                 // empty: the rebuild after the first step
+                                                 // sizes by {first_bucket_bytes, bucket_bytes}
+                                                 std::vector<int64_t>{});
+    *out = o.release();
+  });
+}
+
+// Before a training step's forward pass: what DDP's forward does (the one-time bucket
+// rebuild in gradient order, agreed with rank 0) and what it does after it (arm the
+// hooks). The next backward pass then leaves every gradient averaged over the ranks.
+char* alexnet_dist_reducer_prepare(Overlap* o) {
+  return guarded([&] {
+    o->reducer->rebuild_buckets();
+    o->reducer->prepare_for_forward();
+    o->reducer->prepare_for_backward({});
+  });
+}
+
+// The number of buckets (after the rebuild, the ones in use).
+size_t alexnet_dist_reducer_buckets(Overlap* o) {
+  return o->reducer->get_grad_buckets(/*return_zero_tensors=*/false).size();
+}
+
+// Removes the hooks from the parameters and frees the Reducer.
+char* alexnet_dist_reducer_free(Overlap* o) {
+  if (o == nullptr) return nullptr;
+  char* err = guarded([&] { o->reducer.reset(); });
+  delete o;
+  return err;
 }
 
 }  // extern "C"

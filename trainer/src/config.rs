@@ -141,6 +141,12 @@ pub struct DistSection {
     pub timeout_s: f64,
     /// Gradient bucket size in MiB (PyTorch DDP's default: 25).
     pub bucket_mb: f64,
+    /// All-reduce each bucket of gradients while the backward pass is still running
+    /// (c10d's Reducer, as PyTorch's DDP; the default), or all of them after it
+    /// (`false`). The two give the same weights up to float rounding (bit-identical at
+    /// two ranks).
+    #[serde(default = "yes")]
+    pub overlap: bool,
     /// Resolved at start and saved in `RUN_DIR/config.toml`: the number of ranks. A
     /// preset that sets it is checked against the launch; a resumed run must match.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -160,6 +166,7 @@ impl Default for DistSection {
             warmup_epochs: 0.0,
             timeout_s: 600.0,
             bucket_mb: 25.0,
+            overlap: true,
             world_size: None,
             global_batch: None,
             scaled_lr: None,
@@ -273,6 +280,20 @@ mod tests {
         assert_eq!((o.optim.batch_size, o.optim.weight_decay, o.optim.epochs), (256, 1e-4, 90));
         let d = TrainConfig::from_toml(&preset("demo")).unwrap();
         assert_eq!(TrainConfig::from_toml(&d.to_toml()).unwrap(), d);
+    }
+
+    #[test]
+    fn a_saved_dist_section_without_overlap_overlaps_and_the_choice_is_saved() {
+        // Run folders written before `dist.overlap` existed resume with the default.
+        let old =
+            "[dist]\nlr_scaling = \"none\"\nwarmup_epochs = 0.0\ntimeout_s = 60.0\nbucket_mb = 25.0\nworld_size = 2\n";
+        let c = TrainConfig::from_toml(&format!("{}\n{old}", preset("demo"))).unwrap();
+        assert!(c.dist.overlap);
+        let text =
+            format!("{}\n{}", preset("demo"), old.replace("bucket_mb = 25.0", "bucket_mb = 25.0\noverlap = false"));
+        let c = TrainConfig::from_toml(&text).unwrap();
+        assert!(!c.dist.overlap);
+        assert!(!TrainConfig::from_toml(&c.to_toml()).unwrap().dist.overlap);
     }
 
     #[test]

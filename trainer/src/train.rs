@@ -34,7 +34,7 @@ use crate::config::{Precision, TrainConfig};
 use crate::curves::Curves;
 use crate::data::sampler::{derive_seed, held_out_rows};
 use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform, Rows};
-use crate::dist::{GradBuckets, ProcessGroup};
+use crate::dist::{GradBuckets, Overlap, ProcessGroup};
 use crate::model::AlexNet;
 use crate::schedule::learning_rate;
 use crate::sgd::Sgd;
@@ -59,6 +59,14 @@ pub struct TrainSummary {
     pub val_top5: Option<f64>,
     pub stopped_early: bool,
     pub last_checkpoint: PathBuf,
+}
+
+/// How a data-parallel step averages the gradients (`dist.overlap`).
+enum GradSync<'a> {
+    /// c10d's Reducer, bucket by bucket during the backward pass.
+    During(Overlap<'a>),
+    /// All buckets after the backward pass.
+    After(GradBuckets),
 }
 
 /// Where a run stands: saved in `*.optim.safetensors`.
@@ -149,12 +157,17 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         }
     }
 
-    let mut buckets = None;
+    let mut grad_sync = None;
     if let Some(pg) = pg {
         // Every rank starts from rank 0's weights, at rank 0's position.
         crate::dist::broadcast_params(pg, &params, 0)?;
         crate::dist::check_same_position(pg, pos.epoch, pos.batch, pos.global_step)?;
-        buckets = Some(GradBuckets::new(&params, (cfg.dist.bucket_mb * (1 << 20) as f64) as usize));
+        let cap = (cfg.dist.bucket_mb * (1 << 20) as f64) as usize;
+        grad_sync = Some(if cfg.dist.overlap {
+            GradSync::During(Overlap::new(pg, &params, cap)?)
+        } else {
+            GradSync::After(GradBuckets::new(&params, cap))
+        });
     }
     let lr_factor = cfg.dist.lr_factor(world);
 
@@ -265,6 +278,9 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             }
             tch::manual_seed(derive_seed(&parts) as i64);
             let lr = crate::dist::warmup_lr(epoch_lr, lr_factor, cfg.dist.warmup_epochs, pos.epoch, b, steps);
+            if let Some(GradSync::During(r)) = grad_sync.as_mut() {
+                r.prepare()?;
+            }
             let x = norm.apply(&batch, cfg.data.pca_noise)?;
             let y = batch.labels().to_device(opt.device);
             let forward = || model.forward_t(&x, true).cross_entropy_for_logits(&y);
@@ -273,11 +289,16 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
                 Precision::Bf16 => crate::ext::autocast_bf16(opt.device, forward).map_err(anyhow::Error::msg)?,
             };
             sgd.zero_grad();
-            loss.backward();
+            match grad_sync.as_mut() {
+                Some(GradSync::During(r)) => r.backward(&loss)?,
+                _ => loss.f_backward()?,
+            }
             let mut l = loss.double_value(&[]); // host sync: the loss is checked every step
             let mut stop_now = stop.load(Ordering::Relaxed);
-            if let (Some(pg), Some(buckets)) = (pg, buckets.as_mut()) {
-                buckets.average(&params, pg)?;
+            if let Some(pg) = pg {
+                if let Some(GradSync::After(buckets)) = grad_sync.as_mut() {
+                    buckets.average(&params, pg)?;
+                }
                 // The stop is agreed: any rank's signal, or NaN, stops every rank here.
                 (l, stop_now) = crate::dist::agree(pg, l, stop_now)?;
             }

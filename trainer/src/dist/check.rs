@@ -9,7 +9,7 @@ use std::time::Instant;
 use anyhow::{ensure, Result};
 use tch::{Device, Kind, Tensor};
 
-use super::{GradBuckets, ProcessGroup};
+use super::{GradBuckets, Overlap, ProcessGroup};
 
 /// Element `i` of rank `r`'s test tensor; exact in f32 for the sizes used (< 2^24).
 fn value(i: i64, r: i64) -> i64 {
@@ -28,6 +28,16 @@ fn known(shape: &[i64], kind: Kind, rank: i64, device: Device) -> Tensor {
     (v * (rank + 1) + rank).to_kind(kind).view(shape).to_device(device)
 }
 
+/// As [`compare`], within float32 rounding (relative 1e-6).
+fn close(what: &str, got: &Tensor, want: impl Fn(i64) -> f64) -> Result<()> {
+    let g = Vec::<f64>::try_from(got.to_device(Device::Cpu).to_kind(Kind::Double).reshape([-1]))?;
+    for (i, &x) in g.iter().enumerate() {
+        let w = want(i as i64);
+        ensure!((x - w).abs() <= 1e-6 * w.abs(), "{what}: element {i} is {x}, expected {w} (of {} elements)", g.len());
+    }
+    Ok(())
+}
+
 fn compare(what: &str, got: &Tensor, want: impl Fn(i64) -> f64) -> Result<()> {
     let g = Vec::<f64>::try_from(got.to_device(Device::Cpu).to_kind(Kind::Double).reshape([-1]))?;
     for (i, &x) in g.iter().enumerate() {
@@ -37,8 +47,8 @@ fn compare(what: &str, got: &Tensor, want: impl Fn(i64) -> f64) -> Result<()> {
     Ok(())
 }
 
-/// All-reduce (several kinds and shapes in one call), the bucketed gradient average,
-/// max, broadcast from the first and the last rank, and a barrier; `Err` names the
+/// All-reduce (several kinds and shapes in one call), the bucketed gradient average
+/// after and during (c10d's Reducer) a backward pass, max, broadcast from the first and the last rank, and a barrier; `Err` names the
 /// first wrong element. Returns a one-line summary.
 pub fn self_test(pg: &ProcessGroup) -> Result<String> {
     let (r, w, dev) = (pg.rank() as i64, pg.world() as i64, pg.device());
@@ -71,6 +81,28 @@ pub fn self_test(pg: &ProcessGroup) -> Result<String> {
         compare(&format!("bucketed gradient average {s:?}"), &p.grad(), |i| summed(i, w) as f64 / w as f64)?;
     }
 
+    // The same through c10d's Reducer (the overlapped path), two steps: the first one
+    // also re-orders the buckets. It divides before summing: exact at 1, 2, 4, 8 ranks,
+    // within float rounding otherwise.
+    let mut overlap = Overlap::new(pg, &params, 8 << 10)?;
+    for step in 0..2 {
+        for p in &params {
+            let _ = p.grad().zero_();
+        }
+        overlap.prepare()?;
+        let loss = params.iter().zip(&shapes).fold(Tensor::zeros([], (Kind::Float, dev)), |acc, (p, s)| {
+            acc + (p * known(s, Kind::Float, r, dev) * (step + 1) as f64).sum(Kind::Float)
+        });
+        overlap.backward(&loss)?;
+        for (p, s) in params.iter().zip(&shapes) {
+            close(&format!("gradient average during backward {s:?}, step {}", step + 1), &p.grad(), |i| {
+                (step + 1) as f64 * summed(i, w) as f64 / w as f64
+            })?;
+        }
+    }
+    let reducer_buckets = overlap.buckets();
+    drop(overlap);
+
     let m = known(&[9, 4], Kind::Double, r, dev);
     pg.all_reduce_max(std::slice::from_ref(&m))?;
     compare("all-reduce max", &m, |i| value(i, w - 1) as f64)?;
@@ -83,9 +115,11 @@ pub fn self_test(pg: &ProcessGroup) -> Result<String> {
     pg.barrier()?;
     Ok(format!(
         "rank {r} of {w} ({}): all-reduce sum (f32, f64, i64, i32; shapes up to 65537), bucketed gradient \
-         average ({} buckets), max, broadcast and barrier gave the exact expected values",
+         average ({} buckets; during backward, c10d's Reducer: {} buckets), max, broadcast and barrier gave the \
+         expected values",
         pg.backend().name(),
-        buckets.len()
+        buckets.len(),
+        reducer_buckets
     ))
 }
 

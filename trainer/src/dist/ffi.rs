@@ -17,6 +17,12 @@ pub struct RawGroup {
     _private: [u8; 0],
 }
 
+/// A `c10d::Reducer` over a model's parameters.
+#[repr(C)]
+pub struct RawOverlap {
+    _private: [u8; 0],
+}
+
 extern "C" {
     pub fn alexnet_dist_free_string(s: *mut c_char);
     pub fn alexnet_dist_has_nccl() -> c_int;
@@ -62,4 +68,15 @@ extern "C" {
         timeout_ms: i64,
     ) -> *mut c_char;
     pub fn alexnet_dist_barrier(g: *mut RawGroup, timeout_ms: i64) -> *mut c_char;
+    pub fn alexnet_dist_reducer_new(
+        g: *mut RawGroup,
+        params: *const *const c_void,
+        n: usize,
+        bucket_bytes: i64,
+        first_bucket_bytes: i64,
+        out: *mut *mut RawOverlap,
+    ) -> *mut c_char;
+    pub fn alexnet_dist_reducer_prepare(o: *mut RawOverlap) -> *mut c_char;
+    pub fn alexnet_dist_reducer_buckets(o: *mut RawOverlap) -> usize;
+    pub fn alexnet_dist_reducer_free(o: *mut RawOverlap) -> *mut c_char;
 }

@@ -6,7 +6,10 @@
 //!   (`ProcessGroupGloo` on the CPU, `ProcessGroupNCCL` on CUDA), with all-reduce,
 //!   broadcast and barrier on tch tensors, each bounded by a timeout. Reached through
 //!   the C++ shim `csrc/dist_shim.cpp` (see `build.rs`).
-//! - [`GradBuckets`]: gradients flattened into a few large buckets and averaged.
+//! - [`Overlap`]: c10d's Reducer (DDP's engine): gradients averaged bucket by bucket
+//!   during the backward pass.
+//! - [`GradBuckets`]: gradients flattened into a few large buckets and averaged after
+//!   the backward pass (`dist.overlap = false`).
 //!
 //! ```no_run
 //! # fn main() -> anyhow::Result<()> {
@@ -233,6 +236,13 @@ impl ProcessGroup {
         r.map_err(err)
     }
 
+    /// The error of collective `op` that failed with `message`; the group is not used
+    /// again.
+    fn fail(&self, op: &'static str, message: String) -> DistError {
+        self.failed.set(true);
+        DistError::Collective { op, rank: self.rank, world: self.world, timeout_s: self.timeout.as_secs(), message }
+    }
+
     fn pointers(tensors: &[Tensor]) -> Vec<*const c_void> {
         tensors.iter().map(|t| t.as_ptr() as *const c_void).collect()
     }
@@ -295,6 +305,78 @@ impl Drop for ProcessGroup {
             let _ = check(ffi::alexnet_dist_group_free(self.group, 0));
             ffi::alexnet_dist_store_free(self.store);
         }
+    }
+}
+
+/// c10d's `Reducer`, the engine of PyTorch's `DistributedDataParallel`, over a model's
+/// parameters: armed before a step ([`Overlap::prepare`]), it all-reduces each bucket of
+/// gradients as soon as the backward pass has produced it, while the earlier layers'
+/// gradients are still being computed, and leaves every gradient averaged over the
+/// ranks when `backward` returns. Buckets are sized as DDP sizes them (a small first
+/// one, then `cap` bytes), re-ordered once after the first step in the order the
+/// gradients arrived (agreed with rank 0). Every parameter must get a gradient in every
+/// step (as `find_unused_parameters=False`).
+pub struct Overlap<'a> {
+    raw: *mut ffi::RawOverlap,
+    pg: &'a ProcessGroup,
+}
+
+/// PyTorch DDP's first bucket (`dist._DEFAULT_FIRST_BUCKET_BYTES`).
+pub const FIRST_BUCKET_BYTES: usize = 1 << 20;
+
+impl<'a> Overlap<'a> {
+    pub fn new(pg: &'a ProcessGroup, params: &[Tensor], cap: usize) -> Result<Self, DistError> {
+        let ptrs = ProcessGroup::pointers(params);
+        let mut raw = std::ptr::null_mut();
+        // SAFETY: the group is live; the pointers are tch tensors borrowed for the call
+        // (the Reducer keeps its own references); `raw` receives an owned pointer or NULL.
+        pg.call("setting up the gradient reducer", |_| unsafe {
+            ffi::alexnet_dist_reducer_new(
+                pg.group,
+                ptrs.as_ptr(),
+                ptrs.len(),
+                cap as i64,
+                FIRST_BUCKET_BYTES.min(cap) as i64,
+                &mut raw,
+            )
+        })?;
+        Ok(Self { raw, pg })
+    }
+
+    /// Arms the hooks for the next backward pass (call before each training step's
+    /// forward pass; the first call also re-orders the buckets, a collective).
+    pub fn prepare(&mut self) -> Result<(), DistError> {
+        // SAFETY: `raw` is live until drop.
+        self.pg.call("gradient all-reduce (preparing the step)", |_| unsafe {
+            ffi::alexnet_dist_reducer_prepare(self.raw)
+        })
+    }
+
+    /// The backward pass of `loss`, with the gradients averaged over the ranks on
+    /// return. A failed all-reduce inside it is this group's collective error.
+    pub fn backward(&mut self, loss: &Tensor) -> Result<(), DistError> {
+        loss.f_backward().map_err(|e| {
+            let msg = e.to_string();
+            // libtorch's message carries a C++ backtrace after its first line.
+            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("backward failed").trim();
+            self.pg.fail("gradient all-reduce (during backward)", first.to_string())
+        })
+    }
+
+    /// Buckets in use (after the first step's re-ordering).
+    pub fn buckets(&self) -> usize {
+        // SAFETY: `raw` is live.
+        unsafe { ffi::alexnet_dist_reducer_buckets(self.raw) }
+    }
+}
+
+impl Drop for Overlap<'_> {
+    fn drop(&mut self) {
+        if self.pg.failed.get() {
+            return; // as ProcessGroup: left to the process exit
+        }
+        // SAFETY: owned, freed once, before the group it uses (it borrows it).
+        let _ = check(unsafe { ffi::alexnet_dist_reducer_free(self.raw) });
     }
 }
 
