@@ -114,13 +114,16 @@ pub fn self_test(pg: &ProcessGroup) -> Result<String> {
     }
     pg.barrier()?;
     Ok(format!(
-        "rank {r} of {w} ({}): all-reduce sum (f32, f64, i64, i32; shapes up to 65537), bucketed gradient \
-         average ({} buckets; during backward, c10d's Reducer: {} buckets), max, broadcast and barrier gave the \
-         expected values",
+        "rank {r} of {w} ({}): all-reduce sum (f32, f64, i64, i32; shapes up to 65537), gradient average after \
+         backward ({}) and during it (c10d's Reducer, {}), max, broadcast and barrier gave the expected values",
         pg.backend().name(),
-        buckets.len(),
-        reducer_buckets
+        plural(buckets.len(), "bucket"),
+        plural(reducer_buckets, "bucket")
     ))
+}
+
+fn plural(n: usize, what: &str) -> String {
+    format!("{n} {what}{}", if n == 1 { "" } else { "s" })
 }
 
 /// Seconds per all-reduce of `mb` MiB of float32 (the median of `iters`), after two
