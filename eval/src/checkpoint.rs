@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use safetensors::tensor::SafeTensors;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use trainer::checkpoint::{load_model, read_meta};
@@ -59,7 +59,8 @@ impl LoadedModel {
 
     /// Softmax probabilities [N, dataset classes] (float32) of a float batch [N, 3, s, s].
     pub fn probabilities(&self, x: &Tensor) -> Result<Tensor> {
-        let logits = self.forward(|| self.model.forward_t(x, false))?.f_to_kind(Kind::Float)?;
+        let logits =
+            self.forward(|| self.model.f_forward_t(x, false))?.map_err(|e| self.oom(e, x))?.f_to_kind(Kind::Float)?;
         let p = trainer::model::probabilities(&logits);
         Ok(match &self.class_map {
             Some(m) => p.f_index_select(1, m)?,
@@ -69,7 +70,16 @@ impl LoadedModel {
 
     /// fc7 activations (after the ReLU; section 6.1's features) [N, D], float32.
     pub fn fc7(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward(|| self.model.fc7(x, false))?.f_to_kind(Kind::Float)?)
+        Ok(self.forward(|| self.model.f_fc7(x, false))?.map_err(|e| self.oom(e, x))?.f_to_kind(Kind::Float)?)
+    }
+
+    fn oom(&self, e: tch::TchError, x: &Tensor) -> anyhow::Error {
+        let n = x.size().first().copied().unwrap_or(0);
+        trainer::device::torch_error(
+            e,
+            &format!("forward pass of {n} crops"),
+            "lower --batch-size (ten crops per image count ten times)",
+        )
     }
 
     /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`.
@@ -212,6 +222,15 @@ pub fn infer_config(path: &Path, ov: &Overrides) -> Result<ModelConfig> {
     if let Some(a) = ov.arch {
         if a != arch {
             bail!("{shown}: holds the {} model's tensors, not the {} model's (--model)", arch.name(), a.name());
+        }
+    }
+    // Every weight used below must be a matrix or a conv kernel (a hand-made file may
+    // hold anything under these names).
+    for (name, dims) in
+        [("classifier.0.weight", 2), ("classifier.3.weight", 2), ("classifier.6.weight", 2), ("features.12.weight", 4)]
+    {
+        if let Some(s) = shape(name) {
+            ensure!(s.len() == dims, "{shown}: {name} has shape {s:?}, expected {dims} dimensions");
         }
     }
     let fc8 = shape("classifier.6.weight").with_context(|| format!("{shown}: no classifier.6.weight"))?;

@@ -192,13 +192,8 @@ fn split_of(s: SplitArg) -> alexnet_shared::Split {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    // No panic reaches the user: one `error:` line (see alexnet_shared::guard).
+    alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(|()| ExitCode::SUCCESS))
 }
 
 fn run(cli: Cli) -> Result<()> {
@@ -284,6 +279,16 @@ fn run(cli: Cli) -> Result<()> {
                 }
                 None => query_rows,
             };
+            // Refused before the search, not after it: the picture is one image in memory.
+            let (w, h) = eval::neighbors::grid_size(query_rows.len(), k, thumb);
+            let bytes = w as u64 * h as u64 * 3;
+            anyhow::ensure!(
+                bytes <= 1 << 30 && w <= 65_535 && h <= 65_535,
+                "the picture would be {w} x {h} pixels ({:.1} GiB): ask for fewer --queries (here {}), a smaller --k \
+                 or --thumb",
+                bytes as f64 / (1u64 << 30) as f64,
+                query_rows.len()
+            );
             let cfg = eval::neighbors::NeighborsConfig {
                 checkpoint,
                 data: data.clone(),

@@ -227,15 +227,23 @@ pub fn write_list(path: &std::path::Path, data: &std::path::Path, split: Split, 
     Ok(())
 }
 
+const GRID_PAD: u32 = 4;
+
+/// Width and height in pixels of the [`grid`] of `queries` rows of `k` neighbours.
+pub fn grid_size(queries: usize, k: usize, thumb: u32) -> (u32, u32) {
+    let (pad, gap) = (GRID_PAD as u64, 4 * GRID_PAD as u64);
+    let w = pad + (thumb as u64 + pad) * (k as u64 + 1) + gap;
+    let h = pad + (thumb as u64 + pad) * queries as u64;
+    (w.min(u32::MAX as u64) as u32, h.min(u32::MAX as u64) as u32)
+}
+
 /// The picture: one row per query, the query image, a gap, then its neighbours nearest
 /// first (the stored 256x256 images, scaled to `thumb` pixels).
 pub fn grid(data: &std::path::Path, split: Split, results: &[QueryResult], k: usize, thumb: u32) -> Result<RgbImage> {
     let ds = Dataset::open(data)?;
     let (qs, train) = (ds.split(split)?, ds.split(Split::Train)?);
-    let pad = 4u32;
-    let gap = 4 * pad;
-    let width = pad + (thumb + pad) * (k as u32 + 1) + gap;
-    let height = pad + (thumb + pad) * results.len() as u32;
+    let (width, height) = grid_size(results.len(), k, thumb);
+    let (pad, gap) = (GRID_PAD, 4 * GRID_PAD);
     let mut img = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
     let mut decoded = vec![0u8; alexnet_shared::IMAGE_BYTES];
     let side = IMAGE_SIDE as u32;

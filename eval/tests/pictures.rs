@@ -104,6 +104,20 @@ fn neighbors_match_a_brute_force_search_and_find_the_query_itself() {
     let text = std::fs::read_to_string(&list).unwrap();
     assert_eq!(text.lines().count(), 1 + 3 * 3);
     assert!(text.lines().nth(1).unwrap().starts_with("train,0,"));
+
+    // A picture too large to hold in memory is refused before the search, in one line.
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_eval"))
+        .args(["neighbors", "--quiet", "--checkpoint"])
+        .arg(&ck)
+        .arg("--data")
+        .arg(&data)
+        .args(["--query-rows", "0,1", "--k", "5000", "--thumb", "512", "--out"])
+        .arg(t.path().join("big.png"))
+        .output()
+        .unwrap();
+    let e = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && e.starts_with("error: the picture would be") && e.lines().count() == 1, "{e}");
+    assert!(!t.path().join("big.png").exists());
 }
 
 #[test]

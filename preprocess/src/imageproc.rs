@@ -103,8 +103,11 @@ pub fn resize_center_crop(resizer: &mut Resizer, img: &RgbImage, out: &mut [u8])
 
 /// The whole recipe for one file's bytes.
 pub fn process(resizer: &mut Resizer, bytes: &[u8], out: &mut [u8]) -> Result<(), String> {
-    let img = decode_rgb(bytes)?;
-    resize_center_crop(resizer, &img, out)
+    // A decoder that panics on a malformed file rejects that file, not the build.
+    alexnet_shared::guard::catch(|| {
+        let img = decode_rgb(bytes)?;
+        resize_center_crop(resizer, &img, out)
+    })
 }
 
 /// Encodes a 256x256 RGB image as a baseline JPEG (4:2:0).

@@ -124,14 +124,8 @@ fn default_threads() -> usize {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
-    match run(cli) {
-        Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    // No panic reaches the user: one `error:` line (see alexnet_shared::guard).
+    alexnet_shared::guard::main_guard(|| run(Cli::parse()))
 }
 
 fn run(cli: Cli) -> anyhow::Result<ExitCode> {

@@ -25,6 +25,7 @@
 mod classes;
 mod error;
 mod fsutil;
+pub mod guard;
 mod manifest;
 pub mod progress;
 mod reader;

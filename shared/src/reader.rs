@@ -103,8 +103,12 @@ impl ShardReader {
         }
 
         let base = map.as_ptr() as usize;
-        let rows = meta.file_metadata().num_rows() as usize;
-        let mut spans = Vec::with_capacity(rows);
+        // The footer's row count is checked against the pages below; until then it only
+        // sizes buffers, bounded by what the file could hold (a damaged footer must not
+        // allocate past that).
+        let rows = meta.file_metadata().num_rows().max(0) as usize;
+        let rows_cap = rows.min(map.len() / 8 + 1);
+        let mut spans = Vec::with_capacity(rows_cap);
         for rg in 0..meta.num_row_groups() {
             let chunk = meta.row_group(rg).column(0);
             if chunk.compression() != Compression::UNCOMPRESSED {
@@ -167,7 +171,7 @@ impl ShardReader {
         let builder = ParquetRecordBatchReaderBuilder::try_new(map.clone()).map_err(|e| bad(e.to_string()))?;
         let mask = ProjectionMask::roots(builder.parquet_schema(), [1, 2]);
         let batches = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| bad(e.to_string()))?;
-        let mut labels = Vec::with_capacity(rows);
+        let mut labels = Vec::with_capacity(rows_cap);
         let mut keys: Vec<StringArray> = Vec::new();
         for b in batches {
             let b = b.map_err(|e| bad(format!("reading labels and keys: {e}")))?;

@@ -203,6 +203,9 @@ fn two() -> usize {
 fn lrn_alpha() -> f64 {
     1e-4
 }
+/// The longest collective timeout accepted (30 days): "never" in practice.
+pub const MAX_TIMEOUT_S: f64 = 30.0 * 24.0 * 3600.0;
+
 fn momentum() -> f64 {
     0.9
 }
@@ -246,8 +249,8 @@ impl TrainConfig {
             return Err(format!("model.dropout {} must be in [0, 1)", self.model.dropout));
         }
         let d = &self.dist;
-        if !(d.timeout_s.is_finite() && d.timeout_s >= 1.0) {
-            return Err("dist.timeout_s must be at least 1 (seconds)".into());
+        if !(d.timeout_s.is_finite() && (1.0..=MAX_TIMEOUT_S).contains(&d.timeout_s)) {
+            return Err(format!("dist.timeout_s must be between 1 and {MAX_TIMEOUT_S} (seconds; 30 days)"));
         }
         if !(d.warmup_epochs.is_finite() && d.warmup_epochs >= 0.0 && d.bucket_mb.is_finite() && d.bucket_mb > 0.0) {
             return Err("dist.warmup_epochs must be >= 0 and dist.bucket_mb > 0".into());
@@ -294,6 +297,9 @@ mod tests {
         let c = TrainConfig::from_toml(&text).unwrap();
         assert!(!c.dist.overlap);
         assert!(!TrainConfig::from_toml(&c.to_toml()).unwrap().dist.overlap);
+        // "Never time out" is spelled as a large number; past 30 days it is refused.
+        let e = TrainConfig::from_toml(&text.replace("timeout_s = 60.0", "timeout_s = 1e20")).unwrap_err();
+        assert!(e.contains("dist.timeout_s must be between 1 and"), "{e}");
     }
 
     #[test]

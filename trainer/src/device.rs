@@ -31,6 +31,20 @@ pub fn parse_device(name: &str) -> Result<Device> {
     Ok(Device::Cuda(index))
 }
 
+/// A libtorch error of `what` (a forward pass at some batch size, an allocation) as one
+/// line: the C++ backtrace dropped, and for an allocation failure the way out.
+pub fn torch_error(e: tch::TchError, what: &str, batch_hint: &str) -> anyhow::Error {
+    let msg = e.to_string();
+    let first = msg.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("libtorch error");
+    let first = first.strip_prefix("Internal torch error: ").unwrap_or(first);
+    let oom = first.contains("out of memory") || first.contains("can't allocate memory");
+    if oom {
+        anyhow::anyhow!("{what}: out of memory ({first}); {batch_hint}")
+    } else {
+        anyhow::anyhow!("{what}: {first}")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -49,5 +63,17 @@ mod tests {
         }
         let e = parse_device("cuda").unwrap_err().to_string();
         assert!(e.contains("no CUDA GPU"), "{e}");
+    }
+
+    #[test]
+    fn a_libtorch_allocation_failure_reads_as_one_line_with_the_way_out() {
+        // 2^62 floats: no machine has them; libtorch refuses the allocation.
+        let e = tch::Tensor::f_zeros([1i64 << 62], (tch::Kind::Float, Device::Cpu)).unwrap_err();
+        let m = torch_error(e, "forward pass at batch 4", "lower optim.batch_size").to_string();
+        assert!(m.starts_with("forward pass at batch 4: "), "{m}");
+        assert!(!m.contains('\n'), "{m}");
+        let shape = tch::Tensor::zeros([2, 3], (tch::Kind::Float, Device::Cpu)).f_view([7]).unwrap_err();
+        let m = torch_error(shape, "reshaping", "").to_string();
+        assert!(m.starts_with("reshaping: ") && m.contains("[7]") && !m.contains('\n'), "{m}");
     }
 }

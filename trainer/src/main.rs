@@ -70,13 +70,8 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    match run(Cli::parse()) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    // No panic reaches the user: one `error:` line (see alexnet_shared::guard).
+    alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(|()| ExitCode::SUCCESS))
 }
 
 fn run(cli: Cli) -> anyhow::Result<()> {
@@ -145,12 +140,19 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                     anyhow::anyhow!("launch: no RANK/WORLD_SIZE or SLURM_PROCID: start it with torchrun or srun")
                 })?;
             let device = trainer::device::parse_device(&device)?;
-            anyhow::ensure!(timeout_s.is_finite() && timeout_s >= 1.0, "--timeout-s must be at least 1");
+            let max = trainer::config::MAX_TIMEOUT_S;
+            anyhow::ensure!(
+                timeout_s.is_finite() && (1.0..=max).contains(&timeout_s),
+                "--timeout-s must be between 1 and {max} (30 days)"
+            );
             let timeout = std::time::Duration::from_secs_f64(timeout_s);
             let pg = trainer::dist::ProcessGroup::connect(&launch, device, timeout)?;
             println!("check-dist: {}", trainer::dist::check::self_test(&pg)?);
             if let Some(mb) = bench_mb {
-                anyhow::ensure!(mb > 0.0 && bench_iters >= 1, "--bench-mb must be > 0 and --bench-iters >= 1");
+                anyhow::ensure!(
+                    mb > 0.0 && mb <= 65536.0 && bench_iters >= 1,
+                    "--bench-mb must be in (0, 65536] and --bench-iters at least 1"
+                );
                 let s = trainer::dist::check::bench_all_reduce(&pg, mb, bench_iters)?;
                 if pg.rank() == 0 {
                     // Bus bandwidth as NCCL's tests define it for all-reduce: 2 (n - 1) / n bytes per byte.

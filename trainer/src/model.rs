@@ -13,7 +13,7 @@
 
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
-use tch::{Kind, Tensor};
+use tch::{Kind, TchError, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -102,21 +102,34 @@ fn round_half_even(x: f64) -> i64 {
 /// channels: b = a / (k + alpha/n * sum over 5 neighbouring maps of a^2)^beta, computed
 /// as PyTorch's `F.local_response_norm` does (zero padding, average over the window).
 pub fn tower_lrn(x: &Tensor, towers: usize, alpha: f64) -> Tensor {
-    let lrn = |t: &Tensor| {
+    f_tower_lrn(x, towers, alpha).expect("local response normalization")
+}
+
+/// [`tower_lrn`], with libtorch's errors (out of memory) returned.
+pub fn f_tower_lrn(x: &Tensor, towers: usize, alpha: f64) -> Result<Tensor, TchError> {
+    let lrn = |t: &Tensor| -> Result<Tensor, TchError> {
         let s = t.size();
         let div = t
-            .square()
-            .view([s[0], 1, s[1], s[2], s[3]])
-            .constant_pad_nd([0, 0, 0, 0, 2, 2])
-            .avg_pool3d([5, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)
-            .squeeze_dim(1);
-        t / (div * alpha + 2.0).pow_tensor_scalar(0.75)
+            .f_square()?
+            .f_view([s[0], 1, s[1], s[2], s[3]])?
+            .f_constant_pad_nd([0, 0, 0, 0, 2, 2])?
+            .f_avg_pool3d([5, 1, 1], [1, 1, 1], [0, 0, 0], false, true, None::<i64>)?
+            .f_squeeze_dim(1)?;
+        t.f_div(&div.f_mul_scalar(alpha)?.f_add_scalar(2.0)?.f_pow_tensor_scalar(0.75)?)
     };
     if towers == 1 {
         lrn(x)
     } else {
-        Tensor::cat(&x.chunk(towers as i64, 1).iter().map(lrn).collect::<Vec<_>>(), 1)
+        let parts = x.f_chunk(towers as i64, 1)?.iter().map(lrn).collect::<Result<Vec<_>, _>>()?;
+        Tensor::f_cat(&parts, 1)
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+struct ConvGeometry {
+    stride: i64,
+    pad: i64,
+    groups: i64,
 }
 
 /// An AlexNet of either architecture; parameters live in the given `VarStore` path.
@@ -124,6 +137,8 @@ pub fn tower_lrn(x: &Tensor, towers: usize, alpha: f64) -> Tensor {
 pub struct AlexNet {
     cfg: ModelConfig,
     convs: Vec<nn::Conv2D>,
+    /// Each conv's stride, padding and groups (tch keeps its own private).
+    geometry: Vec<ConvGeometry>,
     fcs: Vec<nn::Linear>,
     /// Dropout probability on fc6 and fc7 in training (section 4.2: 0.5).
     dropout: f64,
@@ -137,7 +152,14 @@ impl AlexNet {
         let f = root / "features";
         let c = root / "classifier";
         let conv = |name: i64, cin: i64, cout: i64, k: i64, stride: i64, pad: i64, groups: i64| {
-            nn::conv2d(&f / name, cin, cout, k, nn::ConvConfig { stride, padding: pad, groups, ..Default::default() })
+            let layer = nn::conv2d(
+                &f / name,
+                cin,
+                cout,
+                k,
+                nn::ConvConfig { stride, padding: pad, groups, ..Default::default() },
+            );
+            (layer, ConvGeometry { stride, pad, groups })
         };
         let nc = cfg.num_classes as i64;
         let (convs, fcs) = match cfg.arch {
@@ -173,7 +195,8 @@ impl AlexNet {
                 ],
             ),
         };
-        Ok(Self { cfg: cfg.clone(), convs, fcs, dropout: 0.5 })
+        let (convs, geometry) = convs.into_iter().unzip();
+        Ok(Self { cfg: cfg.clone(), convs, geometry, fcs, dropout: 0.5 })
     }
 
     /// Sets the training dropout probability (0: off, as in the data-parallel tests).
@@ -222,51 +245,77 @@ impl AlexNet {
         });
     }
 
-    /// Convolutional features, [N, C, 6, 6] at the full size.
+    /// Convolutional features, [N, C, 6, 6] at the full size. Panics on a libtorch
+    /// error; the binaries use [`AlexNet::f_features`].
     pub fn features(&self, x: &Tensor) -> Tensor {
-        let c = &self.convs;
+        self.f_features(x).expect("forward pass")
+    }
+
+    /// The last hidden layer: see [`AlexNet::f_fc7`]. Panics on a libtorch error.
+    pub fn fc7(&self, x: &Tensor, train: bool) -> Tensor {
+        self.f_fc7(x, train).expect("forward pass")
+    }
+
+    /// Logits [N, num_classes]. Panics on a libtorch error (out of memory); the
+    /// binaries use [`AlexNet::f_forward_t`].
+    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
+        self.f_forward_t(x, train).expect("forward pass")
+    }
+
+    fn conv(&self, i: usize, x: &Tensor) -> Result<Tensor, TchError> {
+        let c = &self.convs[i];
+        let g = self.geometry[i];
+        x.f_conv2d(&c.ws, c.bs.as_ref(), [g.stride; 2], [g.pad; 2], [1, 1], g.groups)
+    }
+
+    fn linear(&self, i: usize, x: &Tensor) -> Result<Tensor, TchError> {
+        let l = &self.fcs[i];
+        x.f_linear(&l.ws, l.bs.as_ref())
+    }
+
+    /// Convolutional features, [N, C, 6, 6] at the full size; a libtorch error (out of
+    /// memory on a large batch) is returned.
+    pub fn f_features(&self, x: &Tensor) -> Result<Tensor, TchError> {
+        let pool = |t: Tensor| t.f_max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false);
         match self.cfg.arch {
             Arch::Paper => {
-                let lrn = |t: &Tensor| tower_lrn(t, self.cfg.lrn_towers, self.cfg.lrn_alpha);
-                let x = lrn(&x.apply(&c[0]).relu()).max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false); // [N, 96, 27, 27]
-                let x = lrn(&x.apply(&c[1]).relu()).max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false); // [N, 256, 13, 13]
-                let x = x.apply(&c[2]).relu().apply(&c[3]).relu(); // [N, 384, 13, 13]
-                x.apply(&c[4]).relu().max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false)
-                // [N, 256, 6, 6]
+                let lrn = |t: &Tensor| f_tower_lrn(t, self.cfg.lrn_towers, self.cfg.lrn_alpha);
+                let x = pool(lrn(&self.conv(0, x)?.f_relu()?)?)?; // [N, 96, 27, 27]
+                let x = pool(lrn(&self.conv(1, &x)?.f_relu()?)?)?; // [N, 256, 13, 13]
+                let x = self.conv(3, &self.conv(2, &x)?.f_relu()?)?.f_relu()?; // [N, 384, 13, 13]
+                pool(self.conv(4, &x)?.f_relu()?) // [N, 256, 6, 6]
             }
             Arch::Owt => {
-                let pool = |t: Tensor| t.max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false);
-                let x = pool(x.apply(&c[0]).relu()); // [N, 64, 27, 27]
-                let x = pool(x.apply(&c[1]).relu()); // [N, 192, 13, 13]
-                let x = x.apply(&c[2]).relu().apply(&c[3]).relu().apply(&c[4]).relu(); // [N, 256, 13, 13]
-                pool(x).adaptive_avg_pool2d([6, 6]) // [N, 256, 6, 6]
+                let x = pool(self.conv(0, x)?.f_relu()?)?; // [N, 64, 27, 27]
+                let x = pool(self.conv(1, &x)?.f_relu()?)?; // [N, 192, 13, 13]
+                let x = self.conv(2, &x)?.f_relu()?;
+                let x = self.conv(4, &self.conv(3, &x)?.f_relu()?)?.f_relu()?; // [N, 256, 13, 13]
+                pool(x)?.f_adaptive_avg_pool2d([6, 6]) // [N, 256, 6, 6]
             }
         }
     }
 
     /// The last hidden layer (fc7 after its ReLU, 4096-d at full size): the features
     /// of the paper's retrieval (section 6.1). Dropout only when `train`.
-    pub fn fc7(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.features(x).flatten(1, -1);
+    pub fn f_fc7(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        let h = self.f_features(x)?.f_flatten(1, -1)?;
+        let p = self.dropout;
         match self.cfg.arch {
             // fc6 -> ReLU -> dropout -> fc7 -> ReLU (-> dropout before fc8)
-            Arch::Paper => h.apply(&self.fcs[0]).relu().dropout(self.dropout, train).apply(&self.fcs[1]).relu(),
+            Arch::Paper => self.linear(1, &self.linear(0, &h)?.f_relu()?.f_dropout(p, train)?)?.f_relu(),
             // torchvision: dropout -> fc6 -> ReLU -> dropout -> fc7 -> ReLU
-            Arch::Owt => h
-                .dropout(self.dropout, train)
-                .apply(&self.fcs[0])
-                .relu()
-                .dropout(self.dropout, train)
-                .apply(&self.fcs[1])
-                .relu(),
+            Arch::Owt => {
+                let h = self.linear(0, &h.f_dropout(p, train)?)?.f_relu()?;
+                self.linear(1, &h.f_dropout(p, train)?)?.f_relu()
+            }
         }
     }
 
-    /// Logits [N, num_classes].
-    pub fn forward_t(&self, x: &Tensor, train: bool) -> Tensor {
-        let h = self.fc7(x, train);
-        let h = if self.cfg.arch == Arch::Paper { h.dropout(self.dropout, train) } else { h };
-        h.apply(&self.fcs[2])
+    /// Logits [N, num_classes]; a libtorch error (out of memory) is returned.
+    pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
+        let h = self.f_fc7(x, train)?;
+        let h = if self.cfg.arch == Arch::Paper { h.f_dropout(self.dropout, train)? } else { h };
+        self.linear(2, &h)
     }
 
     pub fn num_parameters(vs: &nn::VarStore) -> i64 {

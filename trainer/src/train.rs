@@ -283,11 +283,25 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             }
             let x = norm.apply(&batch, cfg.data.pca_noise)?;
             let y = batch.labels().to_device(opt.device);
-            let forward = || model.forward_t(&x, true).cross_entropy_for_logits(&y);
+            let forward = || {
+                model.f_forward_t(&x, true)?.f_log_softmax(-1, Kind::Float)?.f_nll_loss(
+                    &y,
+                    None::<Tensor>,
+                    tch::Reduction::Mean,
+                    -100,
+                )
+            };
             let loss = match cfg.run.precision {
                 Precision::Fp32 => forward(),
                 Precision::Bf16 => crate::ext::autocast_bf16(opt.device, forward).map_err(anyhow::Error::msg)?,
-            };
+            }
+            .map_err(|e| {
+                crate::device::torch_error(
+                    e,
+                    &format!("training step {} (batch {} per rank)", pos.global_step, cfg.optim.batch_size),
+                    "lower optim.batch_size (with optim.lr) in the config",
+                )
+            })?;
             sgd.zero_grad();
             match grad_sync.as_mut() {
                 Some(GradSync::During(r)) => r.backward(&loss)?,
@@ -509,8 +523,14 @@ pub fn validate_counts(model: &AlexNet, val: &mut Loader, norm: &Normalizer, dev
         while let Some(batch) = val.next_batch()? {
             let x = norm.apply(&batch, false)?;
             let y = batch.labels().to_device(device);
-            let logits = model.forward_t(&x, false);
-            loss += logits.cross_entropy_for_logits(&y).double_value(&[]) * batch.len() as f64;
+            let logits = model.f_forward_t(&x, false).map_err(|e| {
+                crate::device::torch_error(e, &format!("validation (batch {})", batch.len()), "lower optim.batch_size")
+            })?;
+            loss += logits
+                .f_log_softmax(-1, Kind::Float)?
+                .f_nll_loss(&y, None::<Tensor>, tch::Reduction::Mean, -100)?
+                .f_double_value(&[])?
+                * batch.len() as f64;
             let (a, b) = crate::topk::correct_top1_top5(&logits.to_device(Device::Cpu), &y.to_device(Device::Cpu))?;
             c1 += a;
             c5 += b;
@@ -593,6 +613,12 @@ fn load_optim(path: &Path, names: &[String], sgd: &mut Sgd) -> Result<Position> 
     for n in names {
         let v =
             st.tensor(&format!("momentum.{n}")).with_context(|| format!("{}: no momentum for {n}", path.display()))?;
+        ensure!(
+            v.dtype() == safetensors::Dtype::F32,
+            "{}: momentum for {n} is {:?}, expected float32 (not an optimizer state this trainer wrote)",
+            path.display(),
+            v.dtype()
+        );
         let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
         bufs.push(Tensor::f_from_data_size(v.data(), &shape, Kind::Float)?);
     }

@@ -243,6 +243,16 @@ fn a_corrupt_jpeg_in_a_shard_is_an_error_naming_shard_and_row() {
 }
 
 #[test]
+fn a_batch_too_large_for_memory_is_an_error_not_an_abort() {
+    // 2^36 crops of 227x227 (about 40 PB): libtorch refuses the buffer.
+    let e = match Loader::new(split(shared_dataset(), Split::Train), cfg(1 << 36, 227, Crops::Train)) {
+        Ok(_) => panic!("a 40 PB batch buffer was allocated"),
+        Err(e) => e.to_string(),
+    };
+    assert!(e.contains("could not be allocated") && e.contains("lower the batch size") && !e.contains('\n'), "{e}");
+}
+
+#[test]
 fn dropping_the_loader_mid_epoch_returns_promptly() {
     let dir = shared_dataset();
     let mut c = cfg(4, 227, Crops::Train);

@@ -94,6 +94,7 @@ fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
     assert!(a.stopped_early && a.global_step == 4);
     let e = run(&cfg, &opts("resumed", false, None)).unwrap_err().to_string();
     assert!(e.contains("--resume"), "{e}");
+    damaged_momentum_is_refused(&cfg, &t.path().join("resumed"), &opts("damaged", true, Some(1)));
     let b = run(&cfg, &opts("resumed", true, Some(8))).unwrap();
     assert_eq!(b.global_step, 12);
     let c = run(&cfg, &opts("resumed", true, None)).unwrap();
@@ -123,6 +124,45 @@ fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
         .collect();
     files.sort();
     assert_eq!(files, ["best.safetensors", "epoch-002.safetensors", "epoch-003.safetensors"]);
+}
+
+/// A copy of `run_dir` whose latest optimizer state holds one momentum tensor in
+/// float16 (bytes of the right length for it): the resume names it instead of reading
+/// past the buffer as float32.
+fn damaged_momentum_is_refused(cfg: &TrainConfig, run_dir: &Path, opts: &RunOptions) {
+    let copy = &opts.run_dir;
+    for sub in ["", "checkpoints"] {
+        std::fs::create_dir_all(copy.join(sub)).unwrap();
+        for e in std::fs::read_dir(run_dir.join(sub)).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_file() {
+                std::fs::copy(e.path(), copy.join(sub).join(e.file_name())).unwrap();
+            }
+        }
+    }
+    let optim = std::fs::read_dir(copy.join("checkpoints"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with(".optim.safetensors"))
+        .unwrap();
+    let bytes = std::fs::read(&optim).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let meta = safetensors::SafeTensors::read_metadata(&bytes).unwrap().1.metadata().clone();
+    let mut names = st.names();
+    names.sort();
+    let views: Vec<(String, safetensors::tensor::TensorView)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let v = st.tensor(n).unwrap();
+            let (dtype, data) =
+                if i == 0 { (safetensors::Dtype::F16, &v.data()[..v.data().len() / 2]) } else { (v.dtype(), v.data()) };
+            (n.to_string(), safetensors::tensor::TensorView::new(dtype, v.shape().to_vec(), data).unwrap())
+        })
+        .collect();
+    std::fs::write(&optim, safetensors::serialize(views, meta).unwrap()).unwrap();
+    let e = run(cfg, opts).unwrap_err().to_string();
+    assert!(e.contains("expected float32") && e.contains("F16"), "{e}");
 }
 
 #[test]

@@ -149,19 +149,27 @@ struct HostBuffer {
 unsafe impl Send for HostBuffer {}
 
 impl HostBuffer {
-    fn new(capacity: usize, crop: usize, pin: Option<Device>, float: bool) -> Self {
+    fn new(capacity: usize, crop: usize, pin: Option<Device>, float: bool) -> Result<Self, LoaderError> {
         let (c, k) = (crop as i64, capacity as i64);
-        let mut images = if float {
-            Tensor::zeros([k, 3, c, c], (Kind::Float, Device::Cpu))
-        } else {
-            Tensor::zeros([k, c, c, 3], (Kind::Uint8, Device::Cpu))
+        let bytes = capacity * crop * crop * 3 * if float { 4 } else { 1 };
+        let oom = |e: tch::TchError| {
+            LoaderError::Config(format!(
+                "a batch buffer of {capacity} crops ({:.2} GiB) could not be allocated ({}): lower the batch size",
+                bytes as f64 / (1u64 << 30) as f64,
+                e.to_string().lines().next().unwrap_or("")
+            ))
         };
+        let mut images = if float {
+            Tensor::f_zeros([k, 3, c, c], (Kind::Float, Device::Cpu))
+        } else {
+            Tensor::f_zeros([k, c, c, 3], (Kind::Uint8, Device::Cpu))
+        }
+        .map_err(oom)?;
         if let Some(dev) = pin {
-            images = images.pin_memory(dev);
+            images = images.f_pin_memory(dev).map_err(oom)?;
         }
         let ptr = images.data_ptr() as *mut u8;
-        let bytes = capacity * crop * crop * 3 * if float { 4 } else { 1 };
-        Self {
+        Ok(Self {
             images,
             float,
             ptr,
@@ -170,7 +178,7 @@ impl HostBuffer {
             alphas: Vec::with_capacity(capacity),
             specs: Vec::with_capacity(capacity),
             rows: Vec::with_capacity(capacity),
-        }
+        })
     }
 
     fn pixels(&mut self) -> &mut [u8] {
@@ -299,7 +307,7 @@ impl Loader {
         let (free_tx, free_rx) = bounded::<HostBuffer>(buffers);
         for _ in 0..buffers {
             free_tx
-                .send(HostBuffer::new(capacity, cfg.crop, cfg.pin_memory, cfg.transform.is_some()))
+                .send(HostBuffer::new(capacity, cfg.crop, cfg.pin_memory, cfg.transform.is_some())?)
                 .expect("ring has room");
         }
         let (job_tx, job_rx) = unbounded::<Job>();

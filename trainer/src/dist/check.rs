@@ -130,7 +130,8 @@ fn plural(n: usize, what: &str) -> String {
 /// warm-up calls; the gradient average of a step moves this much.
 pub fn bench_all_reduce(pg: &ProcessGroup, mb: f64, iters: usize) -> Result<f64> {
     let n = (mb * (1 << 20) as f64 / 4.0) as i64;
-    let t = Tensor::ones([n.max(1)], (Kind::Float, pg.device()));
+    let t = Tensor::f_ones([n.max(1)], (Kind::Float, pg.device()))
+        .map_err(|e| crate::device::torch_error(e, &format!("allocating {mb} MiB"), "lower --bench-mb"))?;
     let mut times = Vec::with_capacity(iters);
     for k in 0..iters + 2 {
         pg.barrier()?;
