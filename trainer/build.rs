@@ -104,15 +104,24 @@ fn main() {
                 // nvidia/<package>/lib, and nvidia/cu13/lib
                 let l = e.path().join("lib");
                 if l.is_dir() {
-                    println!("cargo:rustc-link-arg-bins=-Wl,-rpath-link={}", l.display());
+                    for t in LINKED {
+                        println!("cargo:rustc-link-arg-{t}=-Wl,-rpath-link={}", l.display());
+                    }
                 }
             }
         }
-        println!("cargo:rustc-link-arg-bins=-Wl,--no-as-needed");
-        println!("cargo:rustc-link-arg-bins=-ltorch_cuda");
-        println!("cargo:rustc-link-arg-bins=-Wl,--as-needed");
+        // Binaries, and the examples (step_bench, loader_bench: run with --device cuda
+        // on a GPU machine) and tests, which would otherwise see no GPU either.
+        for t in LINKED {
+            println!("cargo:rustc-link-arg-{t}=-Wl,--no-as-needed");
+            println!("cargo:rustc-link-arg-{t}=-ltorch_cuda");
+            println!("cargo:rustc-link-arg-{t}=-Wl,--as-needed");
+        }
     }
 }
+
+/// The kinds of targets that get libtorch_cuda linked in.
+const LINKED: [&str; 3] = ["bins", "examples", "tests"];
 
 /// Include folders for ProcessGroupNCCL.hpp, or why they are missing.
 fn nccl_includes(nvidia: &Path) -> Result<Vec<PathBuf>, String> {

@@ -245,7 +245,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     drop(tx);
     let state = match write_thread.join() {
         Ok(r) => r?,
-        Err(_) => bail!("the shard writer thread panicked"),
+        Err(p) => bail!("the shard writer thread panicked: {}", alexnet_shared::guard::panic_message(p.as_ref())),
     };
     if send_failed {
         bail!("the shard writer stopped early");
@@ -349,10 +349,7 @@ fn build_files(out: &Path) -> Result<Vec<PathBuf>> {
     for e in std::fs::read_dir(out).with_context(|| format!("reading {}", out.display()))? {
         let p = e?.path();
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let shard = (name.starts_with("train-") || name.starts_with("val-")) && name.ends_with(".parquet");
-        let ours = [MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE, STATE_FILE].contains(&name.as_str())
-            || (name.starts_with('.') && name.ends_with(".tmp"));
-        if (shard || ours) && p.is_file() {
+        if (is_build_file(&name) || is_temporary(&p)) && p.is_file() {
             v.push(p);
         }
     }
@@ -360,10 +357,17 @@ fn build_files(out: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// A half-written file (`.NAME.tmp`) left by an interrupted atomic write.
+/// Whether `name` is one of the files a build writes.
+fn is_build_file(name: &str) -> bool {
+    let shard = (name.starts_with("train-") || name.starts_with("val-")) && name.ends_with(".parquet");
+    shard || [MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE, STATE_FILE].contains(&name)
+}
+
+/// A half-written build file (`.NAME.tmp`) left by an interrupted atomic write; other
+/// people's temporaries are not ours to remove.
 fn is_temporary(p: &Path) -> bool {
     let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    name.starts_with('.') && name.ends_with(".tmp")
+    name.strip_prefix('.').and_then(|n| n.strip_suffix(".tmp")).is_some_and(is_build_file)
 }
 
 fn remove_temporaries(out: &Path) -> Result<()> {

@@ -7,48 +7,70 @@
 //! `RUST_BACKTRACE=1` restores Rust's own report, for debugging.
 
 use std::any::Any;
+use std::cell::Cell;
 use std::panic::{self, AssertUnwindSafe};
 use std::process::ExitCode;
 use std::sync::Mutex;
 
-/// Where and why the last panic happened (the hook records it; nothing is printed).
-static LAST: Mutex<Option<String>> = Mutex::new(None);
+/// Where each panic not inside [`catch`] happened, by message (the hook records them;
+/// nothing is printed). A panic that reaches `main` from another thread (a worker's,
+/// re-raised) is matched here by its message to find its location.
+static SEEN: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
+
+thread_local! {
+    /// Inside [`catch`]: the panic is that unit of work's error; nothing to record.
+    static CATCHING: Cell<bool> = const { Cell::new(false) };
+}
 
 fn debugging() -> bool {
     std::env::var_os("RUST_BACKTRACE").is_some_and(|v| v != "0")
 }
 
-/// The text of a panic payload: its message, or a placeholder.
+/// The first line of a panic payload's message (libtorch's messages carry a C++
+/// backtrace after it), or a placeholder.
 pub fn panic_message(p: &(dyn Any + Send)) -> String {
-    if let Some(s) = p.downcast_ref::<&str>() {
+    let full = if let Some(s) = p.downcast_ref::<&str>() {
         s.to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {
         s.clone()
     } else {
-        "a panic without a message".into()
-    }
+        return "a panic without a message".into();
+    };
+    full.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("").to_string()
 }
 
-/// First non-empty line (libtorch's messages carry a C++ backtrace after it).
-fn first_line(s: &str) -> &str {
-    s.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("")
-}
-
-fn install_quiet_hook() {
+/// Replaces Rust's panic report with a silent record (see [`SEEN`]), unless
+/// `RUST_BACKTRACE` asks for the report.
+pub fn install_quiet_hook() {
     if debugging() {
         return;
     }
     panic::set_hook(Box::new(|info| {
-        let msg = panic_message(info.payload());
-        let at = info.location().map(|l| format!(" (at {}:{})", l.file(), l.line())).unwrap_or_default();
-        if let Ok(mut last) = LAST.lock() {
-            *last = Some(format!("{}{at}", first_line(&msg)));
+        if CATCHING.with(Cell::get) {
+            return;
+        }
+        let at = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
+        if let Ok(mut seen) = SEEN.lock() {
+            if seen.len() < 64 {
+                seen.push((panic_message(info.payload()), at));
+            }
         }
     }));
 }
 
-/// Runs a binary's body. `Ok` exits 0; `Err(e)` prints `error: e` (with its causes) and
-/// exits 1; a panic prints `error: internal error: MESSAGE (at FILE:LINE)` and exits 1.
+/// `internal error: MESSAGE (at FILE:LINE)` for a panic payload that reached `main`.
+pub fn describe(p: &(dyn Any + Send)) -> String {
+    let msg = panic_message(p);
+    let at = SEEN.lock().ok().and_then(|s| s.iter().rev().find(|(m, _)| *m == msg).map(|(_, a)| a.clone()));
+    match at {
+        Some(a) if !a.is_empty() => format!("internal error: {msg} (at {a})"),
+        _ => format!("internal error: {msg}"),
+    }
+}
+
+/// Runs a binary's body. `Ok` exits with its code; `Err(e)` prints `error: e` (with its
+/// causes) and exits 1; a panic prints `error: internal error: MESSAGE (at FILE:LINE)`
+/// and exits 1.
 pub fn main_guard<E: std::fmt::Display>(body: impl FnOnce() -> Result<ExitCode, E>) -> ExitCode {
     install_quiet_hook();
     match panic::catch_unwind(AssertUnwindSafe(body)) {
@@ -58,36 +80,20 @@ pub fn main_guard<E: std::fmt::Display>(body: impl FnOnce() -> Result<ExitCode, 
             ExitCode::FAILURE
         }
         Err(p) => {
-            let recorded = LAST.lock().ok().and_then(|mut l| l.take());
-            let what = recorded.unwrap_or_else(|| first_line(&panic_message(p.as_ref())).to_string());
-            eprintln!("error: internal error: {what}");
+            eprintln!("error: {}", describe(p.as_ref()));
             ExitCode::FAILURE
         }
     }
 }
 
-/// Runs `f`; a panic inside it becomes `Err("panicked: MESSAGE")` (nothing printed
-/// under [`main_guard`]).
+/// Runs `f`; a panic inside it becomes `Err("panicked: MESSAGE")`, recorded nowhere and
+/// printed by no hook of [`main_guard`]'s.
 pub fn catch<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
-    match panic::catch_unwind(AssertUnwindSafe(f)) {
+    let was = CATCHING.with(|c| c.replace(true));
+    let r = panic::catch_unwind(AssertUnwindSafe(f));
+    CATCHING.with(|c| c.set(was));
+    match r {
         Ok(r) => r,
-        Err(p) => Err(format!("panicked: {}", first_line(&panic_message(p.as_ref())))),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_panic_in_a_unit_of_work_is_that_units_error() {
-        install_quiet_hook();
-        let r: Result<(), String> = catch(|| panic!("bad huffman table\nC++ backtrace line"));
-        assert_eq!(r.unwrap_err(), "panicked: bad huffman table");
-        assert_eq!(catch(|| Ok::<_, String>(7)), Ok(7));
-        assert_eq!(catch(|| Err::<(), _>("plain".to_string())), Err("plain".to_string()));
-        let code = main_guard(|| -> Result<ExitCode, String> { panic!("index out of bounds") });
-        assert_eq!(code, ExitCode::FAILURE);
-        let _ = panic::take_hook();
+        Err(p) => Err(format!("panicked: {}", panic_message(p.as_ref()))),
     }
 }

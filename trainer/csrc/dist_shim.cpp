@@ -358,13 +358,18 @@ char* alexnet_dist_reducer_prepare(Overlap* o) {
 
 // The number of buckets (after the rebuild, the ones in use).
 size_t alexnet_dist_reducer_buckets(Overlap* o) {
-  return o->reducer->get_grad_buckets(/*return_zero_tensors=*/false).size();
+  try {
+    return o->reducer->get_grad_buckets(/*return_zero_tensors=*/false).size();
+  } catch (...) {
+    return 0;
+  }
 }
 
 // Removes the hooks from the parameters and frees the Reducer.
 char* alexnet_dist_reducer_free(Overlap* o) {
   if (o == nullptr) return nullptr;
-  char* err = guarded([&] { o->reducer.reset(); });
+  // ~Reducer() may throw (noexcept(false)); unique_ptr::reset would terminate on it.
+  char* err = guarded([&] { delete o->reducer.release(); });
   delete o;
   return err;
 }

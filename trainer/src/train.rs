@@ -65,8 +65,26 @@ pub struct TrainSummary {
 enum GradSync<'a> {
     /// c10d's Reducer, bucket by bucket during the backward pass.
     During(Overlap<'a>),
-    /// All buckets after the backward pass.
-    After(GradBuckets),
+    /// All buckets after the backward pass (of these parameters).
+    After(GradBuckets, Vec<Tensor>),
+}
+
+/// Indices of `names` (reference_models.py's parameter names) in the model's forward
+/// order: `features.N` before `classifier.N`, by layer number, weight before bias.
+fn forward_order(names: &[String]) -> Vec<usize> {
+    let key = |n: &str| {
+        let mut parts = n.split('.');
+        let section = match parts.next() {
+            Some("features") => 0,
+            Some("classifier") => 1,
+            _ => 2,
+        };
+        let layer: usize = parts.next().and_then(|p| p.parse().ok()).unwrap_or(usize::MAX);
+        (section, layer, parts.next() != Some("weight"), n.to_string())
+    };
+    let mut idx: Vec<usize> = (0..names.len()).collect();
+    idx.sort_by_key(|&i| key(&names[i]));
+    idx
 }
 
 /// Where a run stands: saved in `*.optim.safetensors`.
@@ -163,10 +181,13 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         crate::dist::broadcast_params(pg, &params, 0)?;
         crate::dist::check_same_position(pg, pos.epoch, pos.batch, pos.global_step)?;
         let cap = (cfg.dist.bucket_mb * (1 << 20) as f64) as usize;
+        // In the model's order (conv1 first): the buckets are made last-first, the order
+        // in which the backward pass produces the gradients.
+        let in_order: Vec<Tensor> = forward_order(&names).into_iter().map(|i| params[i].shallow_clone()).collect();
         grad_sync = Some(if cfg.dist.overlap {
-            GradSync::During(Overlap::new(pg, &params, cap)?)
+            GradSync::During(Overlap::new(pg, &in_order, cap)?)
         } else {
-            GradSync::After(GradBuckets::new(&params, cap))
+            GradSync::After(GradBuckets::new(&in_order, cap), in_order)
         });
     }
     let lr_factor = cfg.dist.lr_factor(world);
@@ -310,8 +331,8 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             let mut l = loss.double_value(&[]); // host sync: the loss is checked every step
             let mut stop_now = stop.load(Ordering::Relaxed);
             if let Some(pg) = pg {
-                if let Some(GradSync::After(buckets)) = grad_sync.as_mut() {
-                    buckets.average(&params, pg)?;
+                if let Some(GradSync::After(buckets, in_order)) = grad_sync.as_mut() {
+                    buckets.average(in_order, pg)?;
                 }
                 // The stop is agreed: any rank's signal, or NaN, stops every rank here.
                 (l, stop_now) = crate::dist::agree(pg, l, stop_now)?;
@@ -674,4 +695,36 @@ fn prune(dir: &Path, keep: usize) -> Result<()> {
         let _ = std::fs::remove_file(optim_path(p));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn parameters_in_the_models_forward_order() {
+        let names: Vec<String> = [
+            "classifier.0.bias",
+            "classifier.0.weight",
+            "classifier.6.weight",
+            "features.0.bias",
+            "features.0.weight",
+            "features.10.weight",
+            "features.4.weight",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let order: Vec<&str> = super::forward_order(&names).into_iter().map(|i| names[i].as_str()).collect();
+        assert_eq!(
+            order,
+            [
+                "features.0.weight",
+                "features.0.bias",
+                "features.4.weight",
+                "features.10.weight",
+                "classifier.0.weight",
+                "classifier.0.bias",
+                "classifier.6.weight"
+            ]
+        );
+    }
 }

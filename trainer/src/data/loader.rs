@@ -489,9 +489,17 @@ impl WorkerCtx {
             let result = match filled {
                 Ok(Ok(())) => Ok(buf),
                 Ok(Err(e)) => Err((buf, e)),
-                Err(_) => {
-                    Err((buf, LoaderError::Panic { worker, message: format!("while filling batch {}", job.index) }))
-                }
+                Err(p) => Err((
+                    buf,
+                    LoaderError::Panic {
+                        worker,
+                        message: format!(
+                            "while filling batch {}: {}",
+                            job.index,
+                            alexnet_shared::guard::panic_message(p.as_ref())
+                        ),
+                    },
+                )),
             };
             if self.ready_tx.send((job.generation, job.index, result)).is_err() {
                 return;

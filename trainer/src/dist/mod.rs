@@ -359,6 +359,14 @@ impl<'a> Overlap<'a> {
             let msg = e.to_string();
             // libtorch's message carries a C++ backtrace after its first line.
             let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("backward failed").trim();
+            if first.contains("out of memory") || first.contains("can't allocate memory") {
+                // Not the network's fault: the other ranks will time out on this one.
+                self.pg.failed.set(true);
+                return DistError::Usage(format!(
+                    "backward pass on rank {}: out of memory ({first}); lower optim.batch_size",
+                    self.pg.rank
+                ));
+            }
             self.pg.fail("gradient all-reduce (during backward)", first.to_string())
         })
     }
