@@ -49,6 +49,34 @@ enum NormArg {
     Torchvision,
 }
 
+/// Where and how the forward passes run (shared by `score` and `neighbors`).
+#[derive(clap::Args)]
+struct RunFlags {
+    /// libtorch intra-op threads (default: libtorch's).
+    #[arg(long)]
+    threads: Option<i32>,
+    /// Loader worker threads.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
+    /// cpu, cuda or cuda:N.
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// No progress on stderr.
+    #[arg(long)]
+    quiet: bool,
+}
+
+impl RunFlags {
+    /// Sets libtorch's threads; the device.
+    fn apply(&self) -> Result<tch::Device> {
+        if let Some(t) = self.threads {
+            anyhow::ensure!(t >= 1, "--threads must be at least 1");
+            tch::set_num_threads(t);
+        }
+        trainer::device::parse_device(&self.device)
+    }
+}
+
 /// How to read checkpoints without metadata (PyTorch exports), or to override it.
 #[derive(clap::Args)]
 struct ModelFlags {
@@ -98,15 +126,8 @@ enum Command {
         /// Images per batch (ten crops put 10x as many crops through the model).
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
-        /// libtorch intra-op threads (default: libtorch's).
-        #[arg(long)]
-        threads: Option<i32>,
-        /// Loader worker threads.
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
-        /// cpu, cuda or cuda:N.
-        #[arg(long, default_value = "cpu")]
-        device: String,
+        #[command(flatten)]
+        run: RunFlags,
         /// bf16 autocast (CUDA only): convolutions and matrix products in bfloat16, as
         /// torch.autocast; softmax and averaging in float32/float64.
         #[arg(long)]
@@ -120,9 +141,6 @@ enum Command {
         /// Score only the first N images.
         #[arg(long)]
         limit: Option<usize>,
-        /// No progress on stderr.
-        #[arg(long)]
-        quiet: bool,
         #[command(flatten)]
         model: ModelFlags,
     },
@@ -169,16 +187,11 @@ enum Command {
         /// Search only the first N train images.
         #[arg(long)]
         limit: Option<usize>,
+        /// Images per batch of the feature pass.
         #[arg(long, default_value_t = 64)]
         batch_size: usize,
-        #[arg(long)]
-        threads: Option<i32>,
-        #[arg(long, default_value_t = 2)]
-        workers: usize,
-        #[arg(long, default_value = "cpu")]
-        device: String,
-        #[arg(long)]
-        quiet: bool,
+        #[command(flatten)]
+        run: RunFlags,
         #[command(flatten)]
         model: ModelFlags,
     },
@@ -198,26 +211,8 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Score {
-            checkpoints,
-            data,
-            split,
-            crops,
-            batch_size,
-            threads,
-            workers,
-            device,
-            bf16,
-            json,
-            predictions,
-            limit,
-            quiet,
-            model,
-        } => {
-            if let Some(t) = threads {
-                anyhow::ensure!(t >= 1, "--threads must be at least 1");
-                tch::set_num_threads(t);
-            }
+        Command::Score { checkpoints, data, split, crops, batch_size, run, bf16, json, predictions, limit, model } => {
+            let device = run.apply()?;
             let mut cfg = eval::score::ScoreConfig::new(checkpoints, data);
             cfg.split = split_of(split);
             cfg.crops = match crops {
@@ -225,13 +220,13 @@ fn run(cli: Cli) -> Result<()> {
                 CropsArg::Ten => Crops::Ten,
             };
             cfg.batch_size = batch_size;
-            cfg.workers = workers;
-            cfg.device = trainer::device::parse_device(&device)?;
+            cfg.workers = run.workers;
+            cfg.device = device;
             cfg.bf16 = bf16;
             cfg.overrides = model.overrides();
             cfg.predictions = predictions;
             cfg.limit = limit;
-            cfg.progress = !quiet;
+            cfg.progress = !run.quiet;
             let report = eval::score::run(&cfg)?;
             print!("{}", report.render());
             if let Some(p) = json {
@@ -259,16 +254,10 @@ fn run(cli: Cli) -> Result<()> {
             thumb,
             limit,
             batch_size,
-            threads,
-            workers,
-            device,
-            quiet,
+            run,
             model,
         } => {
-            if let Some(t) = threads {
-                anyhow::ensure!(t >= 1, "--threads must be at least 1");
-                tch::set_num_threads(t);
-            }
+            let device = run.apply()?;
             anyhow::ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
             let query_split = split_of(query_split);
             let query_rows = match queries {
@@ -296,11 +285,11 @@ fn run(cli: Cli) -> Result<()> {
                 query_rows,
                 k,
                 batch_size,
-                workers,
-                device: trainer::device::parse_device(&device)?,
+                workers: run.workers,
+                device,
                 overrides: model.overrides(),
                 limit,
-                progress: !quiet,
+                progress: !run.quiet,
             };
             let (results, _) = eval::neighbors::run(&cfg)?;
             let img = eval::neighbors::grid(&data, query_split, &results, k, thumb)?;
