@@ -287,6 +287,16 @@ fn two_ranks_equal_one_process_on_the_union_of_their_batches() {
     let o = torchrun_train(&args);
     let out = text(&o);
     assert!(o.status.success() && out.contains("epochs 3 steps 18"), "{out}");
+    // And end where two ranks that never stopped end (at two ranks the sums are exact,
+    // whatever buckets the Reducer has before and after its re-ordering).
+    let dir_u = t.path().join("uninterrupted");
+    let args = ["run", "--config", cfg_path.to_str().unwrap(), "--data", data.to_str().unwrap()];
+    let o = torchrun_train(&[&args[..], &["--run-dir", dir_u.to_str().unwrap()]].concat());
+    assert!(o.status.success(), "{}", text(&o));
+    let last = "checkpoints/epoch-003.safetensors";
+    for ((n, a), (_, b)) in weights(&dir_t.join(last), &cfg).iter().zip(&weights(&dir_u.join(last), &cfg)) {
+        assert!(a.equal(b), "{n}: the resumed two-rank run differs from the uninterrupted one");
+    }
 }
 
 /// Spawns two Slurm-style ranks of a long run and returns them once rank 0 has
