@@ -34,15 +34,22 @@ pub fn parse_device(name: &str) -> Result<Device> {
 /// A libtorch error of `what` (a forward pass at some batch size, an allocation) as one
 /// line: the C++ backtrace dropped, and for an allocation failure the way out.
 pub fn torch_error(e: tch::TchError, what: &str, batch_hint: &str) -> anyhow::Error {
-    let msg = e.to_string();
-    let first = msg.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("libtorch error");
-    let first = first.strip_prefix("Internal torch error: ").unwrap_or(first);
-    let oom = first.contains("out of memory") || first.contains("can't allocate memory");
+    let (first, oom) = torch_message(&e);
     if oom {
         anyhow::anyhow!("{what}: out of memory ({first}); {batch_hint}")
     } else {
         anyhow::anyhow!("{what}: {first}")
     }
+}
+
+/// A libtorch error's first line (its C++ backtrace dropped) and whether it is an
+/// allocation failure (CUDA's or the CPU allocator's).
+pub fn torch_message(e: &tch::TchError) -> (String, bool) {
+    let msg = e.to_string();
+    let first = msg.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("libtorch error");
+    let first = first.strip_prefix("Internal torch error: ").unwrap_or(first);
+    let oom = first.contains("out of memory") || first.contains("can't allocate memory");
+    (first.to_string(), oom)
 }
 
 #[cfg(test)]

@@ -4,6 +4,8 @@
 //! dead or hung rank failing the other within the timeout, a signal on one rank
 //! stopping both at the same step, bad launches as one-line errors. Needs `torchrun` on PATH (`source scripts/setup.sh` puts the venv's first).
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -13,7 +15,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alexnet_shared::{read_mean_image, Dataset, Split};
-use preprocess::synth;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use trainer::checkpoint::load_model;
 use trainer::config::TrainConfig;
@@ -42,12 +43,7 @@ const LAUNCH_VARS: &[&str] = &[
 
 /// 3 classes, 48 train rows (6 steps of 4 per rank and epoch with 2 ranks), 12 val rows.
 fn dataset(dir: &Path) -> PathBuf {
-    let mut s = synth::SynthConfig::new(dir.join("images"));
-    s.classes = 3;
-    s.train_per_class = 16;
-    s.val_per_class = 4;
-    s.corrupt = 0;
-    synth::build_raw(&s, &dir.join("ds")).unwrap()
+    common::tiny_dataset(dir)
 }
 
 /// Per-rank batch 4; dropout off (its masks depend on the batch split); augmentation

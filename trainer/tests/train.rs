@@ -1,9 +1,10 @@
 //! The training run on a tiny preset: the loss falls, a run stopped and resumed ends
 //! with the same weights as one that never stopped, bad inputs are one-line errors.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 
-use preprocess::synth;
 use tch::{nn::VarStore, Device};
 use trainer::checkpoint::load_model;
 use trainer::config::TrainConfig;
@@ -18,13 +19,9 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     ONE_RUN_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// 3 classes, 48 train rows (6 steps of 8 per epoch), 12 val rows.
 fn dataset(dir: &Path) -> PathBuf {
-    let mut s = synth::SynthConfig::new(dir.join("images"));
-    s.classes = 3;
-    s.train_per_class = 16;
-    s.val_per_class = 4;
-    s.corrupt = 0;
-    synth::build_raw(&s, &dir.join("ds")).unwrap()
+    common::tiny_dataset(dir)
 }
 
 const TINY: &str = r#"

@@ -156,7 +156,7 @@ impl HostBuffer {
             LoaderError::Config(format!(
                 "a batch buffer of {capacity} crops ({:.2} GiB) could not be allocated ({}): lower the batch size",
                 bytes as f64 / (1u64 << 30) as f64,
-                e.to_string().lines().next().unwrap_or("")
+                crate::device::torch_message(&e).0
             ))
         };
         let mut images = if float {

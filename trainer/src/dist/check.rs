@@ -28,28 +28,25 @@ fn known(shape: &[i64], kind: Kind, rank: i64, device: Device) -> Tensor {
     (v * (rank + 1) + rank).to_kind(kind).view(shape).to_device(device)
 }
 
-/// As [`compare`], within float32 rounding (relative 1e-6).
-fn close(what: &str, got: &Tensor, want: impl Fn(i64) -> f64) -> Result<()> {
-    let g = Vec::<f64>::try_from(got.to_device(Device::Cpu).to_kind(Kind::Double).reshape([-1]))?;
-    for (i, &x) in g.iter().enumerate() {
-        let w = want(i as i64);
-        ensure!((x - w).abs() <= 1e-6 * w.abs(), "{what}: element {i} is {x}, expected {w} (of {} elements)", g.len());
-    }
-    Ok(())
+/// Every element of `got` equals `want(i)` exactly.
+fn compare(what: &str, got: &Tensor, want: impl Fn(i64) -> f64) -> Result<()> {
+    within(what, got, want, 0.0)
 }
 
-fn compare(what: &str, got: &Tensor, want: impl Fn(i64) -> f64) -> Result<()> {
+/// Every element of `got` is within `rel * |want(i)|` of `want(i)`.
+fn within(what: &str, got: &Tensor, want: impl Fn(i64) -> f64, rel: f64) -> Result<()> {
     let g = Vec::<f64>::try_from(got.to_device(Device::Cpu).to_kind(Kind::Double).reshape([-1]))?;
     for (i, &x) in g.iter().enumerate() {
         let w = want(i as i64);
-        ensure!(x == w, "{what}: element {i} is {x}, expected {w} (of {} elements)", g.len());
+        ensure!((x - w).abs() <= rel * w.abs(), "{what}: element {i} is {x}, expected {w} (of {} elements)", g.len());
     }
     Ok(())
 }
 
 /// All-reduce (several kinds and shapes in one call), the bucketed gradient average
-/// after and during (c10d's Reducer) a backward pass, max, broadcast from the first and the last rank, and a barrier; `Err` names the
-/// first wrong element. Returns a one-line summary.
+/// after and during (c10d's Reducer) a backward pass, max, broadcast from the first and
+/// the last rank, and a barrier; `Err` names the first wrong element. Returns a
+/// one-line summary.
 pub fn self_test(pg: &ProcessGroup) -> Result<String> {
     let (r, w, dev) = (pg.rank() as i64, pg.world() as i64, pg.device());
     let cases: [(&[i64], Kind); 6] = [
@@ -71,10 +68,13 @@ pub fn self_test(pg: &ProcessGroup) -> Result<String> {
     let shapes: [&[i64]; 4] = [&[96, 3, 11, 11], &[96], &[40, 25], &[5]];
     let params: Vec<Tensor> =
         shapes.iter().map(|s| Tensor::zeros(*s, (Kind::Float, dev)).set_requires_grad(true)).collect();
-    let loss = params.iter().zip(&shapes).fold(Tensor::zeros([], (Kind::Float, dev)), |acc, (p, s)| {
-        acc + (p * known(s, Kind::Float, r, dev)).sum(Kind::Float)
-    });
-    loss.backward(); // grad of sum(p * v) is v
+    // sum(scale * p * v): its gradient is scale * v.
+    let loss = |scale: f64| {
+        params.iter().zip(&shapes).fold(Tensor::zeros([], (Kind::Float, dev)), |acc, (p, s)| {
+            acc + (p * known(s, Kind::Float, r, dev) * scale).sum(Kind::Float)
+        })
+    };
+    loss(1.0).backward();
     let mut buckets = GradBuckets::new(&params, 8 << 10);
     buckets.average(&params, pg)?;
     for (p, s) in params.iter().zip(&shapes) {
@@ -90,14 +90,11 @@ pub fn self_test(pg: &ProcessGroup) -> Result<String> {
             let _ = p.grad().zero_();
         }
         overlap.prepare()?;
-        let loss = params.iter().zip(&shapes).fold(Tensor::zeros([], (Kind::Float, dev)), |acc, (p, s)| {
-            acc + (p * known(s, Kind::Float, r, dev) * (step + 1) as f64).sum(Kind::Float)
-        });
-        overlap.backward(&loss)?;
+        let scale = (step + 1) as f64;
+        overlap.backward(&loss(scale))?;
         for (p, s) in params.iter().zip(&shapes) {
-            close(&format!("gradient average during backward {s:?}, step {}", step + 1), &p.grad(), |i| {
-                (step + 1) as f64 * summed(i, w) as f64 / w as f64
-            })?;
+            let what = format!("gradient average during backward {s:?}, step {}", step + 1);
+            within(&what, &p.grad(), |i| scale * summed(i, w) as f64 / w as f64, 1e-6)?;
         }
     }
     let reducer_buckets = overlap.buckets();

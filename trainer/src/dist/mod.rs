@@ -356,10 +356,8 @@ impl<'a> Overlap<'a> {
     /// return. A failed all-reduce inside it is this group's collective error.
     pub fn backward(&mut self, loss: &Tensor) -> Result<(), DistError> {
         loss.f_backward().map_err(|e| {
-            let msg = e.to_string();
-            // libtorch's message carries a C++ backtrace after its first line.
-            let first = msg.lines().find(|l| !l.trim().is_empty()).unwrap_or("backward failed").trim();
-            if first.contains("out of memory") || first.contains("can't allocate memory") {
+            let (first, oom) = crate::device::torch_message(&e);
+            if oom {
                 // Not the network's fault: the other ranks will time out on this one.
                 self.pg.failed.set(true);
                 return DistError::Usage(format!(
@@ -367,7 +365,7 @@ impl<'a> Overlap<'a> {
                     self.pg.rank
                 ));
             }
-            self.pg.fail("gradient all-reduce (during backward)", first.to_string())
+            self.pg.fail("gradient all-reduce (during backward)", first)
         })
     }
 

@@ -1,0 +1,15 @@
+//! Set-up shared by the trainer's integration tests.
+
+use std::path::{Path, PathBuf};
+
+use preprocess::synth;
+
+/// 3 procedural classes, 48 train rows, 12 val rows, raw shards in `dir/ds`.
+pub fn tiny_dataset(dir: &Path) -> PathBuf {
+    let mut s = synth::SynthConfig::new(dir.join("images"));
+    s.classes = 3;
+    s.train_per_class = 16;
+    s.val_per_class = 4;
+    s.corrupt = 0;
+    synth::build_raw(&s, &dir.join("ds")).unwrap()
+}
