@@ -116,18 +116,22 @@ a, b = t[0], t[-1]
 print(f"{(b['step'] - a['step']) * int(sys.argv[2]) / max(b['time'] - a['time'], 1e-9):.1f}")
 PY
 }
-# The paper preset at BATCH per step; lr 0.001 so that a small dry-run batch does not
-# diverge (the rate does not change the step's cost).
-cfg() { # cfg NAME PRECISION CHANNELS_LAST OVERLAP
-    sed -e "s/^batch_size = .*/batch_size = $BATCH/" -e "s/^workers = .*/workers = $WORKERS/" \
-        -e 's/^lr = .*/lr = 0.001/' -e 's/^log_every_steps = .*/log_every_steps = 10/' -e 's/^checkpoint_minutes = .*/checkpoint_minutes = 600.0/' \
-        -e "s/^channels_last = .*/channels_last = $3\nprecision = \"$2\"/" configs/alexnet-paper.toml > "$W/$1.toml"
-    printf '\n[dist]\nlr_scaling = "none"\nwarmup_epochs = 0.0\ntimeout_s = 120.0\nbucket_mb = 25.0\noverlap = %s\n' "$4" >> "$W/$1.toml"
+# The paper preset at BATCH per step, as `train run --set` overrides; lr 0.001 so that
+# a small dry-run batch does not diverge (the rate does not change the step's cost).
+# cfg NAME PRECISION CHANNELS_LAST OVERLAP: fills the array SETS_NAME.
+cfg() {
+    local -n out="SETS_${1//-/_}"
+    out=(--config configs/alexnet-paper.toml)
+    for kv in "optim.batch_size=$BATCH" "data.workers=$WORKERS" optim.lr=0.001 run.log_every_steps=10 \
+        run.checkpoint_minutes=600.0 "run.channels_last=$3" "run.precision=$2" dist.timeout_s=120.0 "dist.overlap=$4"; do
+        out+=(--set "$kv")
+    done
 }
 if [ -f "$DS/dataset.json" ]; then
     for p in fp32 bf16; do
         cfg "e2e-$p" "$p" false true
-        if run "$PART_LIMIT" "$B/train" run --config "$W/e2e-$p.toml" --data "$DS" --run-dir "$W/run-$p" \
+        sets="SETS_e2e_$p[@]"
+        if run "$PART_LIMIT" "$B/train" run "${!sets}" --data "$DS" --run-dir "$W/run-$p" \
                 --device "$DEVICE" --max-steps "$E2E_STEPS"; then
             e=$(rate_of "$W/run-$p/metrics.jsonl")
             key=paperfp32; [ $p = bf16 ] && key=paper--amp
@@ -146,7 +150,8 @@ run "$PART_LIMIT" torchrun --standalone --nproc-per-node 1 --no-python "$B/train
 if [ -f "$W/run-fp32/metrics.jsonl" ]; then
     for ov in true false; do
         cfg "ddp-$ov" fp32 false "$ov"
-        if run "$PART_LIMIT" torchrun --standalone --nproc-per-node 1 --no-python "$B/train" run --config "$W/ddp-$ov.toml" \
+        sets="SETS_ddp_$ov[@]"
+        if run "$PART_LIMIT" torchrun --standalone --nproc-per-node 1 --no-python "$B/train" run "${!sets}" \
                 --data "$DS" --run-dir "$W/ddp-$ov" --device "$DEVICE" --max-steps "$E2E_STEPS" --threads "$CORES"; then
             d=$(rate_of "$W/ddp-$ov/metrics.jsonl")
             say "training under torchrun, 1 rank, overlap=$ov: $d images/s vs plain $(rate_of "$W/run-fp32/metrics.jsonl"): $(ratio "$d" "$(rate_of "$W/run-fp32/metrics.jsonl")")"

@@ -26,7 +26,10 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     # non-square procedural images, ten and center crops; an owt export without metadata.
     "$bin" synth --output "$work/agree-images" --classes 6 --train-per-class 40 --val-per-class 25 --seed 5 --corrupt 0 >/dev/null
     "$bin" build --input "$work/agree-images" --output "$work/agree" --shard-rows 64 --quiet >/dev/null
-    target/debug/train run --config eval/tests/tiny.toml --data "$work/agree" --run-dir "$work/agree-run" --threads 2 >/dev/null 2>&1
+    # The tests' preset at 99x99 crops, batch 16 (also `train run --set` end to end).
+    target/debug/train run --config configs/smoke-tiny.toml --set model.crop=99 --set optim.batch_size=16 \
+        --set run.seed=1 --set run.keep_last=1 --set run.log_every_steps=100 \
+        --data "$work/agree" --run-dir "$work/agree-run" --threads 2 >/dev/null 2>&1
     mkdir -p "$work/agree-out"
     "$ALEXNET_PYTHON" eval/tests/check_agreement.py target/debug/eval "$work/agree" \
         "$work/agree-run/checkpoints/epoch-003.safetensors" "$anchors" "$work/agree-out"

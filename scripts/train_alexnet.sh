@@ -7,6 +7,9 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 data="$1"; run="$2"; device="${3:-cuda}"; config="${4:-configs/alexnet-paper.toml}"
 cargo build --release --quiet -p trainer
-resume=()
-[ -d "$run/checkpoints" ] && resume=(--resume)
-exec target/release/train run --config "$config" --data "$data" --run-dir "$run" --device "$device" "${resume[@]}"
+# A fresh start takes the preset; a rerun resumes with the run's saved config.toml
+# (which keeps any change made on an earlier resume, e.g. --set optim.epochs=120).
+# Extra arguments go to `train run` (e.g. --set optim.epochs=120).
+start=(--config "$config")
+[ -d "$run/checkpoints" ] && start=(--resume)
+exec target/release/train run --data "$data" --run-dir "$run" --device "$device" "${start[@]}" "${@:5}"

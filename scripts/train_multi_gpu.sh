@@ -26,7 +26,10 @@ if [ -z "$ngpus" ]; then
     ngpus="$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)"
     [ "$ngpus" -ge 1 ] || { echo "$0: no GPU visible (nvidia-smi -L): give NGPUS" >&2; exit 1; }
 fi
-resume=()
-[ -d "$run/checkpoints" ] && resume=(--resume)
+# A fresh start takes the preset; a rerun resumes with the run's saved config.toml
+# (which keeps any change made on an earlier resume, e.g. --set optim.epochs=120).
+# Extra arguments go to `train run` (e.g. --set optim.epochs=120).
+start=(--config "$config")
+[ -d "$run/checkpoints" ] && start=(--resume)
 exec torchrun --standalone --nproc-per-node "$ngpus" --no-python \
-    target/release/train run --config "$config" --data "$data" --run-dir "$run" --device cuda "${resume[@]}"
+    target/release/train run --data "$data" --run-dir "$run" --device cuda "${start[@]}" "${@:5}"

@@ -1,5 +1,8 @@
-//! Builds the c10d shim (csrc/dist_shim.cpp) with the libtorch switches of csrc/ext.cpp,
-//! and keeps libtorch_cuda linked into `train`.
+//! Builds the C++ shims against libtorch's headers: `csrc/ext.cpp` (bf16 autocast and
+//! the deterministic mode; always: the runtime uses it) and, with the `train` feature,
+//! the c10d shim `csrc/dist_shim.cpp` (data parallel; needs gloo's headers). Keeps
+//! libtorch_cuda linked into the binaries, examples and tests
+//! (`build_support/link_torch_cuda.rs`, shared with eval's build script).
 //!
 //! libtorch: the one torch-sys links, found from torch-sys's `links = "tch"` metadata
 //! (`DEP_TCH_LIBTORCH_LIB`, its `lib/` folder; the headers are beside it in
@@ -7,7 +10,7 @@
 //! compiled against the very libtorch the binary loads, whatever LIBTORCH or
 //! LIBTORCH_USE_PYTORCH said.
 //!
-//! gloo: torch's wheel ships c10d's headers but not gloo's. `ProcessGroupGloo.hpp`
+//! gloo (the `train` feature only): torch's wheel ships c10d's headers but not gloo's. `ProcessGroupGloo.hpp`
 //! needs them at compile time only (gloo's code is inside libtorch_cpu): from
 //! `GLOO_INCLUDE_DIR`, else `/usr/include` (Debian's `libgloo-dev`, which
 //! `scripts/setup.sh` installs). Nothing links a gloo library.
@@ -26,10 +29,13 @@
 
 use std::path::{Path, PathBuf};
 
+include!("build_support/link_torch_cuda.rs");
+
 fn main() {
     println!("cargo:rerun-if-changed=csrc/dist_shim.cpp");
     println!("cargo:rerun-if-changed=csrc/ext.cpp");
     println!("cargo:rerun-if-changed=build.rs");
+    println!("cargo:rerun-if-changed=build_support/link_torch_cuda.rs");
     for v in ["DEP_TCH_LIBTORCH_LIB", "GLOO_INCLUDE_DIR", "ALEXNET_NCCL", "LIBTORCH_CXX11_ABI"] {
         println!("cargo:rerun-if-env-changed={v}");
     }
@@ -38,6 +44,28 @@ fn main() {
     };
     let torch_root = lib.parent().unwrap_or(&lib).to_path_buf();
     let include = torch_root.join("include");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
+    let mut b = cc::Build::new();
+    b.cpp(true)
+        .pic(true)
+        .warnings(false)
+        .flag("-std=c++17")
+        .include(&include)
+        .include(include.join("torch/csrc/api/include"))
+        .define("GLOG_USE_GLOG_EXPORT", None)
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
+    if std::env::var_os("CARGO_FEATURE_TRAIN").is_some() {
+        dist_shim(&mut b, &include, &torch_root);
+    }
+    // ext.cpp: autocast in bf16 and the deterministic mode (src/ext.rs).
+    b.file("csrc/ext.cpp").compile("alexnet_trainer_shim");
+    // Binaries, and the examples (step_bench, loader_bench: run with --device cuda on
+    // a GPU machine) and tests, which would otherwise see no GPU either.
+    keep_torch_cuda(&lib, &["bins", "examples", "tests"]);
+}
+
+/// Adds the c10d shim (Gloo, and NCCL where its headers are found) to `b`.
+fn dist_shim(b: &mut cc::Build, include: &Path, torch_root: &Path) {
     if !include.join("torch/csrc/distributed/c10d/ProcessGroupGloo.hpp").exists() {
         fail(&format!("{}: no c10d headers in this libtorch (torch/csrc/distributed/c10d)", include.display()));
     }
@@ -49,24 +77,10 @@ fn main() {
             gloo.display()
         ));
     }
-    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".into());
-
-    let mut b = cc::Build::new();
-    b.cpp(true)
-        .pic(true)
-        .warnings(false)
-        .flag("-std=c++17")
-        .include(&include)
-        .include(include.join("torch/csrc/api/include"))
-        .include(&gloo)
-        .define("USE_DISTRIBUTED", None)
-        .define("USE_C10D_GLOO", None)
-        .define("GLOG_USE_GLOG_EXPORT", None)
-        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"));
-
+    println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
+    b.include(&gloo).define("USE_DISTRIBUTED", None).define("USE_C10D_GLOO", None);
     // site-packages: torch's lib/ is site-packages/torch/lib in a wheel.
-    let site = torch_root.parent().map(Path::to_path_buf);
-    let nvidia = site.as_ref().map(|s| s.join("nvidia")).filter(|p| p.is_dir());
+    let nvidia = torch_root.parent().map(|s| s.join("nvidia")).filter(|p| p.is_dir());
     if let Some(nv) = &nvidia {
         // Headers installed later (scripts/setup.sh) must turn NCCL on: watch the folders.
         for d in ["cu13/include", "nccl/include"] {
@@ -75,7 +89,6 @@ fn main() {
             }
         }
     }
-    println!("cargo:rerun-if-changed={}", gloo.join("gloo/config.h").display());
     let nccl_wanted = std::env::var("ALEXNET_NCCL").ok();
     if nccl_wanted.as_deref() != Some("0") {
         match nvidia.as_deref().map(nccl_includes) {
@@ -93,35 +106,8 @@ fn main() {
             _ => {}
         }
     }
-    // ext.cpp: autocast in bf16 and the deterministic mode (src/ext.rs).
-    b.file("csrc/dist_shim.cpp").file("csrc/ext.cpp").compile("alexnet_dist_shim");
-
-    // Keep libtorch_cuda in the binaries (see the top of this file).
-    if lib.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-search=native={}", lib.display());
-        if let Some(nv) = &nvidia {
-            for e in std::fs::read_dir(nv).into_iter().flatten().flatten() {
-                // nvidia/<package>/lib, and nvidia/cu13/lib
-                let l = e.path().join("lib");
-                if l.is_dir() {
-                    for t in LINKED {
-                        println!("cargo:rustc-link-arg-{t}=-Wl,-rpath-link={}", l.display());
-                    }
-                }
-            }
-        }
-        // Binaries, and the examples (step_bench, loader_bench: run with --device cuda
-        // on a GPU machine) and tests, which would otherwise see no GPU either.
-        for t in LINKED {
-            println!("cargo:rustc-link-arg-{t}=-Wl,--no-as-needed");
-            println!("cargo:rustc-link-arg-{t}=-ltorch_cuda");
-            println!("cargo:rustc-link-arg-{t}=-Wl,--as-needed");
-        }
-    }
+    b.file("csrc/dist_shim.cpp");
 }
-
-/// The kinds of targets that get libtorch_cuda linked in.
-const LINKED: [&str; 3] = ["bins", "examples", "tests"];
 
 /// Include folders for ProcessGroupNCCL.hpp, or why they are missing.
 fn nccl_includes(nvidia: &Path) -> Result<Vec<PathBuf>, String> {

@@ -127,8 +127,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
             }
             let norm = match ov.normalization {
                 Some(n) => n,
-                None => parse_normalization(&m.normalization)
-                    .with_context(|| format!("{shown}: unknown normalization {:?} in the metadata", m.normalization))?,
+                None => m.normalization,
             };
             if m.wnids.len() != m.model.num_classes {
                 bail!("{shown}: metadata lists {} wnids for {} classes", m.wnids.len(), m.model.num_classes);

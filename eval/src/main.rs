@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand, ValueEnum};
+use alexnet_shared::Split;
+use clap::{Parser, Subcommand};
 use eval::checkpoint::Overrides;
 use trainer::data::{Crops, Normalization};
 use trainer::model::Arch;
@@ -15,38 +16,6 @@ use trainer::model::Arch;
 struct Cli {
     #[command(subcommand)]
     command: Command,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum CropsArg {
-    /// One center crop per image.
-    Center,
-    /// The paper's ten crops (corners and center, and their mirror images), softmax averaged.
-    Ten,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum SplitArg {
-    Val,
-    Train,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum ModelArg {
-    /// The paper's two-tower network (reference_models.PaperAlexNet).
-    Paper,
-    /// torchvision's alexnet ("one weird trick").
-    Owt,
-}
-
-#[derive(Clone, Copy, ValueEnum)]
-enum NormArg {
-    /// Subtract the dataset's per-pixel mean image (the paper).
-    MeanImage,
-    /// Subtract the dataset's mean R, G, B.
-    MeanRgb,
-    /// torchvision's mean/std on the 0..1 scale.
-    Torchvision,
 }
 
 /// Where and how the forward passes run (shared by `score` and `neighbors`).
@@ -82,30 +51,19 @@ impl RunFlags {
 struct ModelFlags {
     /// The model the checkpoint must hold (read off the tensor names when absent).
     #[arg(long, value_enum)]
-    model: Option<ModelArg>,
+    model: Option<Arch>,
     /// Input crop side (default: the metadata's; without it 227 paper, 224 owt).
     #[arg(long)]
     crop: Option<usize>,
     /// Pixel normalization (default: the metadata's; without it torchvision for owt,
     /// mean-image for paper).
     #[arg(long, value_enum)]
-    normalization: Option<NormArg>,
+    normalization: Option<Normalization>,
 }
 
 impl ModelFlags {
     fn overrides(&self) -> Overrides {
-        Overrides {
-            arch: self.model.map(|m| match m {
-                ModelArg::Paper => Arch::Paper,
-                ModelArg::Owt => Arch::Owt,
-            }),
-            crop: self.crop,
-            normalization: self.normalization.map(|n| match n {
-                NormArg::MeanImage => Normalization::MeanImage,
-                NormArg::MeanRgb => Normalization::MeanRgb,
-                NormArg::Torchvision => Normalization::Torchvision,
-            }),
-        }
+        Overrides { arch: self.model, crop: self.crop, normalization: self.normalization }
     }
 }
 
@@ -120,9 +78,9 @@ enum Command {
         #[arg(long)]
         data: PathBuf,
         #[arg(long, value_enum, default_value = "val")]
-        split: SplitArg,
+        split: Split,
         #[arg(long, value_enum, default_value = "ten")]
-        crops: CropsArg,
+        crops: Crops,
         /// Images per batch (ten crops put 10x as many crops through the model).
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
@@ -171,7 +129,7 @@ enum Command {
         query_rows: Vec<usize>,
         /// Split the queries come from.
         #[arg(long, value_enum, default_value = "val")]
-        query_split: SplitArg,
+        query_split: Split,
         /// Neighbours per query (figure 4 shows 6).
         #[arg(long, default_value_t = 6)]
         k: usize,
@@ -197,13 +155,6 @@ enum Command {
     },
 }
 
-fn split_of(s: SplitArg) -> alexnet_shared::Split {
-    match s {
-        SplitArg::Val => alexnet_shared::Split::Val,
-        SplitArg::Train => alexnet_shared::Split::Train,
-    }
-}
-
 fn main() -> ExitCode {
     // No panic reaches the user: one `error:` line (see alexnet_shared::guard).
     alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(|()| ExitCode::SUCCESS))
@@ -214,11 +165,8 @@ fn run(cli: Cli) -> Result<()> {
         Command::Score { checkpoints, data, split, crops, batch_size, run, bf16, json, predictions, limit, model } => {
             let device = run.apply()?;
             let mut cfg = eval::score::ScoreConfig::new(checkpoints, data);
-            cfg.split = split_of(split);
-            cfg.crops = match crops {
-                CropsArg::Center => Crops::Center,
-                CropsArg::Ten => Crops::Ten,
-            };
+            cfg.split = split;
+            cfg.crops = crops;
             cfg.batch_size = batch_size;
             cfg.workers = run.workers;
             cfg.device = device;
@@ -259,8 +207,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let device = run.apply()?;
             anyhow::ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
-            let query_split = split_of(query_split);
-            let query_rows = match queries {
+                        let query_rows = match queries {
                 Some(n) => {
                     let ds = alexnet_shared::Dataset::open(&data)?;
                     let len = ds.manifest().split(query_split).map_or(0, |s| s.rows as usize);

@@ -1,26 +1,30 @@
 //! The training step alone, the same work as `../shared/anchors/torch_alexnet_step.py`:
-//! random inputs and labels, forward, cross-entropy, backward, SGD (momentum 0.9,
-//! weight decay 5e-4), timed after warm-up.
+//! random inputs and labels through the trainer's own step ([`Learner::step`]: forward,
+//! cross-entropy, backward, SGD with momentum 0.9 and weight decay 5e-4), timed after
+//! warm-up.
 //!
 //! usage: cargo run --release -p trainer --example step_bench -- [--model paper|owt]
 //!            [--batch 128] [--steps 10] [--warmup 3] [--threads N] [--device cpu|cuda]
-//!            [--amp] [--channels-last]
+//!            [--amp] [--channels-last] [--json]
 //!
 //! `--amp`: the forward pass and loss under bf16 autocast (`run.precision = "bf16"`);
 //! `--channels-last`: NHWC conv weights and input (`run.channels_last`), as the
-//! anchor's flags of the same names.
+//! anchor's flags of the same names. `--json`: one JSON object on stdout
+//! (`ms_per_step`, `images_per_s` and the settings) instead of the line.
 
+use std::sync::atomic::AtomicBool;
 use std::time::Instant;
 
 use clap::Parser;
-use tch::{nn::VarStore, Device, Kind, Tensor};
-use trainer::model::{AlexNet, Arch, ModelConfig};
-use trainer::sgd::Sgd;
+use tch::{Device, Kind, Tensor};
+use trainer::config::{Precision, TrainConfig};
+use trainer::model::Arch;
+use trainer::train::step::{nhwc, Learner};
 
 #[derive(Parser)]
 struct Args {
-    #[arg(long, default_value = "paper")]
-    model: String,
+    #[arg(long, value_enum, default_value = "paper")]
+    model: Arch,
     #[arg(long, default_value_t = 128)]
     batch: i64,
     #[arg(long, default_value_t = 10)]
@@ -35,10 +39,21 @@ struct Args {
     amp: bool,
     #[arg(long)]
     channels_last: bool,
+    #[arg(long)]
+    json: bool,
 }
 
-fn nhwc(t: &Tensor) -> Tensor {
-    t.permute([0, 2, 3, 1]).contiguous().permute([0, 3, 1, 2])
+#[derive(serde::Serialize)]
+struct Report {
+    model: &'static str,
+    device: String,
+    batch: i64,
+    amp: bool,
+    channels_last: bool,
+    threads: i32,
+    steps: usize,
+    ms_per_step: f64,
+    images_per_s: f64,
 }
 
 fn main() -> anyhow::Result<()> {
@@ -46,26 +61,17 @@ fn main() -> anyhow::Result<()> {
     if a.threads > 0 {
         tch::set_num_threads(a.threads);
     }
-    let cfg = if a.model == "owt" { ModelConfig::owt(1000) } else { ModelConfig::paper(1000) };
     let dev = trainer::device::parse_device(&a.device)?;
-    let vs = VarStore::new(dev);
-    let mut model = AlexNet::new(&vs.root(), &cfg).map_err(anyhow::Error::msg)?;
-    tch::manual_seed(0);
-    match cfg.arch {
-        Arch::Paper => model.paper_init(),
-        Arch::Owt => model.torch_default_init(),
-    }
-    if a.channels_last {
-        tch::no_grad(|| {
-            for (_, mut v) in vs.variables() {
-                if v.dim() == 4 {
-                    v.set_data(&nhwc(&v));
-                }
-            }
-        });
-    }
-    let mut sgd = Sgd::new(vs.trainable_variables(), 0.9, 5e-4);
-    let side = cfg.crop as i64;
+    // The preset's model at 1000 classes, the anchor's SGD (momentum 0.9, wd 5e-4).
+    let mut cfg = TrainConfig::default();
+    cfg.model.arch = a.model;
+    cfg.model.crop = if a.model == Arch::Owt { 224 } else { 227 };
+    cfg.model.lrn_towers = if a.model == Arch::Owt { 1 } else { 2 };
+    cfg.optim.paper_init = a.model == Arch::Paper;
+    cfg.run.channels_last = a.channels_last;
+    cfg.run.precision = if a.amp { Precision::Bf16 } else { Precision::Fp32 };
+    let mut learner = Learner::new(&cfg, 1000, dev)?;
+    let side = cfg.model.crop as i64;
     let mut x = Tensor::randn([a.batch, 3, side, side], (Kind::Float, dev));
     if a.channels_last {
         x = nhwc(&x);
@@ -76,35 +82,36 @@ fn main() -> anyhow::Result<()> {
             tch::Cuda::synchronize(i as i64);
         }
     };
-    let mut step = || -> anyhow::Result<()> {
-        let forward = || model.forward_t(&x, true).cross_entropy_for_logits(&y);
-        let loss =
-            if a.amp { trainer::ext::autocast_bf16(dev, forward).map_err(anyhow::Error::msg)? } else { forward() };
-        sgd.zero_grad();
-        loss.backward();
-        sgd.step(0.01);
-        Ok(())
-    };
-    for _ in 0..a.warmup {
-        step()?;
+    let stop = AtomicBool::new(false);
+    let mut step = |k: usize| learner.step(&x, &y, 0.01, k as u64, &stop, k as u64).map(|_| ());
+    for k in 0..a.warmup {
+        step(k)?;
     }
     sync();
     let t0 = Instant::now();
-    for _ in 0..a.steps {
-        step()?;
+    for k in 0..a.steps {
+        step(a.warmup + k)?;
     }
     sync();
     let dt = t0.elapsed().as_secs_f64();
-    println!(
-        "model={} device={} batch={} amp={} channels_last={} threads={}: {:.1} ms/step, {:.1} images/s",
-        a.model,
-        a.device,
-        a.batch,
-        a.amp,
-        a.channels_last,
-        tch::get_num_threads(),
-        dt / a.steps as f64 * 1000.0,
-        (a.batch as usize * a.steps) as f64 / dt
-    );
+    let r = Report {
+        model: a.model.name(),
+        device: a.device.clone(),
+        batch: a.batch,
+        amp: a.amp,
+        channels_last: a.channels_last,
+        threads: tch::get_num_threads(),
+        steps: a.steps,
+        ms_per_step: dt / a.steps as f64 * 1000.0,
+        images_per_s: (a.batch as usize * a.steps) as f64 / dt,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        println!(
+            "model={} device={} batch={} amp={} channels_last={} threads={}: {:.1} ms/step, {:.1} images/s",
+            r.model, r.device, r.batch, r.amp, r.channels_last, r.threads, r.ms_per_step, r.images_per_s
+        );
+    }
     Ok(())
 }

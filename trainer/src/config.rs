@@ -1,6 +1,13 @@
 //! The training configuration: TOML presets in `configs/`, every key known
-//! (`deny_unknown_fields`), defaults from the paper (sections 3-5). Every run saves
-//! the resolved configuration as `RUN_DIR/config.toml` before it starts.
+//! (`deny_unknown_fields`), every key with a default, and the defaults are the paper's
+//! (DESIGN.md, "Training defaults": sections 3-5): an empty file is the paper's run, and
+//! a preset holds only what it changes. `train run --set optim.lr=0.02` overrides any
+//! key ([`apply_sets`]). Every run saves the resolved configuration as
+//! `RUN_DIR/config.toml` before it starts; a resumed run keeps it, and a change on
+//! `--resume` is refused unless it is in [`RESUME_SAFE`] ([`for_run`]).
+
+use std::collections::BTreeMap;
+use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
@@ -8,12 +15,14 @@ use crate::data::{Normalization, Shuffle};
 use crate::model::ModelConfig;
 use crate::schedule::Schedule;
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TrainConfig {
+    #[serde(default)]
     pub model: ModelSection,
     #[serde(default)]
     pub data: DataSection,
+    #[serde(default)]
     pub optim: OptimSection,
     #[serde(default)]
     pub run: RunSection,
@@ -22,35 +31,51 @@ pub struct TrainConfig {
     pub dist: DistSection,
 }
 
+/// `[model]`; defaults: the paper's network (section 3).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct ModelSection {
+    /// `paper` (two towers, section 3) or `owt` (torchvision's single tower).
     pub arch: crate::model::Arch,
-    #[serde(default = "one")]
+    /// Width multiplier of every layer (paper model; 1.0 is the paper).
     pub width: f64,
+    /// Input side: 227 (the paper writes 224; the layer arithmetic needs 227); 224 for
+    /// torchvision's owt recipe.
     pub crop: usize,
-    #[serde(default = "lrn_alpha")]
+    /// LRN alpha, cuda-convnet/PyTorch convention (alpha / n): 1e-4; the paper's
+    /// literal formula is 5e-4 in that convention (section 3.3).
     pub lrn_alpha: f64,
-    #[serde(default = "two")]
+    /// LRN within each tower (2, the paper's two GPUs) or over all maps (1).
     pub lrn_towers: usize,
     /// Dropout probability on fc6 and fc7 (paper section 4.2: 0.5); 0 turns it off.
-    #[serde(default = "half")]
     pub dropout: f64,
 }
 
+impl Default for ModelSection {
+    fn default() -> Self {
+        Self { arch: crate::model::Arch::Paper, width: 1.0, crop: 227, lrn_alpha: 1e-4, lrn_towers: 2, dropout: 0.5 }
+    }
+}
+
+/// `[data]`; defaults: the paper's augmentation (section 4.1) and input (section 2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DataSection {
+    /// `mean-image` (the paper, section 2), `mean-rgb` or `torchvision`.
     pub normalization: Normalization,
+    /// Loader worker threads (each loader: train, val).
     pub workers: usize,
+    /// Batches prepared ahead of the training step.
     pub prefetch: usize,
+    /// `full` (a permutation of all rows) or `shard-then-row` (one shard at a time).
     pub shuffle: Shuffle,
+    /// Random horizontal flips (section 4.1).
     pub flip: bool,
+    /// PCA colour noise (section 4.1).
     pub pca_noise: bool,
     /// Train images held out of training and scored (center crop) after every epoch;
     /// when more than 0 their error drives the plateau schedule instead of val's, so
     /// val stays untouched by any training decision. Drawn once from the seed.
-    #[serde(default)]
     pub holdout: usize,
 }
 
@@ -68,38 +93,55 @@ impl Default for DataSection {
     }
 }
 
+/// `[optim]`; defaults: the paper's SGD (section 5).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct OptimSection {
+    /// Images per step (of one rank under data parallel).
     pub batch_size: usize,
     pub lr: f64,
-    #[serde(default = "momentum")]
     pub momentum: f64,
+    /// On every parameter (the paper's update rule).
     pub weight_decay: f64,
     pub epochs: usize,
+    /// Default: divide by 10 when the validation error stops improving, at most three
+    /// times (the paper did it three times in about 90 epochs).
     pub schedule: Schedule,
     /// Paper section 5: N(0, 0.01) weights and the bias ones; otherwise PyTorch's.
-    #[serde(default = "yes")]
     pub paper_init: bool,
 }
 
+impl Default for OptimSection {
+    fn default() -> Self {
+        Self {
+            batch_size: 128,
+            lr: 0.01,
+            momentum: 0.9,
+            weight_decay: 5e-4,
+            epochs: 90,
+            schedule: Schedule::Plateau { patience: 3, threshold: 0.002, factor: 10.0, max_drops: 3 },
+            paper_init: true,
+        }
+    }
+}
+
+/// `[run]`; defaults suit a long run on a cluster.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct RunSection {
     pub seed: u64,
     /// Write a checkpoint every N minutes as well as every epoch (preemptible clusters).
     pub checkpoint_minutes: f64,
     /// Epoch checkpoints kept besides the best one.
     pub keep_last: usize,
+    /// A metrics line (and a log line) every N steps.
     pub log_every_steps: usize,
     /// Conv weights and activations in channels-last (NHWC) memory layout: faster
     /// convolutions on GPUs with tensor cores. Checkpoints stay NCHW.
-    #[serde(default)]
     pub channels_last: bool,
     /// `fp32`, or `bf16`: the forward pass and the loss under autocast in bfloat16
     /// (convolutions and matrix products in bf16, the loss and reductions in float32;
     /// weights, gradients and SGD stay float32). Validation runs in float32.
-    #[serde(default)]
     pub precision: Precision,
 }
 
@@ -127,7 +169,7 @@ impl Default for RunSection {
 /// Data parallel (DESIGN.md, "Distributed data parallel"). `optim.batch_size` is the
 /// batch of one rank; the global batch is `optim.batch_size * world_size`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields)]
 pub struct DistSection {
     /// How `optim.lr` scales with the ranks: `none` (it is the rate of the global
     /// batch) or `linear` (it is the rate of one rank's batch, multiplied by the world
@@ -145,17 +187,16 @@ pub struct DistSection {
     /// (c10d's Reducer, as PyTorch's DDP; the default), or all of them after it
     /// (`false`). The two give the same weights up to float rounding (bit-identical at
     /// two ranks).
-    #[serde(default = "yes")]
     pub overlap: bool,
     /// Resolved at start and saved in `RUN_DIR/config.toml`: the number of ranks. A
     /// preset that sets it is checked against the launch; a resumed run must match.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub world_size: Option<usize>,
     /// Resolved at start: `optim.batch_size * world_size` (checked when set).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub global_batch: Option<usize>,
     /// Resolved at start: the learning rate after scaling, before the schedule.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub scaled_lr: Option<f64>,
 }
 
@@ -191,39 +232,102 @@ impl DistSection {
     }
 }
 
-fn half() -> f64 {
-    0.5
-}
-fn one() -> f64 {
-    1.0
-}
-fn two() -> usize {
-    2
-}
-fn lrn_alpha() -> f64 {
-    1e-4
-}
 /// The longest collective timeout accepted (30 days): "never" in practice.
 pub const MAX_TIMEOUT_S: f64 = 30.0 * 24.0 * 3600.0;
 
-fn momentum() -> f64 {
-    0.9
+/// A configuration that cannot be used: one line naming the key and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// A file or text that does not parse, or a value out of range.
+    #[error("{0}")]
+    Invalid(String),
+    /// A `--set key=value` that names no key or gives a bad value.
+    #[error("--set {set}: {message}")]
+    Set { set: String, message: String },
+    /// `--resume` with a configuration that changes the run.
+    #[error(
+        "--resume: the configuration differs from the run's saved config.toml in {}: these change the run \
+         (start a new run folder for them); on resume only {} may change",
+        list(.0),
+        RESUME_SAFE.join(", ")
+    )]
+    ChangedOnResume(Vec<Change>),
+    #[error("reading {path}: {message}")]
+    Read { path: String, message: String },
 }
-fn yes() -> bool {
-    true
+
+/// One key whose value differs between two configurations.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Change {
+    pub key: String,
+    pub from: String,
+    pub to: String,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({} -> {})", self.key, self.from, self.to)
+    }
+}
+
+fn list(changes: &[Change]) -> String {
+    changes.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(", ")
+}
+
+/// Keys that a resumed run may change: they decide how long it runs and how it logs,
+/// checkpoints and loads, never what a step computes. `optim.epochs` extends (or
+/// shortens) a run; the loader's threads do not change its batches (they are handed
+/// out in order).
+pub const RESUME_SAFE: &[&str] = &[
+    "optim.epochs",
+    "run.log_every_steps",
+    "run.checkpoint_minutes",
+    "run.keep_last",
+    "data.workers",
+    "data.prefetch",
+    "dist.timeout_s",
+];
+
+/// Keys the run fills in itself ([`TrainConfig::resolve`]): recorded, never compared.
+pub const DERIVED: &[&str] = &["dist.world_size", "dist.global_batch", "dist.scaled_lr"];
+
+fn one_line(e: impl std::fmt::Display) -> String {
+    e.to_string().lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 impl TrainConfig {
     /// Parses TOML; an unknown key or a bad value is a one-line error naming it.
-    pub fn from_toml(text: &str) -> Result<Self, String> {
-        let c: TrainConfig = toml::from_str(text).map_err(|e| e.to_string().lines().collect::<Vec<_>>().join(" "))?;
-        c.validate()?;
+    pub fn from_toml(text: &str) -> Result<Self, ConfigError> {
+        let table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid(one_line(e)))?;
+        Self::from_table(table)
+    }
+
+    /// Parses TOML with `key=value` overrides applied ([`apply_sets`]).
+    pub fn parse(text: &str, sets: &[String]) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| ConfigError::Invalid(one_line(e)))?;
+        apply_sets(&mut table, sets)?;
+        Self::from_table(table)
+    }
+
+    /// Reads a preset or a run's `config.toml`, naming the file in any error.
+    pub fn read(path: &Path) -> Result<Self, ConfigError> {
+        Self::from_table(read_table(path)?).map_err(|e| ConfigError::Invalid(format!("{}: {e}", path.display())))
+    }
+
+    fn from_table(table: toml::Table) -> Result<Self, ConfigError> {
+        let c: TrainConfig = table.try_into().map_err(|e| ConfigError::Invalid(one_line(e)))?;
+        c.validate().map_err(ConfigError::Invalid)?;
         Ok(c)
     }
 
     pub fn to_toml(&self) -> String {
         toml::to_string_pretty(self).expect("config serializes")
     }
+
+    fn to_table(&self) -> toml::Table {
+        toml::Table::try_from(self).expect("config serializes")
+    }
+
 
     pub fn model_config(&self, num_classes: usize) -> ModelConfig {
         ModelConfig {
@@ -263,14 +367,175 @@ impl TrainConfig {
         }
         Ok(())
     }
+
+    /// The configuration with `dist.world_size`, `dist.global_batch` and
+    /// `dist.scaled_lr` filled in for `world` ranks (saved as the run's config). Values
+    /// already there (a preset that states them, or a resumed run's saved config) must
+    /// agree: a run resumes with the world size it started with.
+    pub fn resolve(&self, world: usize) -> Result<TrainConfig, ConfigError> {
+        let d = &self.dist;
+        let bad = |m: String| Err(ConfigError::Invalid(m));
+        if let Some(w) = d.world_size {
+            if w != world {
+                return bad(format!(
+                    "the run's config says dist.world_size = {w} but {world} process(es) were launched: resume with \
+                     {w} (the world size cannot change mid-run: the epoch's slices and the learning rate depend on \
+                     it), or start a new run folder"
+                ));
+            }
+        }
+        let global = self.optim.batch_size * world;
+        if let Some(g) = d.global_batch {
+            if g != global {
+                return bad(format!(
+                    "dist.global_batch = {g}, but optim.batch_size {} (per rank) x {world} rank(s) = {global}",
+                    self.optim.batch_size
+                ));
+            }
+        }
+        let lr = self.optim.lr * d.lr_factor(world);
+        if let Some(s) = d.scaled_lr {
+            if (s - lr).abs() > 1e-12 * lr.abs() {
+                return bad(format!(
+                    "dist.scaled_lr = {s}, but optim.lr {} with {:?} scaling over {world} rank(s) gives {lr}",
+                    self.optim.lr, d.lr_scaling
+                ));
+            }
+        }
+        let mut out = self.clone();
+        out.dist.world_size = Some(world);
+        out.dist.global_batch = Some(global);
+        out.dist.scaled_lr = Some(lr);
+        Ok(out)
+    }
+
+    /// The keys whose values differ from `other`'s, derived keys ([`DERIVED`]) left out.
+    pub fn changes_to(&self, other: &TrainConfig) -> Vec<Change> {
+        let (a, b) = (flatten(&self.to_table()), flatten(&other.to_table()));
+        let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+        keys.sort();
+        keys.dedup();
+        let shown = |v: Option<&String>| v.cloned().unwrap_or_else(|| "(unset)".into());
+        keys.into_iter()
+            .filter(|k| !DERIVED.contains(&k.as_str()) && a.get(*k) != b.get(*k))
+            .map(|k| Change { key: k.clone(), from: shown(a.get(k)), to: shown(b.get(k)) })
+            .collect()
+    }
+}
+
+fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| ConfigError::Read { path: path.display().to_string(), message: e.to_string() })?;
+    toml::from_str(&text).map_err(|e| ConfigError::Invalid(format!("{}: {}", path.display(), one_line(e))))
+}
+
+/// Every leaf of a TOML table as `section.key` -> its TOML text (inline tables such as
+/// `optim.schedule` are one leaf: a schedule is changed whole).
+fn flatten(t: &toml::Table) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for (section, v) in t {
+        match v {
+            toml::Value::Table(inner) => {
+                for (k, v) in inner {
+                    out.insert(format!("{section}.{k}"), v.to_string());
+                }
+            }
+            other => {
+                out.insert(section.clone(), other.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Applies `key=value` overrides (`optim.lr=0.02`, `optim.schedule={kind="step",
+/// step_epochs=30, gamma=0.1}`) to a parsed configuration file. The value is TOML; a
+/// bare word that is not TOML (`mean-rgb`) is taken as a string. A key that no
+/// configuration has is an error naming it and the keys of its section; values are
+/// checked when the result is parsed, as in a file.
+pub fn apply_sets(table: &mut toml::Table, sets: &[String]) -> Result<(), ConfigError> {
+    let known = TrainConfig::default().to_table();
+    for set in sets {
+        let err = |message: String| ConfigError::Set { set: set.clone(), message };
+        let (key, text) = set.split_once('=').ok_or_else(|| err("expected key=value, e.g. optim.lr=0.02".into()))?;
+        let key = key.trim();
+        let value = match toml::from_str::<toml::Table>(&format!("v = {}", text.trim())) {
+            Ok(mut t) => t.remove("v").expect("parsed v"),
+            Err(_) => toml::Value::String(text.trim().to_string()),
+        };
+        let Some((section, field)) = key.split_once('.') else {
+            return Err(err(format!("{key:?} is a section: give section.key (e.g. optim.lr)")));
+        };
+        let Some(toml::Value::Table(fields)) = known.get(section) else {
+            let sections: Vec<&String> = known.keys().collect();
+            return Err(err(format!("unknown section {section:?} (sections: {sections:?})")));
+        };
+        if let Some((whole, _)) = field.split_once('.') {
+            return Err(err(format!(
+                "give {section}.{whole} whole, as a TOML inline table (e.g. \
+                 optim.schedule={{kind=\"step\", step_epochs=30, gamma=0.1}})"
+            )));
+        }
+        if !(fields.contains_key(field) || DERIVED.contains(&key)) {
+            let names: Vec<&String> = fields.keys().collect();
+            return Err(err(format!("unknown key {key:?} ([{section}] has {names:?})")));
+        }
+        let entry = table.entry(section).or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        let toml::Value::Table(t) = entry else {
+            return Err(err(format!("{section} is not a table in the configuration")));
+        };
+        t.insert(field.to_string(), value);
+    }
+    Ok(())
+}
+
+/// The configuration `train run` trains with, and the keys applied on resume.
+///
+/// A fresh run: `preset` with `sets` applied. `--resume` of a run folder with a saved
+/// `config.toml`: the saved one, or `preset` when given, with `sets` applied, compared
+/// with the saved one over the keys a user sets (not [`DERIVED`]): keys of
+/// [`RESUME_SAFE`] that differ are applied and returned (the run saves them, so the
+/// next resume keeps them); any other difference is refused, listing every key.
+pub fn for_run(
+    preset: Option<&Path>,
+    sets: &[String],
+    run_dir: &Path,
+    resume: bool,
+) -> Result<(TrainConfig, Vec<Change>), ConfigError> {
+    let saved_path = run_dir.join("config.toml");
+    let saved = if resume && saved_path.exists() { Some(TrainConfig::read(&saved_path)?) } else { None };
+    let (mut table, origin) = match (preset, &saved) {
+        (Some(p), _) => (read_table(p)?, p.display().to_string()),
+        (None, Some(_)) => (read_table(&saved_path)?, saved_path.display().to_string()),
+        (None, None) => {
+            return Err(ConfigError::Invalid("give --config (a preset from configs/), or --resume a run".into()))
+        }
+    };
+    apply_sets(&mut table, sets)?;
+    let mut cfg = TrainConfig::from_table(table).map_err(|e| ConfigError::Invalid(format!("{origin}: {e}")))?;
+    let Some(saved) = saved else { return Ok((cfg, Vec::new())) };
+    let changes = saved.changes_to(&cfg);
+    let refused: Vec<Change> = changes.iter().filter(|c| !RESUME_SAFE.contains(&c.key.as_str())).cloned().collect();
+    if !refused.is_empty() {
+        return Err(ConfigError::ChangedOnResume(refused));
+    }
+    // What the run recorded stays: it is checked again against the launch.
+    (cfg.dist.world_size, cfg.dist.global_batch, cfg.dist.scaled_lr) =
+        (saved.dist.world_size, saved.dist.global_batch, saved.dist.scaled_lr);
+    Ok((cfg, changes))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::LrScaling;
 
     fn preset(name: &str) -> String {
         std::fs::read_to_string(format!("{}/../configs/{name}.toml", env!("CARGO_MANIFEST_DIR"))).unwrap()
+    }
+
+    fn sets(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
     }
 
     #[test]
@@ -286,6 +551,23 @@ mod tests {
     }
 
     #[test]
+    fn an_empty_file_is_the_papers_run() {
+        // DESIGN.md, "Training defaults": batch 128, SGD momentum 0.9, weight decay 5e-4 on
+        // every parameter, lr 0.01 divided by 10 on plateaus, dropout 0.5, LRN(5, 1e-4,
+        // 0.75, 2) per tower, N(0, 0.01) init, 227 crops, flips, PCA noise, mean image.
+        let e = TrainConfig::from_toml("").unwrap();
+        assert_eq!(e, TrainConfig::default());
+        assert_eq!(e.model.arch, crate::model::Arch::Paper);
+        assert_eq!((e.model.crop, e.model.width, e.model.lrn_alpha, e.model.lrn_towers, e.model.dropout), (227, 1.0, 1e-4, 2, 0.5));
+        assert_eq!((e.optim.batch_size, e.optim.lr, e.optim.momentum, e.optim.weight_decay), (128, 0.01, 0.9, 5e-4));
+        assert!(matches!(e.optim.schedule, Schedule::Plateau { factor, max_drops: 3, .. } if factor == 10.0));
+        assert!(e.optim.paper_init && e.data.flip && e.data.pca_noise);
+        assert_eq!(e.data.normalization, Normalization::MeanImage);
+        // The paper preset states nothing the defaults do not already say.
+        assert_eq!(TrainConfig::from_toml(&preset("alexnet-paper")).unwrap().model, e.model);
+    }
+
+    #[test]
     fn a_saved_dist_section_without_overlap_overlaps_and_the_choice_is_saved() {
         // Run folders written before `dist.overlap` existed resume with the default.
         let old =
@@ -298,16 +580,118 @@ mod tests {
         assert!(!c.dist.overlap);
         assert!(!TrainConfig::from_toml(&c.to_toml()).unwrap().dist.overlap);
         // "Never time out" is spelled as a large number; past 30 days it is refused.
-        let e = TrainConfig::from_toml(&text.replace("timeout_s = 60.0", "timeout_s = 1e20")).unwrap_err();
+        let e = TrainConfig::from_toml(&text.replace("timeout_s = 60.0", "timeout_s = 1e20")).unwrap_err().to_string();
         assert!(e.contains("dist.timeout_s must be between 1 and"), "{e}");
     }
 
     #[test]
     fn an_unknown_key_is_a_one_line_error_naming_it() {
         let text = preset("demo").replace("[optim]", "[optim]\nlearning_rate = 0.1");
-        let e = TrainConfig::from_toml(&text).unwrap_err();
+        let e = TrainConfig::from_toml(&text).unwrap_err().to_string();
         assert!(e.contains("learning_rate") && !e.contains('\n'), "{e}");
-        let e = TrainConfig::from_toml(&preset("demo").replace("crop = ", "crop = 1 #")).unwrap_err();
+        let e = TrainConfig::from_toml(&preset("demo").replace("[model]\n", "[model]\ncrop = 1\n")).unwrap_err().to_string();
         assert!(e.contains("crop"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_any_key_and_is_checked_like_the_file() {
+        let mut t: toml::Table = toml::from_str(&preset("demo")).unwrap();
+        apply_sets(
+            &mut t,
+            &sets(&[
+                "optim.lr=0.02",
+                "optim.epochs = 30",
+                "data.normalization=mean-rgb",
+                "run.precision=\"bf16\"",
+                "optim.schedule={kind=\"step\", step_epochs=3, gamma=0.5}",
+                "dist.overlap=false",
+            ]),
+        )
+        .unwrap();
+        let c = TrainConfig::from_table(t).unwrap();
+        assert_eq!((c.optim.lr, c.optim.epochs, c.data.normalization), (0.02, 30, Normalization::MeanRgb));
+        assert_eq!(c.run.precision, Precision::Bf16);
+        assert_eq!(c.optim.schedule, Schedule::Step { step_epochs: 3, gamma: 0.5 });
+        assert!(!c.dist.overlap);
+        // A typo'd key names itself and its section's keys; so does a section.
+        let mut t: toml::Table = toml::from_str(&preset("demo")).unwrap();
+        let e = apply_sets(&mut t, &sets(&["optim.lrr=0.1"])).unwrap_err().to_string();
+        assert!(e.contains("--set optim.lrr=0.1") && e.contains("unknown key \"optim.lrr\"") && e.contains("\"lr\""), "{e}");
+        let e = apply_sets(&mut t, &sets(&["optm.lr=0.1"])).unwrap_err().to_string();
+        assert!(e.contains("unknown section \"optm\""), "{e}");
+        let e = apply_sets(&mut t, &sets(&["optim.lr"])).unwrap_err().to_string();
+        assert!(e.contains("key=value"), "{e}");
+        let e = apply_sets(&mut t, &sets(&["optim.schedule.kind=step"])).unwrap_err().to_string();
+        assert!(e.contains("optim.schedule whole"), "{e}");
+        // Values are validated as in a file: a type error, a range error.
+        let mut t: toml::Table = toml::from_str(&preset("demo")).unwrap();
+        apply_sets(&mut t, &sets(&["optim.batch_size=many"])).unwrap();
+        let e = TrainConfig::from_table(t).unwrap_err().to_string();
+        assert!(e.contains("batch_size") || e.contains("integer"), "{e}");
+        let mut t: toml::Table = toml::from_str(&preset("demo")).unwrap();
+        apply_sets(&mut t, &sets(&["model.dropout=1.5"])).unwrap();
+        let e = TrainConfig::from_table(t).unwrap_err().to_string();
+        assert!(e.contains("model.dropout 1.5"), "{e}");
+    }
+
+    #[test]
+    fn a_resume_applies_safe_changes_and_refuses_the_others() {
+        let t = tempfile::tempdir().unwrap();
+        let demo = t.path().join("demo.toml");
+        std::fs::write(&demo, preset("demo")).unwrap();
+        let run = t.path().join("run");
+        // A fresh start: the preset and its --set; nothing to compare with.
+        let (fresh, changes) = for_run(Some(&demo), &sets(&["optim.lr=0.02"]), &run, false).unwrap();
+        assert!(changes.is_empty() && fresh.optim.lr == 0.02);
+        std::fs::create_dir_all(&run).unwrap();
+        std::fs::write(run.join("config.toml"), fresh.resolve(1).unwrap().to_toml()).unwrap();
+        // Resumed with nothing: the saved config, derived keys kept.
+        let (same, changes) = for_run(None, &[], &run, true).unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(same, fresh.resolve(1).unwrap());
+        // The same preset and --set again are not a change.
+        let (_, changes) = for_run(Some(&demo), &sets(&["optim.lr=0.02"]), &run, true).unwrap();
+        assert!(changes.is_empty(), "{changes:?}");
+        // Extending the run: applied, and reported.
+        let (longer, changes) = for_run(None, &sets(&["optim.epochs=12", "run.log_every_steps=5"]), &run, true).unwrap();
+        assert_eq!((longer.optim.epochs, longer.run.log_every_steps), (12, 5));
+        let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
+        assert_eq!(keys, ["optim.epochs", "run.log_every_steps"]);
+        assert_eq!(changes[0].to_string(), "optim.epochs (8 -> 12)");
+        assert_eq!(longer.dist.world_size, Some(1));
+        // A change of what a step computes is refused, listing every such key; the
+        // preset without the run's --set changes optim.lr back: refused too.
+        let e = for_run(None, &sets(&["model.width=0.5", "optim.epochs=12", "data.flip=false"]), &run, true)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("data.flip (true -> false), model.width (0.25 -> 0.5)") && !e.contains("optim.epochs ("), "{e}");
+        assert!(e.contains("only optim.epochs, run.log_every_steps"), "{e}");
+        let e = for_run(Some(&demo), &[], &run, true).unwrap_err().to_string();
+        assert!(e.contains("optim.lr (0.02 -> 0.005)"), "{e}");
+        // No preset and nothing to resume.
+        let e = for_run(None, &[], &t.path().join("new"), false).unwrap_err().to_string();
+        assert!(e.contains("give --config"), "{e}");
+    }
+
+    #[test]
+    fn the_resolved_config_records_world_global_batch_and_rate() {
+        let mut c = TrainConfig::from_toml(&preset("demo")).unwrap();
+        c.optim.lr = 0.01;
+        let base = c.clone();
+        c.dist.lr_scaling = LrScaling::Linear;
+        let r = c.resolve(4).unwrap();
+        assert_eq!((r.dist.world_size, r.dist.global_batch), (Some(4), Some(128)));
+        assert!((r.dist.scaled_lr.unwrap() - 0.04).abs() < 1e-15);
+        // The saved config round-trips and resolves again to itself (a resume).
+        let saved = TrainConfig::from_toml(&r.to_toml()).unwrap();
+        assert_eq!(saved.resolve(4).unwrap(), r);
+        // Another world size is refused, naming both.
+        let e = saved.resolve(2).unwrap_err().to_string();
+        assert!(e.contains("dist.world_size = 4") && e.contains("2 process"), "{e}");
+        c.dist.global_batch = Some(100);
+        let e = c.resolve(4).unwrap_err().to_string();
+        assert!(e.contains("global_batch = 100"), "{e}");
+        // No scaling: the rate is optim.lr whatever the world.
+        assert_eq!(base.resolve(8).unwrap().dist.scaled_lr, Some(0.01));
     }
 }

@@ -14,6 +14,8 @@ use image::ImageEncoder;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::train::metrics::Record;
+
 pub const WIDTH: u32 = 1200;
 pub const HEIGHT: u32 = 450;
 
@@ -33,28 +35,19 @@ impl Curves {
     /// checkpoint older than its last log line) keeps its latest value; lines that do
     /// not parse (a line cut by a crash) are skipped.
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let records = Record::read_all(path).with_context(|| format!("reading {}", path.display()))?;
         let mut c = Curves::default();
-        for line in text.lines() {
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
-            let num = |k: &str| v.get(k).and_then(|x| x.as_f64());
-            let (Some(kind), Some(step)) = (v.get("kind").and_then(|k| k.as_str()), num("step")) else { continue };
-            let step = step as u64;
-            match kind {
-                "train" => {
-                    if let Some(l) = num("loss") {
-                        c.train_loss.insert(step, l);
-                    }
+        for r in records {
+            match r {
+                Record::Train { step, loss, .. } => {
+                    c.train_loss.insert(step, loss);
                 }
-                "val" | "holdout" => {
-                    if let (Some(e), Some(t1), Some(t5), Some(l)) =
-                        (num("epoch"), num("top1"), num("top5"), num("loss"))
-                    {
-                        let m = if kind == "val" { &mut c.val } else { &mut c.holdout };
-                        m.insert(e as u64, (step, t1, t5, l));
-                    }
+                Record::Val { epoch, step, top1, top5, loss, .. } => {
+                    c.val.insert(epoch, (step, top1, top5, loss));
                 }
-                _ => {}
+                Record::Holdout { epoch, step, top1, top5, loss, .. } => {
+                    c.holdout.insert(epoch, (step, top1, top5, loss));
+                }
             }
         }
         Ok(c)

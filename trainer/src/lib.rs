@@ -1,16 +1,37 @@
-//! `trainer`: the AlexNet training side: the input pipeline ([`data`]), the models
-//! ([`model`]), SGD ([`sgd`]), checkpoint files ([`checkpoint`]), the training loop
-//! ([`train`]), data parallel through libtorch's c10d ([`dist`]) and device selection.
+//! `trainer`: AlexNet on libtorch, in two layers for its two clients.
+//!
+//! The runtime (always built; what `eval` uses, with `default-features = false`):
+//! - [`model`]: the two AlexNets, named and shaped as the PyTorch modules;
+//! - [`checkpoint`]: the checkpoint format: model file, optimizer file, run folder;
+//! - [`data`]: the input pipeline: memory-mapped shards -> workers -> batch ring ->
+//!   float batches on the device ([`data::Pipeline`]);
+//! - [`topk`], [`device`], [`ext`] (bf16 autocast and deterministic mode).
+//!
+//! Training (the default `train` feature):
+//! - [`train`]: the run: setup, [`train::Learner::step`], epochs, validation, metrics;
+//! - [`config`]: the TOML presets, `--set`, what a resumed run may change;
+//! - [`sgd`], [`schedule`]: the optimizer and the learning-rate schedules;
+//! - [`dist`]: data parallel through libtorch's c10d (the C++ shim);
+//! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs.
 
 pub mod checkpoint;
-pub mod config;
-pub mod curves;
 pub mod data;
 pub mod device;
-pub mod dist;
 pub mod ext;
 pub mod model;
-pub mod schedule;
-pub mod sgd;
 pub mod topk;
+
+#[cfg(feature = "train")]
+pub mod cli;
+#[cfg(feature = "train")]
+pub mod config;
+#[cfg(feature = "train")]
+pub mod curves;
+#[cfg(feature = "train")]
+pub mod dist;
+#[cfg(feature = "train")]
+pub mod schedule;
+#[cfg(feature = "train")]
+pub mod sgd;
+#[cfg(feature = "train")]
 pub mod train;

@@ -15,10 +15,12 @@ use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, TchError, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum Arch {
+    /// The paper's two-tower network (reference_models.PaperAlexNet).
     Paper,
+    /// torchvision's alexnet ("one weird trick").
     Owt,
 }
 

@@ -7,6 +7,9 @@
 //!   far at the current rate, the rate is divided by `factor`, at most `max_drops` times.
 //! - `step`: times `gamma` every `step_epochs` (torchvision's reference: 0.1 every 30).
 //! - `epochs`: times `gamma` at each listed epoch.
+//!
+//! Under data parallel with linear scaling, [`warmup_lr`] ramps the rate up from the
+//! unscaled one over the first epochs (Goyal et al. 2017).
 
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +51,18 @@ pub fn learning_rate(schedule: &Schedule, base: f64, epoch: usize, val_errors: &
     }
 }
 
+/// The learning rate of one step: `epoch_lr` (scaled, after the schedule), ramped
+/// linearly from `epoch_lr / factor` (the unscaled rate) during the first
+/// `warmup_epochs` epochs (Goyal et al. 2017, section 2.2). `batch` of `steps` is the
+/// step's place in its epoch.
+pub fn warmup_lr(epoch_lr: f64, factor: f64, warmup_epochs: f64, epoch: usize, batch: usize, steps: usize) -> f64 {
+    let t = epoch as f64 + batch as f64 / steps.max(1) as f64;
+    if warmup_epochs <= 0.0 || t >= warmup_epochs || factor <= 1.0 {
+        return epoch_lr;
+    }
+    epoch_lr * (1.0 / factor + (1.0 - 1.0 / factor) * t / warmup_epochs)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,5 +91,17 @@ mod tests {
         assert!((lrs[9] - 1e-4).abs() < 1e-15);
         assert!((lrs[11] - 1e-5).abs() < 1e-16);
         assert!((lrs[15] - 1e-5).abs() < 1e-16);
+    }
+
+    #[test]
+    fn warm_up_ramps_linearly_from_the_unscaled_rate() {
+        // 8 ranks, linear scaling: 0.1 -> 0.8 over 2 epochs of 10 steps.
+        let at = |e, b| warmup_lr(0.8, 8.0, 2.0, e, b, 10);
+        assert!((at(0, 0) - 0.1).abs() < 1e-12);
+        assert!((at(1, 0) - 0.45).abs() < 1e-12);
+        assert!((at(1, 5) - (0.1 + 0.7 * 0.75)).abs() < 1e-12);
+        assert_eq!(at(2, 0), 0.8);
+        assert_eq!(warmup_lr(0.8, 8.0, 0.0, 0, 0, 10), 0.8);
+        assert_eq!(warmup_lr(0.1, 1.0, 5.0, 0, 0, 10), 0.1);
     }
 }

@@ -46,49 +46,21 @@ fn dataset(dir: &Path) -> PathBuf {
     common::tiny_dataset(dir)
 }
 
-/// Per-rank batch 4; dropout off (its masks depend on the batch split); augmentation
-/// on (its draws depend on the rank and the position, which the reference reproduces).
-const TINY: &str = r#"
-[model]
-arch = "paper"
-crop = 67
-width = 0.1
-dropout = 0.0
-
-[data]
-normalization = "mean-image"
-workers = 1
-prefetch = 2
-shuffle = "full"
-flip = true
-pca_noise = true
-
-[optim]
-batch_size = 4
-lr = 0.02
-momentum = 0.9
-weight_decay = 5e-4
-epochs = 3
-paper_init = false
-schedule = { kind = "step", step_epochs = 2, gamma = 0.1 }
-
-[run]
-seed = 4
-checkpoint_minutes = 30.0
-keep_last = 2
-log_every_steps = 1
-
-[dist]
-lr_scaling = "none"
-warmup_epochs = 0.0
-timeout_s = TIMEOUT
-bucket_mb = 0.05
-"#;
-
+/// The tests' preset at a per-rank batch of 4; dropout off (its masks depend on the
+/// batch split); augmentation on (its draws depend on the rank and the position, which
+/// the reference reproduces). Written as the run's preset file.
 fn config(dir: &Path, timeout_s: u64, epochs: usize) -> PathBuf {
     let p = dir.join(format!("tiny-{timeout_s}-{epochs}.toml"));
-    let text = TINY.replace("TIMEOUT", &timeout_s.to_string()).replace("epochs = 3", &format!("epochs = {epochs}"));
-    std::fs::write(&p, text).unwrap();
+    let cfg = common::tiny(&[
+        "model.dropout=0.0",
+        "data.workers=1",
+        "optim.batch_size=4",
+        &format!("optim.epochs={epochs}"),
+        "run.log_every_steps=1",
+        &format!("dist.timeout_s={timeout_s}.0"),
+        "dist.bucket_mb=0.05",
+    ]);
+    std::fs::write(&p, cfg.to_toml()).unwrap();
     p
 }
 

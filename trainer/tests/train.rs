@@ -9,7 +9,7 @@ use tch::{nn::VarStore, Device};
 use trainer::checkpoint::load_model;
 use trainer::config::TrainConfig;
 use trainer::model::AlexNet;
-use trainer::train::{run, RunOptions};
+use trainer::train::{run, Record, RunOptions};
 
 /// libtorch's random generator (dropout) and thread count are global to the process:
 /// the training runs of this file take turns, as separate processes would.
@@ -24,35 +24,6 @@ fn dataset(dir: &Path) -> PathBuf {
     common::tiny_dataset(dir)
 }
 
-const TINY: &str = r#"
-[model]
-arch = "paper"
-crop = 67
-width = 0.1
-
-[data]
-normalization = "mean-image"
-workers = 2
-prefetch = 2
-shuffle = "full"
-flip = true
-pca_noise = true
-
-[optim]
-batch_size = 8
-lr = 0.02
-momentum = 0.9
-weight_decay = 5e-4
-epochs = 3
-paper_init = false
-schedule = { kind = "step", step_epochs = 2, gamma = 0.1 }
-
-[run]
-seed = 4
-checkpoint_minutes = 30.0
-keep_last = 2
-log_every_steps = 2
-"#;
 
 /// A new run of the dataset `data` in `run_dir`, on the CPU, to its end.
 fn fresh(data: &Path, run_dir: PathBuf) -> RunOptions {
@@ -74,7 +45,7 @@ fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
     tch::set_num_threads(1);
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let cfg = TrainConfig::from_toml(TINY).unwrap();
+    let cfg = common::tiny(&[]);
     let opts = |dir: &str, resume: bool, max_steps: Option<u64>| RunOptions {
         data: data.clone(),
         run_dir: t.path().join(dir),
@@ -103,11 +74,12 @@ fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
     }
     assert_eq!((full.val_top1, full.val_top5), (c.val_top1, c.val_top5));
     // The loss fell: metrics.jsonl of the full run.
-    let m = std::fs::read_to_string(t.path().join("full/metrics.jsonl")).unwrap();
-    let losses: Vec<f64> = m
-        .lines()
-        .filter(|l| l.contains("\"kind\": \"train\""))
-        .map(|l| l.split("\"loss\": ").nth(1).unwrap().split(',').next().unwrap().parse().unwrap())
+    let losses: Vec<f64> = records(&t.path().join("full/metrics.jsonl"))
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Train { loss, .. } => Some(loss),
+            _ => None,
+        })
         .collect();
     assert!(losses.len() >= 6);
     let first: f64 = losses[..2].iter().sum::<f64>() / 2.0;
@@ -164,10 +136,20 @@ fn damaged_momentum_is_refused(cfg: &TrainConfig, run_dir: &Path, opts: &RunOpti
 
 #[test]
 fn a_checkpoint_of_other_classes_or_a_bad_config_is_a_one_line_error() {
-    let e = TrainConfig::from_toml(&TINY.replace("[run]", "[run]\nsed = 1")).unwrap_err();
+    let e = TrainConfig::from_toml(&common::tiny_text().replace("[run]", "[run]\nsed = 1")).unwrap_err().to_string();
     assert!(e.contains("sed") && !e.contains('\n'), "{e}");
-    let e = TrainConfig::from_toml(&TINY.replace("crop = 67", "crop = 40")).unwrap_err();
+    let e = TrainConfig::from_toml(&common::tiny_text().replace("crop = 67", "crop = 40")).unwrap_err().to_string();
     assert!(e.contains("crop 40"), "{e}");
+    // The same through --set: a typo'd key names itself; a bad value is checked.
+    let sets = |s: &[&str]| TrainConfig::parse(&common::tiny_text(), &s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    let e = sets(&["run.sed=1"]).unwrap_err().to_string();
+    assert!(e.contains("--set run.sed=1: unknown key \"run.sed\"") && !e.contains('\n'), "{e}");
+    let e = sets(&["model.crop=40"]).unwrap_err().to_string();
+    assert!(e.contains("crop 40"), "{e}");
+}
+
+fn records(path: &Path) -> Vec<Record> {
+    Record::read_all(path).unwrap()
 }
 
 fn plateau_errors(optim: &Path) -> Vec<f64> {
@@ -182,27 +164,29 @@ fn a_held_out_train_slice_drives_the_plateau_rule_and_the_curves_are_drawn() {
     tch::set_num_threads(1);
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let text =
-        TINY.replace("pca_noise = true", "pca_noise = true\nholdout = 8").replace("epochs = 3", "epochs = 2").replace(
-            "schedule = { kind = \"step\", step_epochs = 2, gamma = 0.1 }",
-            "schedule = { kind = \"plateau\", patience = 3, threshold = 0.0, factor = 10.0, max_drops = 3 }",
-        );
-    let cfg = TrainConfig::from_toml(&text).unwrap();
+    let sets = [
+        "data.holdout=8",
+        "optim.epochs=2",
+        "optim.schedule={ kind = \"plateau\", patience = 3, threshold = 0.0, factor = 10.0, max_drops = 3 }",
+    ];
+    let cfg = common::tiny(&sets);
     assert_eq!(cfg.data.holdout, 8);
     let opts = fresh(&data, t.path().join("run"));
     let s = run(&cfg, &opts).unwrap();
     // 48 - 8 = 40 train rows left: 5 steps of 8 per epoch.
     assert_eq!((s.global_step, s.epochs_done), (10, 2));
-    let m = std::fs::read_to_string(t.path().join("run/metrics.jsonl")).unwrap();
-    let field = |l: &str, k: &str| -> f64 {
-        l.split(&format!("\"{k}\": ")).nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap()
-    };
-    let held: Vec<&str> = m.lines().filter(|l| l.contains("\"kind\": \"holdout\"")).collect();
+    let held: Vec<(u64, f64)> = records(&t.path().join("run/metrics.jsonl"))
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Holdout { images, top1, .. } => Some((images, top1)),
+            _ => None,
+        })
+        .collect();
     assert_eq!(held.len(), 2);
-    assert!(held.iter().all(|l| field(l, "images") == 8.0));
+    assert!(held.iter().all(|&(images, _)| images == 8));
     // The schedule saw the held-out errors, not val's.
     let errors = plateau_errors(&s.last_checkpoint.with_extension("optim.safetensors"));
-    let expect: Vec<f64> = held.iter().map(|l| 1.0 - field(l, "top1")).collect();
+    let expect: Vec<f64> = held.iter().map(|&(_, top1)| 1.0 - top1).collect();
     assert_eq!(errors.len(), 2);
     for (e, x) in errors.iter().zip(&expect) {
         assert!((e - x).abs() < 1e-5, "plateau errors {errors:?}, held-out errors {expect:?}");
@@ -214,7 +198,7 @@ fn a_held_out_train_slice_drives_the_plateau_rule_and_the_curves_are_drawn() {
     assert!(coloured > 300, "curves.png has no curves ({coloured} coloured pixels)");
     // Too large a slice is refused.
     let e = run(
-        &TrainConfig::from_toml(&text.replace("holdout = 8", "holdout = 44")).unwrap(),
+        &common::tiny(&[&sets[..], &["data.holdout=44"]].concat()),
         &RunOptions { run_dir: t.path().join("run2"), ..opts },
     )
     .unwrap_err()
@@ -228,9 +212,8 @@ fn channels_last_trains_to_the_same_weights_and_saves_nchw() {
     tch::set_num_threads(1);
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let one = TINY.replace("epochs = 3", "epochs = 1");
-    let base = TrainConfig::from_toml(&one).unwrap();
-    let nhwc = TrainConfig::from_toml(&one.replace("[run]", "[run]\nchannels_last = true")).unwrap();
+    let base = common::tiny(&["optim.epochs=1"]);
+    let nhwc = common::tiny(&["optim.epochs=1", "run.channels_last=true"]);
     assert!(nhwc.run.channels_last);
     let go = |cfg: &TrainConfig, dir: &str| run(cfg, &fresh(&data, t.path().join(dir))).unwrap().last_checkpoint;
     let (a, b) = (weights(&go(&base, "nchw"), &base), weights(&go(&nhwc, "nhwc"), &base));
@@ -254,27 +237,30 @@ fn the_owt_model_trains_too() {
     tch::set_num_threads(2);
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let text = TINY
-        .replace("arch = \"paper\"\ncrop = 67\nwidth = 0.1", "arch = \"owt\"\ncrop = 63")
-        .replace("normalization = \"mean-image\"", "normalization = \"torchvision\"")
-        .replace("lr = 0.02", "lr = 0.01")
-        .replace("weight_decay = 5e-4", "weight_decay = 1e-4");
-    let cfg = TrainConfig::from_toml(&text).unwrap();
+    let cfg = common::tiny(&[
+        "model.arch=owt",
+        "model.crop=63",
+        "model.width=1.0",
+        "data.normalization=torchvision",
+        "optim.lr=0.01",
+        "optim.weight_decay=1e-4",
+    ]);
     assert_eq!(cfg.model.arch, trainer::model::Arch::Owt);
     let opts = fresh(&data, t.path().join("owt"));
     let s = run(&cfg, &opts).unwrap();
     assert_eq!((s.global_step, s.epochs_done), (18, 3));
-    let m = std::fs::read_to_string(t.path().join("owt/metrics.jsonl")).unwrap();
-    let val_loss: Vec<f64> = m
-        .lines()
-        .filter(|l| l.contains("\"kind\": \"val\""))
-        .map(|l| l.split("\"loss\": ").nth(1).unwrap().split([',', '}']).next().unwrap().parse().unwrap())
+    let val_loss: Vec<f64> = records(&t.path().join("owt/metrics.jsonl"))
+        .into_iter()
+        .filter_map(|r| match r {
+            Record::Val { loss, .. } => Some(loss),
+            _ => None,
+        })
         .collect();
     assert_eq!(val_loss.len(), 3);
     assert!(val_loss.windows(2).all(|w| w[1] < w[0]), "the owt val loss did not fall: {val_loss:?}");
     assert!(val_loss[0] < 3f64.ln() + 0.01, "{val_loss:?}");
     // A checkpoint of this model is refused by the paper model, by name.
-    let paper = TrainConfig::from_toml(TINY).unwrap();
+    let paper = common::tiny(&[]);
     let mut vs = VarStore::new(Device::Cpu);
     let _m = AlexNet::new(&vs.root(), &paper.model_config(3)).unwrap();
     let e = load_model(&s.last_checkpoint, &mut vs).unwrap_err().to_string();
@@ -287,9 +273,8 @@ fn bf16_autocast_trains_close_to_float32() {
     tch::set_num_threads(1);
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let one = TINY.replace("epochs = 3", "epochs = 1");
-    let fp32 = TrainConfig::from_toml(&one).unwrap();
-    let bf16 = TrainConfig::from_toml(&one.replace("[run]", "[run]\nprecision = \"bf16\"")).unwrap();
+    let fp32 = common::tiny(&["optim.epochs=1"]);
+    let bf16 = common::tiny(&["optim.epochs=1", "run.precision=bf16"]);
     assert_eq!(bf16.run.precision, trainer::config::Precision::Bf16);
     let go = |cfg: &TrainConfig, dir: &str| run(cfg, &fresh(&data, t.path().join(dir))).unwrap();
     let (a, b) = (go(&fp32, "fp32"), go(&bf16, "bf16"));
@@ -305,6 +290,13 @@ fn bf16_autocast_trains_close_to_float32() {
         assert!(diff <= 0.05 * scale, "{n}: bf16 weights {diff} away (largest weight {scale})");
     }
     assert!(differ, "bf16 gave bit-identical weights: autocast did not run");
+    // Every train line parses with a finite loss (JSON writes NaN as null: such a line
+    // would not parse).
     let m = std::fs::read_to_string(t.path().join("bf16/metrics.jsonl")).unwrap();
-    assert!(m.lines().filter(|l| l.contains("\"kind\": \"train\"")).all(|l| !l.contains("NaN") && !l.contains("inf")));
+    let lines = m.lines().filter(|l| l.contains("\"train\"")).count();
+    let finite = records(&t.path().join("bf16/metrics.jsonl"))
+        .iter()
+        .filter(|r| matches!(r, Record::Train { loss, .. } if loss.is_finite()))
+        .count();
+    assert!(lines >= 3 && finite == lines, "{finite} of {lines} train lines with a finite loss");
 }

@@ -25,8 +25,10 @@
 pub mod augment;
 pub mod loader;
 pub mod normalize;
+pub mod pipeline;
 pub mod sampler;
 
 pub use loader::{Batch, Crops, Loader, LoaderConfig, LoaderError, LoaderStats, Rows};
 pub use normalize::{Normalization, Normalizer, PixelTransform};
+pub use pipeline::Pipeline;
 pub use sampler::Shuffle;

@@ -1,62 +1,12 @@
-//! What the training loop agrees on across ranks: the resolved data-parallel
-//! configuration, the resume position, the stop, validation counts, and the weights.
+//! What the ranks agree on besides the gradients: the resume position, the stop, sums
+//! of counts (validation), and the weights.
 
-use anyhow::{bail, ensure, Result};
 use sha2::{Digest, Sha256};
 use tch::{Device, Kind, Tensor};
 
-use super::ProcessGroup;
-use crate::config::TrainConfig;
+use super::group::{DistError, ProcessGroup};
 
-/// The configuration with `dist.world_size`, `dist.global_batch` and `dist.scaled_lr`
-/// filled in for `world` ranks (saved as the run's config). Values already there (a
-/// preset that states them, or a resumed run's saved config) must agree: a run
-/// resumes with the world size it started with.
-pub fn resolve_config(cfg: &TrainConfig, world: usize) -> Result<TrainConfig> {
-    let d = &cfg.dist;
-    if let Some(w) = d.world_size {
-        ensure!(
-            w == world,
-            "the run's config says dist.world_size = {w} but {world} process(es) were launched: resume with {w} \
-             (the world size cannot change mid-run: the epoch's slices and the learning rate depend on it), or \
-             start a new run folder"
-        );
-    }
-    let global = cfg.optim.batch_size * world;
-    if let Some(g) = d.global_batch {
-        ensure!(
-            g == global,
-            "dist.global_batch = {g}, but optim.batch_size {} (per rank) x {world} rank(s) = {global}",
-            cfg.optim.batch_size
-        );
-    }
-    let lr = cfg.optim.lr * d.lr_factor(world);
-    if let Some(s) = d.scaled_lr {
-        ensure!(
-            (s - lr).abs() <= 1e-12 * lr.abs(),
-            "dist.scaled_lr = {s}, but optim.lr {} with {:?} scaling over {world} rank(s) gives {lr}",
-            cfg.optim.lr,
-            d.lr_scaling
-        );
-    }
-    let mut out = cfg.clone();
-    out.dist.world_size = Some(world);
-    out.dist.global_batch = Some(global);
-    out.dist.scaled_lr = Some(lr);
-    Ok(out)
-}
-
-/// The learning rate of one step: `epoch_lr` (scaled, after the schedule), ramped
-/// linearly from `epoch_lr / factor` (the unscaled rate) during the first
-/// `warmup_epochs` epochs (Goyal et al. 2017, section 2.2). `batch` of `steps` is the
-/// step's place in its epoch.
-pub fn warmup_lr(epoch_lr: f64, factor: f64, warmup_epochs: f64, epoch: usize, batch: usize, steps: usize) -> f64 {
-    let t = epoch as f64 + batch as f64 / steps.max(1) as f64;
-    if warmup_epochs <= 0.0 || t >= warmup_epochs || factor <= 1.0 {
-        return epoch_lr;
-    }
-    epoch_lr * (1.0 / factor + (1.0 - 1.0 / factor) * t / warmup_epochs)
-}
+type Result<T> = std::result::Result<T, DistError>;
 
 fn values(pg: &ProcessGroup, v: &[f64]) -> Tensor {
     Tensor::from_slice(v).to_device(pg.device())
@@ -92,12 +42,12 @@ pub fn agree(pg: &ProcessGroup, loss: f64, stop: bool) -> Result<(f64, bool)> {
     Ok((v[0] / pg.world() as f64, v[1] > 0.0))
 }
 
-/// Validation counts summed over the ranks.
-pub fn sum_counts(pg: &ProcessGroup, c: crate::train::ValCounts) -> Result<crate::train::ValCounts> {
-    let t = values(pg, &[c.images as f64, c.top1 as f64, c.top5 as f64, c.loss_sum]);
+/// `values` summed over the ranks, element by element (exact for integer counts below
+/// 2^53).
+pub fn sum(pg: &ProcessGroup, values: &[f64]) -> Result<Vec<f64>> {
+    let t = self::values(pg, values);
     pg.all_reduce_sum(std::slice::from_ref(&t))?;
-    let v = read(&t)?;
-    Ok(crate::train::ValCounts { images: v[0] as i64, top1: v[1] as i64, top5: v[2] as i64, loss_sum: v[3] })
+    read(&t)
 }
 
 /// Fails on every rank unless all see rank 0's position (a resumed run reads the same
@@ -109,14 +59,14 @@ pub fn check_same_position(pg: &ProcessGroup, epoch: usize, batch: usize, step: 
     let root = read(&t)?;
     let differs = root != mine;
     if any(pg, differs)? {
-        bail!(
+        return Err(DistError::Mismatch(format!(
             "the ranks start from different positions (rank {} at epoch {epoch} batch {batch} step {step}, rank 0 at \
              epoch {} batch {} step {}): every rank must see the same run folder (a shared filesystem)",
             pg.rank(),
             root[0],
             root[1],
             root[2]
-        );
+        )));
     }
     Ok(())
 }
@@ -151,61 +101,15 @@ pub fn check_same_weights(pg: &ProcessGroup, params: &[Tensor], when: &str) -> R
     pg.broadcast(std::slice::from_ref(&t), 0)?;
     let differs = read(&t)? != mine;
     if any(pg, differs)? {
-        bail!(
+        return Err(DistError::Mismatch(format!(
             "the ranks' weights differ after {when} (rank {}'s {} rank 0's): a non-deterministic reduction or a bug; \
              the last checkpoint holds rank 0's",
             pg.rank(),
             if differs { "differ from" } else { "equal" }
-        );
+        )));
     }
     if pg.rank() == 0 {
         eprintln!("train: weights bit-identical on all {} ranks after {when}", pg.world());
     }
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::LrScaling;
-
-    /// The demo preset with the rate these tests' numbers assume.
-    fn cfg() -> TrainConfig {
-        let text = std::fs::read_to_string(format!("{}/../configs/demo.toml", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        let mut c = TrainConfig::from_toml(&text).unwrap();
-        c.optim.lr = 0.01;
-        c
-    }
-
-    #[test]
-    fn the_resolved_config_records_world_global_batch_and_rate() {
-        let mut c = cfg();
-        c.dist.lr_scaling = LrScaling::Linear;
-        let r = resolve_config(&c, 4).unwrap();
-        assert_eq!((r.dist.world_size, r.dist.global_batch), (Some(4), Some(128)));
-        assert!((r.dist.scaled_lr.unwrap() - 0.04).abs() < 1e-15);
-        // The saved config round-trips and resolves again to itself (a resume).
-        let saved = TrainConfig::from_toml(&r.to_toml()).unwrap();
-        assert_eq!(resolve_config(&saved, 4).unwrap(), r);
-        // Another world size is refused, naming both.
-        let e = resolve_config(&saved, 2).unwrap_err().to_string();
-        assert!(e.contains("dist.world_size = 4") && e.contains("2 process"), "{e}");
-        c.dist.global_batch = Some(100);
-        let e = resolve_config(&c, 4).unwrap_err().to_string();
-        assert!(e.contains("global_batch = 100"), "{e}");
-        // No scaling: the rate is optim.lr whatever the world.
-        assert_eq!(resolve_config(&cfg(), 8).unwrap().dist.scaled_lr, Some(0.01));
-    }
-
-    #[test]
-    fn warm_up_ramps_linearly_from_the_unscaled_rate() {
-        // 8 ranks, linear scaling: 0.1 -> 0.8 over 2 epochs of 10 steps.
-        let at = |e, b| warmup_lr(0.8, 8.0, 2.0, e, b, 10);
-        assert!((at(0, 0) - 0.1).abs() < 1e-12);
-        assert!((at(1, 0) - 0.45).abs() < 1e-12);
-        assert!((at(1, 5) - (0.1 + 0.7 * 0.75)).abs() < 1e-12);
-        assert_eq!(at(2, 0), 0.8);
-        assert_eq!(warmup_lr(0.8, 8.0, 0.0, 0, 0, 10), 0.8);
-        assert_eq!(warmup_lr(0.1, 1.0, 5.0, 0, 0, 10), 0.1);
-    }
 }

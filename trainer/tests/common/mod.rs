@@ -13,3 +13,14 @@ pub fn tiny_dataset(dir: &Path) -> PathBuf {
     s.corrupt = 0;
     synth::build_raw(&s, &dir.join("ds")).unwrap()
 }
+
+/// `configs/smoke-tiny.toml`, the tests' preset, with `key=value` overrides (as
+/// `train run --set`).
+pub fn tiny(sets: &[&str]) -> trainer::config::TrainConfig {
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    trainer::config::TrainConfig::parse(&tiny_text(), &sets).unwrap()
+}
+
+pub fn tiny_text() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml")).unwrap()
+}

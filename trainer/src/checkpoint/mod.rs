@@ -11,7 +11,14 @@ use std::path::Path;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
+use crate::data::Normalization;
 use crate::model::{Arch, ModelConfig};
+
+pub mod optim_file;
+pub mod run_dir;
+
+pub use optim_file::{optim_path, read_optim, write_optim, Position};
+pub use run_dir::RunDir;
 
 pub const FORMAT: &str = "alexnet-checkpoint-v1";
 
@@ -33,7 +40,7 @@ fn bad(path: &Path, message: impl Into<String>) -> CheckpointError {
 #[derive(Debug, Clone, PartialEq)]
 pub struct CheckpointMeta {
     pub model: ModelConfig,
-    pub normalization: String,
+    pub normalization: Normalization,
     pub epoch: u64,
     pub step: u64,
     pub manifest_sha256: String,
@@ -51,7 +58,7 @@ impl CheckpointMeta {
             ("width".into(), m.width.to_string()),
             ("lrn_alpha".into(), m.lrn_alpha.to_string()),
             ("lrn_towers".into(), m.lrn_towers.to_string()),
-            ("normalization".into(), self.normalization.clone()),
+            ("normalization".into(), self.normalization.name().into()),
             ("epoch".into(), self.epoch.to_string()),
             ("step".into(), self.step.to_string()),
             ("manifest_sha256".into(), self.manifest_sha256.clone()),
@@ -84,7 +91,8 @@ impl CheckpointMeta {
             serde_json::from_str(get("wnids")?).map_err(|e| bad(path, format!("metadata wnids: {e}")))?;
         Ok(Self {
             model,
-            normalization: get("normalization")?.clone(),
+            normalization: Normalization::from_name(get("normalization")?)
+                .ok_or_else(|| bad(path, format!("unknown normalization {:?} in the metadata", m["normalization"])))?,
             epoch: num("epoch")? as u64,
             step: num("step")? as u64,
             manifest_sha256: get("manifest_sha256")?.clone(),
@@ -206,7 +214,7 @@ mod tests {
         m.paper_init();
         let meta = CheckpointMeta {
             model: small(),
-            normalization: "mean-image".into(),
+            normalization: Normalization::MeanImage,
             epoch: 2,
             step: 40,
             manifest_sha256: "ab".repeat(32),
