@@ -203,15 +203,10 @@ fn two_ranks_equal_one_process_on_the_union_of_their_batches() {
     // The same under Slurm's variables, rank 0 hosting the store, with the gradients
     // averaged after the backward pass instead of during it (c10d's Reducer): at two
     // ranks both are exact (halving is), so the weights are bit-identical.
+    // (`--set`, as a user would switch it).
     let dir_s = t.path().join("slurm");
-    let after = t.path().join("after-backward.toml");
-    let toml =
-        std::fs::read_to_string(&cfg_path).unwrap().replace("bucket_mb = 0.05", "bucket_mb = 0.05\noverlap = false");
-    std::fs::write(&after, toml).unwrap();
-    let args: Vec<String> = run_args(&dir_s)
-        .into_iter()
-        .map(|a| if a == cfg_path.to_str().unwrap() { after.display().to_string() } else { a })
-        .collect();
+    let mut args: Vec<String> = run_args(&dir_s);
+    args.extend(["--set".to_string(), "dist.overlap=false".to_string()]);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let port = free_port();
     let ranks: Vec<Child> = (0..2)
@@ -221,6 +216,8 @@ fn two_ranks_equal_one_process_on_the_union_of_their_batches() {
         let o = c.wait_with_output().unwrap();
         assert!(o.status.success(), "{}", text(&o));
     }
+    let saved = TrainConfig::from_toml(&std::fs::read_to_string(dir_s.join("config.toml")).unwrap()).unwrap();
+    assert!(!saved.dist.overlap && cfg.dist.overlap, "--set dist.overlap=false is recorded in the run's config.toml");
     let slurm = weights(&dir_s.join(&ckpt), &cfg);
     for ((n, a), (_, b)) in ddp.iter().zip(&slurm) {
         assert!(a.equal(b), "{n}: torchrun (overlapped) and srun (after backward) runs differ");

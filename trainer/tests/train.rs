@@ -300,3 +300,39 @@ fn bf16_autocast_trains_close_to_float32() {
         .count();
     assert!(lines >= 3 && finite == lines, "{finite} of {lines} train lines with a finite loss");
 }
+
+/// `train run` as a user runs it: a fresh start with `--set`, a resume that extends the
+/// run (applied, printed, saved), a resume that would change the model (refused).
+#[test]
+fn the_binary_applies_set_and_refuses_a_changed_config_on_resume() {
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml");
+    let run_dir = t.path().join("run");
+    let train = |args: &[&str]| {
+        let o = std::process::Command::new(env!("CARGO_BIN_EXE_train"))
+            .args(["run", "--data", data.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap(), "--threads", "1"])
+            .args(args)
+            .env_remove("RANK")
+            .env_remove("WORLD_SIZE")
+            .env_remove("SLURM_PROCID")
+            .output()
+            .unwrap();
+        (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+    };
+    let saved = || TrainConfig::from_toml(&std::fs::read_to_string(run_dir.join("config.toml")).unwrap()).unwrap();
+    let (ok, out) = train(&["--config", preset, "--set", "optim.epochs=1", "--set", "run.log_every_steps=3"]);
+    assert!(ok && out.contains("epochs 1 steps 6"), "{out}");
+    assert_eq!((saved().optim.epochs, saved().run.log_every_steps), (1, 3));
+    // A typo'd key: one line naming it, nothing run.
+    let (ok, out) = train(&["--resume", "--set", "optim.epoch=2"]);
+    assert!(!ok && out.contains("unknown key \"optim.epoch\"") && out.lines().count() == 1, "{out}");
+    // Extended: applied and saved, so the next resume keeps it.
+    let (ok, out) = train(&["--resume", "--set", "optim.epochs=2"]);
+    assert!(ok && out.contains("optim.epochs (1 -> 2) applied") && out.contains("epochs 2 steps 12"), "{out}");
+    assert_eq!(saved().optim.epochs, 2);
+    // A model change is refused, naming it; the safe change beside it is not applied.
+    let (ok, out) = train(&["--resume", "--set", "model.width=0.2", "--set", "optim.epochs=3"]);
+    assert!(!ok && out.contains("model.width (0.1 -> 0.2)") && !out.contains("optim.epochs ("), "{out}");
+    assert_eq!(saved().optim.epochs, 2, "a refused resume saves nothing");
+}
