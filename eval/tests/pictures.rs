@@ -29,7 +29,7 @@ fn checkpoint(path: &Path, data: &Path) -> PathBuf {
     m.torch_default_init();
     let meta = CheckpointMeta {
         model: cfg,
-        normalization: "mean-image".into(),
+        normalization: trainer::data::Normalization::MeanImage,
         epoch: 0,
         step: 0,
         manifest_sha256: String::new(),

@@ -46,7 +46,7 @@ fn checkpoint(
     let ds = Dataset::open(data).unwrap();
     let meta = CheckpointMeta {
         model: cfg.clone(),
-        normalization: norm.name().into(),
+        normalization: norm,
         epoch: 1,
         step: 10,
         manifest_sha256: "00".repeat(32),

@@ -51,7 +51,7 @@ fn main() -> anyhow::Result<()> {
                 let logits = tch::no_grad(|| model.forward_t(&x, false));
                 let meta = CheckpointMeta {
                     model: cfg.clone(),
-                    normalization: "mean-image".into(),
+                    normalization: trainer::data::Normalization::MeanImage,
                     epoch: 0,
                     step: 0,
                     manifest_sha256: String::new(),

@@ -16,9 +16,8 @@
 //! a step boundary through a small all-reduce, and after each epoch the ranks check
 //! that their weights are bit-identical.
 
-use std::collections::HashMap;
 use std::io::{IsTerminal, Write};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,10 +25,9 @@ use std::time::Instant;
 use alexnet_shared::{read_mean_image, sha256_file, Dataset, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use safetensors::tensor::SafeTensors;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 
-use crate::checkpoint::{load_model, save_model, write_tensors, CheckpointMeta};
+use crate::checkpoint::{load_model, optim_path, read_optim, CheckpointMeta, Position, RunDir};
 use crate::config::{Precision, TrainConfig};
 use crate::curves::Curves;
 use crate::data::sampler::{derive_seed, held_out_rows};
@@ -38,8 +36,6 @@ use crate::dist::{GradBuckets, Overlap, ProcessGroup};
 use crate::model::AlexNet;
 use crate::schedule::learning_rate;
 use crate::sgd::Sgd;
-
-const OPTIM_FORMAT: &str = "alexnet-optim-v1";
 
 #[derive(Debug, Clone)]
 pub struct RunOptions {
@@ -87,19 +83,6 @@ fn forward_order(names: &[String]) -> Vec<usize> {
     idx
 }
 
-/// Where a run stands: saved in `*.optim.safetensors`.
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Position {
-    epoch: usize,
-    /// Batches of `epoch` already trained.
-    batch: usize,
-    global_step: u64,
-    /// The top-1 error of each finished epoch that drives the plateau schedule: on val,
-    /// or on the held-out slice of train when the run holds one out.
-    val_errors: Vec<f64>,
-    best_top1: f64,
-}
-
 pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
     run_distributed(cfg, opt, None)
 }
@@ -114,8 +97,8 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
     let ds = Dataset::open(&opt.data)?;
     let manifest = ds.manifest().clone();
     let manifest_sha = sha256_file(&opt.data.join(MANIFEST_FILE))?;
-    let ckpt_dir = opt.run_dir.join("checkpoints");
-    let latest = latest_checkpoint(&ckpt_dir)?;
+    let run_dir = RunDir::new(&opt.run_dir);
+    let latest = run_dir.latest()?;
     if latest.is_some() && !opt.resume {
         bail!(
             "{} already holds checkpoints: use --resume to continue it, or another run folder",
@@ -123,7 +106,7 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         );
     }
     if main {
-        std::fs::create_dir_all(&ckpt_dir).with_context(|| format!("creating {}", ckpt_dir.display()))?;
+        run_dir.create()?;
         alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
     }
 
@@ -163,7 +146,9 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             path.display(),
             opt.data.display()
         );
-        pos = load_optim(&optim_path(path), &names, &mut sgd)?;
+        let (at, buffers) = read_optim(&optim_path(path), &names)?;
+        sgd.set_buffers(buffers, at.global_step > 0).map_err(anyhow::Error::msg)?;
+        pos = at;
         if main {
             eprintln!(
                 "train: resuming from {} (epoch {}, batch {}, step {})",
@@ -260,7 +245,7 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
 
     let meta_at = |p: &Position| CheckpointMeta {
         model: mcfg.clone(),
-        normalization: cfg.data.normalization.name().into(),
+        normalization: cfg.data.normalization,
         epoch: p.epoch as u64,
         step: p.global_step,
         manifest_sha256: manifest_sha.clone(),
@@ -389,9 +374,9 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
             if (interrupted || timed) && b < steps {
                 let stem = format!("step-{:09}", pos.global_step);
                 if main {
-                    last_ckpt = write_checkpoint(&ckpt_dir, &stem, &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+                    last_ckpt = run_dir.write(&stem, &vs, &meta_at(&pos), &pos, momentum(&names, &sgd))?;
                 } else {
-                    last_ckpt = ckpt_dir.join(format!("{stem}.safetensors"));
+                    last_ckpt = run_dir.path_of(&stem);
                 }
                 last_ckpt_time = Instant::now();
                 if interrupted {
@@ -482,13 +467,13 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         }
         let stem = format!("epoch-{:03}", pos.epoch);
         if main {
-            last_ckpt = write_checkpoint(&ckpt_dir, &stem, &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+            last_ckpt = run_dir.write(&stem, &vs, &meta_at(&pos), &pos, momentum(&names, &sgd))?;
             if improved {
-                write_checkpoint(&ckpt_dir, "best", &vs, &meta_at(&pos), &pos, &names, &sgd)?;
+                run_dir.write("best", &vs, &meta_at(&pos), &pos, momentum(&names, &sgd))?;
             }
-            prune(&ckpt_dir, cfg.run.keep_last)?;
+            run_dir.prune(cfg.run.keep_last)?;
         } else {
-            last_ckpt = ckpt_dir.join(format!("{stem}.safetensors"));
+            last_ckpt = run_dir.path_of(&stem);
         }
         last_ckpt_time = Instant::now();
         let mut stop_now = stop.load(Ordering::Relaxed);
@@ -579,122 +564,9 @@ fn unix_time() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-fn optim_path(model: &Path) -> PathBuf {
-    let s = model.to_string_lossy();
-    PathBuf::from(s.trim_end_matches(".safetensors").to_string() + ".optim.safetensors")
-}
-
-/// Model file, then optimizer file (the optimizer file is written last: a checkpoint
-/// counts only when both exist).
-fn write_checkpoint(
-    dir: &Path,
-    stem: &str,
-    vs: &VarStore,
-    meta: &CheckpointMeta,
-    pos: &Position,
-    names: &[String],
-    sgd: &Sgd,
-) -> Result<PathBuf> {
-    let path = dir.join(format!("{stem}.safetensors"));
-    save_model(&path, vs, Some(meta))?;
-    let named: Vec<(String, Tensor)> =
-        names.iter().zip(sgd.buffers()).map(|(n, t)| (format!("momentum.{n}"), t)).collect();
-    let meta: HashMap<String, String> = HashMap::from([
-        ("format".into(), OPTIM_FORMAT.into()),
-        ("epoch".into(), pos.epoch.to_string()),
-        ("batch".into(), pos.batch.to_string()),
-        ("global_step".into(), pos.global_step.to_string()),
-        ("val_errors".into(), serde_json::to_string(&pos.val_errors)?),
-        ("best_top1".into(), pos.best_top1.to_string()),
-    ]);
-    write_tensors(&optim_path(&path), named, Some(meta))?;
-    Ok(path)
-}
-
-fn load_optim(path: &Path, names: &[String], sgd: &mut Sgd) -> Result<Position> {
-    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
-    let st =
-        SafeTensors::deserialize(&bytes).with_context(|| format!("{}: damaged optimizer state", path.display()))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)?;
-    let m = header.metadata().clone().unwrap_or_default();
-    ensure!(
-        m.get("format").map(String::as_str) == Some(OPTIM_FORMAT),
-        "{}: not an optimizer state file",
-        path.display()
-    );
-    let get = |k: &str| m.get(k).with_context(|| format!("{}: no {k}", path.display()));
-    let pos = Position {
-        epoch: get("epoch")?.parse()?,
-        batch: get("batch")?.parse()?,
-        global_step: get("global_step")?.parse()?,
-        val_errors: serde_json::from_str(get("val_errors")?)?,
-        best_top1: get("best_top1")?.parse()?,
-    };
-    let mut bufs = Vec::with_capacity(names.len());
-    for n in names {
-        let v =
-            st.tensor(&format!("momentum.{n}")).with_context(|| format!("{}: no momentum for {n}", path.display()))?;
-        ensure!(
-            v.dtype() == safetensors::Dtype::F32,
-            "{}: momentum for {n} is {:?}, expected float32 (not an optimizer state this trainer wrote)",
-            path.display(),
-            v.dtype()
-        );
-        let shape: Vec<i64> = v.shape().iter().map(|&d| d as i64).collect();
-        bufs.push(Tensor::f_from_data_size(v.data(), &shape, Kind::Float)?);
-    }
-    sgd.set_buffers(bufs, pos.global_step > 0).map_err(anyhow::Error::msg)?;
-    Ok(pos)
-}
-
-/// The checkpoint with the highest global step whose optimizer file exists.
-fn latest_checkpoint(dir: &Path) -> Result<Option<PathBuf>> {
-    if !dir.exists() {
-        return Ok(None);
-    }
-    let mut best: Option<(u64, PathBuf)> = None;
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if !name.ends_with(".optim.safetensors") || name.starts_with("best") || name.starts_with('.') {
-            continue;
-        }
-        let bytes = std::fs::read(&p)?;
-        let Ok((_, h)) = SafeTensors::read_metadata(&bytes) else { continue };
-        let step: u64 =
-            h.metadata().as_ref().and_then(|m| m.get("global_step")).and_then(|s| s.parse().ok()).unwrap_or(0);
-        let model = PathBuf::from(p.to_string_lossy().replace(".optim.safetensors", ".safetensors"));
-        if model.exists() && best.as_ref().is_none_or(|(s, _)| step > *s) {
-            best = Some((step, model));
-        }
-    }
-    Ok(best.map(|(_, p)| p))
-}
-
-/// Keeps the `keep` newest epoch checkpoints (and `best`); step checkpoints older than
-/// the newest epoch checkpoint go too.
-fn prune(dir: &Path, keep: usize) -> Result<()> {
-    let mut epochs: Vec<PathBuf> = Vec::new();
-    let mut steps: Vec<PathBuf> = Vec::new();
-    for e in std::fs::read_dir(dir)? {
-        let p = e?.path();
-        let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.ends_with(".optim.safetensors") {
-            continue;
-        }
-        if name.starts_with("epoch-") {
-            epochs.push(p);
-        } else if name.starts_with("step-") {
-            steps.push(p);
-        }
-    }
-    epochs.sort();
-    let old = epochs.len().saturating_sub(keep.max(1));
-    for p in epochs.iter().take(old).chain(steps.iter()) {
-        let _ = std::fs::remove_file(p);
-        let _ = std::fs::remove_file(optim_path(p));
-    }
-    Ok(())
+/// The momentum buffers of `sgd` under the parameter names, for the optimizer file.
+fn momentum(names: &[String], sgd: &Sgd) -> Vec<(String, Tensor)> {
+    names.iter().cloned().zip(sgd.buffers()).collect()
 }
 
 #[cfg(test)]
