@@ -124,3 +124,44 @@ pub(super) fn read_header(path: &Path) -> Result<Metadata, CheckpointError> {
     }
     Ok(header)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_alone_is_read_and_checked_against_the_files_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.optim.safetensors");
+        let meta = HashMap::from([("global_step".to_string(), "12".to_string())]);
+        let named = vec![("a".to_string(), Tensor::from_slice(&[1.0f32, 2.0, 3.0]))];
+        write_tensors(&path, named, Some(meta.clone())).unwrap();
+        let header = read_header(&path).unwrap();
+        assert_eq!(header.metadata().as_ref(), Some(&meta));
+        assert_eq!(header.info("a").map(|i| i.shape.clone()), Some(vec![3]));
+        let mapped = TensorFile::open(&path, "damaged").unwrap();
+        assert_eq!(mapped.metadata(), Some(&meta));
+        let v = mapped.view("a").unwrap();
+        assert_eq!((v.dtype, v.shape, v.data.len()), (Dtype::F32, &[3usize][..], 12));
+        assert!(mapped.view("b").is_none());
+        // Shorter or longer than the header says, no header, a header that is not JSON.
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        drop(mapped); // the file is rewritten below
+        let cases: [Vec<u8>; 5] = [
+            bytes[..bytes.len() - 1].to_vec(),
+            [&bytes[..], &[0u8][..]].concat(),
+            bytes[..8 + n].to_vec(),
+            bytes[..5].to_vec(),
+            [&bytes[..8], &b"["[..], &bytes[9..]].concat(),
+        ];
+        for b in cases {
+            std::fs::write(&path, b).unwrap();
+            let e = read_header(&path).unwrap_err();
+            assert!(matches!(e, CheckpointError::Bad { .. }), "{e}");
+            assert!(e.to_string().contains("x.optim.safetensors: not a safetensors file"), "{e}");
+        }
+        let e = read_header(&dir.path().join("none")).unwrap_err();
+        assert!(matches!(e, CheckpointError::Io(_)), "{e}");
+    }
+}

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use serde::de::value::{Error as ValueError, StrDeserializer};
-use serde::{de::DeserializeOwned, Deserialize, Serialize};
+use serde::{de::DeserializeOwned, Serialize};
 
 use super::{bad, CheckpointError, FORMAT};
 use crate::data::Normalization;
