@@ -12,24 +12,12 @@ ds="${1:-data/demo/dataset}"; threads="${2:-$(nproc)}"; images="${3:-192}"; batc
 anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
 [ -f "$ds/dataset.json" ] || { echo "bench-eval: no dataset in $ds (run scripts/demo.sh, or give one)" >&2; exit 1; }
 cargo build --release --quiet -p eval
+cargo build --release --quiet -p trainer --example make_checkpoint
 work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
-"$ALEXNET_PYTHON" - "$ds" "$work" "$anchors" <<'PY'
-import json, sys, hashlib, torch
-from safetensors.torch import save_file
-ds, work, anchors = sys.argv[1:4]
-sys.path.insert(0, anchors)
-import reference_models as rm
-man = json.load(open(f"{ds}/dataset.json"))
-wnids = [c["wnid"] for c in man["classes"]]
-torch.manual_seed(0)
-paper = rm.paper_init_(rm.PaperAlexNet(len(wnids)))
-meta = {"format": "alexnet-checkpoint-v1", "model": "paper", "num_classes": str(len(wnids)), "crop": "227",
-        "width": "1", "lrn_alpha": "0.0001", "lrn_towers": "2", "normalization": "mean-image", "epoch": "0",
-        "step": "0", "manifest_sha256": hashlib.sha256(open(f"{ds}/dataset.json", "rb").read()).hexdigest(),
-        "wnids": json.dumps(wnids)}
-save_file({k: v.contiguous() for k, v in paper.state_dict().items()}, f"{work}/paper.safetensors", metadata=meta)
-save_file({k: v.contiguous() for k, v in rm.owt_alexnet(len(wnids)).state_dict().items()}, f"{work}/owt.safetensors")
-PY
+# Seeded random weights written by the trainer's own checkpoint writer: the paper net
+# with its metadata for this dataset, owt as an export without metadata.
+target/release/examples/make_checkpoint --model paper --data "$ds" --out "$work/paper.safetensors" >/dev/null
+target/release/examples/make_checkpoint --model owt --data "$ds" --out "$work/owt.safetensors" --no-metadata >/dev/null
 echo "== $ds: $images val images, ten crops, batch $batch images, $threads intra-op thread(s), $(nproc) core(s)"
 for m in paper owt; do
     echo "-- $m: anchor torch_eval_tencrop.py --threads $threads"

@@ -2,28 +2,19 @@
 //! normalization and class wnids from the metadata), and files made in PyTorch under
 //! the names of `reference_models.py` without metadata (torchvision's pretrained
 //! AlexNet saved with safetensors), whose model is read off the tensor names and
-//! shapes. Classes are matched to the dataset's by wnid.
+//! shapes ([`Checkpoint::infer_config`]). The file is opened once
+//! ([`trainer::checkpoint`] owns the format); classes are matched to the dataset's by
+//! wnid.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
-use safetensors::tensor::SafeTensors;
+use anyhow::{bail, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};
-use trainer::checkpoint::{load_model, read_meta};
+use trainer::checkpoint::Checkpoint;
+pub use trainer::checkpoint::Overrides;
 use trainer::data::Normalization;
 use trainer::model::{AlexNet, Arch, ModelConfig};
-
-/// What the command line may impose on a checkpoint (needed for files without metadata
-/// whose crop cannot be read off the shapes; otherwise for experiments).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Overrides {
-    /// The model the file must hold (an error when it holds the other one).
-    pub arch: Option<Arch>,
-    /// Input side (the paper model's classifier fixes it up to a range; owt takes any).
-    pub crop: Option<usize>,
-    pub normalization: Option<Normalization>,
-}
 
 /// A checkpoint ready to score: the model on its device, how to feed it, and how its
 /// outputs map to the dataset's classes.
@@ -97,20 +88,12 @@ impl LoadedModel {
     }
 }
 
-pub fn parse_normalization(s: &str) -> Option<Normalization> {
-    match s {
-        "mean-image" => Some(Normalization::MeanImage),
-        "mean-rgb" => Some(Normalization::MeanRgb),
-        "torchvision" => Some(Normalization::Torchvision),
-        _ => None,
-    }
-}
-
 /// Opens `path` for a dataset whose classes are `wnids` (in index order).
 pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16: bool) -> Result<LoadedModel> {
     let shown = path.display();
-    let meta = read_meta(path)?;
-    let (cfg, normalization, class_map, imported) = match &meta {
+    let ckpt = Checkpoint::open(path)?;
+    let meta = ckpt.meta();
+    let (cfg, normalization, class_map, imported) = match meta {
         Some(m) => {
             if let Some(a) = ov.arch {
                 if a != m.model.arch {
@@ -125,10 +108,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
             if let Some(c) = ov.crop {
                 cfg.crop = c;
             }
-            let norm = match ov.normalization {
-                Some(n) => n,
-                None => m.normalization,
-            };
+            let norm = ov.normalization.unwrap_or(m.normalization);
             if m.wnids.len() != m.model.num_classes {
                 bail!("{shown}: metadata lists {} wnids for {} classes", m.wnids.len(), m.model.num_classes);
             }
@@ -136,7 +116,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
             (cfg, norm, map, false)
         }
         None => {
-            let cfg = infer_config(path, ov)?;
+            let cfg = ckpt.infer_config(ov)?;
             if cfg.num_classes != wnids.len() {
                 bail!(
                     "{shown}: has {} outputs, the dataset {} classes (a checkpoint without metadata is taken to have \
@@ -155,10 +135,10 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
     cfg.validate().map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
     let mut vs = VarStore::new(device);
     let model = AlexNet::new(&vs.root(), &cfg).map_err(|e| anyhow::anyhow!("{shown}: {e}"))?;
-    load_model(path, &mut vs)?;
+    ckpt.load_into(&mut vs)?;
     vs.freeze();
     let class_map = class_map.map(|m| Tensor::from_slice(&m).to_device(device));
-    let manifest_sha256 = meta.map(|m| m.manifest_sha256).filter(|h| !h.is_empty());
+    let manifest_sha256 = meta.map(|m| m.manifest_sha256.clone()).filter(|h| !h.is_empty());
     Ok(LoadedModel { path: path.to_path_buf(), model, vs, normalization, imported, class_map, bf16, manifest_sha256 })
 }
 
@@ -193,77 +173,6 @@ pub fn class_map(ckpt: &[String], dataset: &[String]) -> Result<Option<Vec<i64>>
     Ok(Some(dataset.iter().map(|w| index[w.as_str()] as i64).collect()))
 }
 
-/// The model of a file without metadata, from its tensor names and shapes: owt has
-/// `features.3` and `classifier.1` (torchvision's indices), the paper model
-/// `features.4` and `classifier.0`. The paper model's width comes from fc7's size, its
-/// crop is 227 when the classifier allows it (else `--crop`); LRN as the paper.
-pub fn infer_config(path: &Path, ov: &Overrides) -> Result<ModelConfig> {
-    let shown = path.display();
-    let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
-    let (_, header) = SafeTensors::read_metadata(&bytes)
-        .map_err(|e| anyhow::anyhow!("{shown}: not a safetensors file, or truncated or damaged ({e})"))?;
-    let shapes: HashMap<String, Vec<usize>> =
-        header.tensors().into_iter().map(|(name, info)| (name, info.shape.clone())).collect();
-    let shape = |name: &str| shapes.get(name).cloned();
-    let arch = if shape("features.3.weight").is_some() && shape("classifier.1.weight").is_some() {
-        Arch::Owt
-    } else if shape("features.4.weight").is_some() && shape("classifier.0.weight").is_some() {
-        Arch::Paper
-    } else {
-        let mut names: Vec<&String> = shapes.keys().collect();
-        names.sort();
-        names.truncate(4);
-        bail!(
-            "{shown}: neither AlexNet: no metadata, and the tensor names ({names:?}...) are not those of \
-             reference_models.py (features.N.weight, classifier.N.weight)"
-        );
-    };
-    if let Some(a) = ov.arch {
-        if a != arch {
-            bail!("{shown}: holds the {} model's tensors, not the {} model's (--model)", arch.name(), a.name());
-        }
-    }
-    // Every weight used below must be a matrix or a conv kernel (a hand-made file may
-    // hold anything under these names).
-    for (name, dims) in
-        [("classifier.0.weight", 2), ("classifier.3.weight", 2), ("classifier.6.weight", 2), ("features.12.weight", 4)]
-    {
-        if let Some(s) = shape(name) {
-            ensure!(s.len() == dims, "{shown}: {name} has shape {s:?}, expected {dims} dimensions");
-        }
-    }
-    let fc8 = shape("classifier.6.weight").with_context(|| format!("{shown}: no classifier.6.weight"))?;
-    let num_classes = fc8[0];
-    if arch == Arch::Owt {
-        return Ok(ModelConfig { crop: ov.crop.unwrap_or(224), ..ModelConfig::owt(num_classes) });
-    }
-    let fc7 = shape("classifier.3.weight").with_context(|| format!("{shown}: no classifier.3.weight"))?;
-    let fc6 = shape("classifier.0.weight").unwrap_or_default();
-    let conv5 = shape("features.12.weight").with_context(|| format!("{shown}: no features.12.weight"))?;
-    let width = fc7[0] as f64 / 4096.0;
-    let base = ModelConfig { width, ..ModelConfig::paper(num_classes) };
-    if let Some(c) = ov.crop {
-        return Ok(ModelConfig { crop: c, ..base });
-    }
-    // classifier.0 takes conv5 maps x side x side: find the crops that give that side.
-    let (maps, fc_in) = (conv5[0], fc6.get(1).copied().unwrap_or(0));
-    let fits: Vec<usize> = (67..=256).filter(|&c| maps * paper_side(c).pow(2) == fc_in).collect();
-    match fits.as_slice() {
-        [] => bail!("{shown}: classifier.0 takes {fc_in} inputs, which no crop gives with {maps} conv5 maps"),
-        f if f.contains(&227) => Ok(ModelConfig { crop: 227, ..base }),
-        f => bail!("{shown}: no metadata, and its classifier fits crops {}..={}: give --crop", f[0], f[f.len() - 1]),
-    }
-}
-
-/// Side of the paper model's last feature map for a crop (conv1, pool1, pool2, pool5).
-fn paper_side(crop: usize) -> usize {
-    let mut s = (crop - 11) / 4 + 1;
-    for _ in 0..3 {
-        s = (s - 3) / 2 + 1;
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -280,11 +189,5 @@ mod tests {
         assert!(e.contains("class b is not among") && e.contains("class x is not in the dataset"), "{e}");
         let e = class_map(&w(&["a", "b", "c"]), &w(&["a", "b"])).unwrap_err();
         assert!(e.contains("3 classes, the dataset 2") && e.contains("class c"), "{e}");
-    }
-
-    #[test]
-    fn paper_sides_follow_the_layer_arithmetic() {
-        // Python: PaperAlexNet(crop=227) and (crop=99): pool5 sides 6 and 2
-        assert_eq!((paper_side(227), paper_side(99), paper_side(67)), (6, 2, 1));
     }
 }

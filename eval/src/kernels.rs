@@ -6,12 +6,10 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use image::{Rgb, RgbImage};
-use safetensors::tensor::{Dtype, SafeTensors};
 
-use crate::checkpoint::{infer_config, Overrides};
-use trainer::checkpoint::read_meta;
+use trainer::checkpoint::{Checkpoint, Overrides};
 use trainer::model::Arch;
 
 #[derive(Debug, Clone)]
@@ -28,21 +26,13 @@ pub struct KernelsConfig {
 /// conv1 weights of a checkpoint: ([K, 3, kh, kw] as f32, the shape, towers).
 pub fn conv1(path: &Path) -> Result<(Vec<f32>, [usize; 4], usize)> {
     let shown = path.display();
-    let arch = match read_meta(path)? {
+    let ckpt = Checkpoint::open(path)?;
+    let arch = match ckpt.meta() {
         Some(m) => m.model.arch,
-        None => infer_config(path, &Overrides { crop: Some(227), ..Default::default() })?.arch,
+        None => ckpt.infer_config(&Overrides { crop: Some(227), ..Default::default() })?.arch,
     };
-    let bytes = std::fs::read(path).with_context(|| format!("reading {shown}"))?;
-    let st = SafeTensors::deserialize(&bytes)
-        .map_err(|e| anyhow::anyhow!("{shown}: not a safetensors file, or truncated or damaged ({e})"))?;
-    let t = st.tensor("features.0.weight").map_err(|_| anyhow::anyhow!("{shown}: no features.0.weight"))?;
-    let s = t.shape();
+    let (values, s) = ckpt.tensor_f32("features.0.weight")?;
     ensure!(s.len() == 4 && s[1] == 3, "{shown}: features.0.weight is {s:?}, expected [K, 3, h, w]");
-    let values: Vec<f32> = match t.dtype() {
-        Dtype::F32 => t.data().chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-        Dtype::F64 => t.data().chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect(),
-        other => bail!("{shown}: features.0.weight is {other:?}; expected float32"),
-    };
     let towers = if arch == Arch::Paper && s[0] % 2 == 0 { 2 } else { 1 };
     Ok((values, [s[0], s[1], s[2], s[3]], towers))
 }

@@ -80,15 +80,24 @@ impl ModelConfig {
         Ok(())
     }
 
+    /// Side of the last feature map (pool5) for this crop: conv1 (11x11, stride 4,
+    /// padding 0 in the paper net, 2 in owt), then three 3x3/2 max pools. (owt then
+    /// pools it adaptively to 6x6 whatever the crop.)
+    pub fn feature_side(&self) -> usize {
+        let pad = if self.arch == Arch::Owt { 2 } else { 0 };
+        let mut side = (self.crop + 2 * pad).saturating_sub(11) / 4 + 1; // conv1
+        for _ in 0..3 {
+            side = side.saturating_sub(3) / 2 + 1; // pool1, pool2, pool5
+        }
+        side
+    }
+
     /// (conv1..conv5 channels, fc width, side of the last feature map) of the paper net.
     fn paper_dims(&self) -> ([i64; 5], i64, i64) {
         let even = |c: f64| 2.max(2 * round_half_even(c * self.width / 2.0));
         let chans = [96.0, 256.0, 384.0, 384.0, 256.0].map(even);
         let fc = 1.max(round_half_even(4096.0 * self.width));
-        let mut side = ((self.crop as i64 - 11) / 4 + 1 - 3) / 2 + 1; // conv1, pool1
-        side = (side - 3) / 2 + 1; // pool2
-        side = (side - 3) / 2 + 1; // pool5
-        (chans, fc, side)
+        (chans, fc, self.feature_side() as i64)
     }
 }
 
@@ -382,6 +391,16 @@ mod tests {
         // Python: round(2.5) == 2, round(3.5) == 4
         assert_eq!((round_half_even(2.5), round_half_even(3.5), round_half_even(2.6)), (2, 4, 3));
         assert!(ModelConfig { crop: 50, ..ModelConfig::paper(10) }.validate().is_err());
+    }
+
+    #[test]
+    fn feature_sides_follow_the_layer_arithmetic() {
+        // Python: PaperAlexNet(crop=227), (crop=99) and (crop=67): pool5 sides 6, 2 and 1;
+        // torchvision's alexnet.features at 224 and at 63: 6 and 1.
+        let paper = |crop| ModelConfig { crop, ..ModelConfig::paper(10) }.feature_side();
+        assert_eq!((paper(227), paper(99), paper(67)), (6, 2, 1));
+        let owt = |crop| ModelConfig { crop, ..ModelConfig::owt(10) }.feature_side();
+        assert_eq!((owt(224), owt(63)), (6, 1));
     }
 
     #[test]

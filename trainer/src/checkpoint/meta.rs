@@ -1,0 +1,168 @@
+//! The model file's metadata ([`CheckpointMeta`]) and its string map, the safetensors
+//! `__metadata__` (string values only). Enums are written and read under their serde
+//! names (`paper`, `owt`; `mean-image`, `mean-rgb`, `torchvision`), the names of the
+//! config files; numbers in Rust's shortest form (`0.25`, `1`, `0.0001`). Keys not listed
+//! here are ignored, so files carrying newer optional keys still load.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use serde::de::value::{Error as ValueError, StrDeserializer};
+use serde::{de::DeserializeOwned, Serialize};
+
+use super::{bad, CheckpointError, FORMAT};
+use crate::data::Normalization;
+use crate::model::ModelConfig;
+
+/// The metadata of a checkpoint written by the trainer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckpointMeta {
+    pub model: ModelConfig,
+    /// How its inputs were normalized in training.
+    pub normalization: Normalization,
+    /// Epochs finished.
+    pub epoch: u64,
+    /// Global step (SGD steps taken).
+    pub step: u64,
+    /// sha256 of the `dataset.json` of the data it was trained on (may be empty).
+    pub manifest_sha256: String,
+    /// The class wnids, in output order.
+    pub wnids: Vec<String>,
+}
+
+impl CheckpointMeta {
+    /// The metadata as written in the file.
+    pub fn to_map(&self) -> Result<HashMap<String, String>, serde_json::Error> {
+        let m = &self.model;
+        Ok(HashMap::from([
+            ("format".into(), FORMAT.into()),
+            ("model".into(), serde_name(&m.arch)?),
+            ("num_classes".into(), m.num_classes.to_string()),
+            ("crop".into(), m.crop.to_string()),
+            ("width".into(), m.width.to_string()),
+            ("lrn_alpha".into(), m.lrn_alpha.to_string()),
+            ("lrn_towers".into(), m.lrn_towers.to_string()),
+            ("normalization".into(), serde_name(&self.normalization)?),
+            ("epoch".into(), self.epoch.to_string()),
+            ("step".into(), self.step.to_string()),
+            ("manifest_sha256".into(), self.manifest_sha256.clone()),
+            ("wnids".into(), serde_json::to_string(&self.wnids)?),
+        ]))
+    }
+
+    /// Reads the metadata of the file `path` (which must be `format` [`FORMAT`]).
+    pub fn from_map(path: &Path, m: &HashMap<String, String>) -> Result<Self, CheckpointError> {
+        let get = |k: &str| m.get(k).ok_or_else(|| bad(path, format!("metadata has no {k:?}")));
+        let num = |k: &str| -> Result<f64, CheckpointError> {
+            get(k)?.parse::<f64>().map_err(|_| bad(path, format!("metadata {k:?} is not a number")))
+        };
+        if get("format")? != FORMAT {
+            return Err(bad(path, format!("format {:?}, expected {FORMAT:?}", get("format")?)));
+        }
+        let model = get("model")?;
+        let arch = by_serde_name(model).ok_or_else(|| bad(path, format!("unknown model {model:?}")))?;
+        let model = ModelConfig {
+            arch,
+            num_classes: num("num_classes")? as usize,
+            crop: num("crop")? as usize,
+            width: num("width")?,
+            lrn_alpha: num("lrn_alpha")?,
+            lrn_towers: num("lrn_towers")? as usize,
+        };
+        let norm = get("normalization")?;
+        let normalization =
+            by_serde_name(norm).ok_or_else(|| bad(path, format!("unknown normalization {norm:?} in the metadata")))?;
+        let wnids: Vec<String> =
+            serde_json::from_str(get("wnids")?).map_err(|e| bad(path, format!("metadata wnids: {e}")))?;
+        Ok(Self {
+            model,
+            normalization,
+            epoch: num("epoch")? as u64,
+            step: num("step")? as u64,
+            manifest_sha256: get("manifest_sha256")?.clone(),
+            wnids,
+        })
+    }
+}
+
+/// The serde name of a unit enum variant (`Arch::Paper` -> `paper`).
+fn serde_name<T: Serialize>(v: &T) -> Result<String, serde_json::Error> {
+    match serde_json::to_value(v)? {
+        serde_json::Value::String(s) => Ok(s),
+        other => Err(serde::ser::Error::custom(format!("{other} is not a name"))),
+    }
+}
+
+/// The unit enum variant of a serde name, if any.
+fn by_serde_name<T: DeserializeOwned>(s: &str) -> Option<T> {
+    T::deserialize(StrDeserializer::<ValueError>::new(s)).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Arch;
+
+    fn meta() -> CheckpointMeta {
+        CheckpointMeta {
+            model: ModelConfig { width: 0.25, crop: 99, ..ModelConfig::paper(2) },
+            normalization: Normalization::MeanImage,
+            epoch: 3,
+            step: 120,
+            manifest_sha256: "ab".repeat(32),
+            wnids: vec!["n01".into(), "n02".into()],
+        }
+    }
+
+    #[test]
+    fn the_map_is_the_files_contract_byte_for_byte() {
+        let p = Path::new("m.safetensors");
+        let m = meta().to_map().unwrap();
+        let want: HashMap<String, String> = [
+            ("format", "alexnet-checkpoint-v1"),
+            ("model", "paper"),
+            ("num_classes", "2"),
+            ("crop", "99"),
+            ("width", "0.25"),
+            ("lrn_alpha", "0.0001"),
+            ("lrn_towers", "2"),
+            ("normalization", "mean-image"),
+            ("epoch", "3"),
+            ("step", "120"),
+            ("manifest_sha256", &"ab".repeat(32)),
+            ("wnids", r#"["n01","n02"]"#),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(m, want);
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), meta());
+    }
+
+    #[test]
+    fn enum_names_are_the_serde_names_and_unknown_keys_are_ignored() {
+        for a in [Arch::Paper, Arch::Owt] {
+            assert_eq!(serde_name(&a).unwrap(), a.name());
+            assert_eq!(by_serde_name::<Arch>(a.name()), Some(a));
+        }
+        for n in [Normalization::MeanImage, Normalization::MeanRgb, Normalization::Torchvision] {
+            assert_eq!(serde_name(&n).unwrap(), n.name());
+            assert_eq!(by_serde_name::<Normalization>(n.name()), Some(n));
+        }
+        let p = Path::new("m.safetensors");
+        let mut m = meta().to_map().unwrap();
+        m.insert("provenance".into(), "a later trainer".into());
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), meta());
+        m.insert("normalization".into(), "zca".into());
+        let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+        assert_eq!(e, r#"m.safetensors: unknown normalization "zca" in the metadata"#);
+        m.insert("normalization".into(), "mean-rgb".into());
+        m.insert("model".into(), "vgg".into());
+        let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+        assert_eq!(e, r#"m.safetensors: unknown model "vgg""#);
+        m.insert("model".into(), "owt".into());
+        m.remove("epoch");
+        let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+        assert_eq!(e, r#"m.safetensors: metadata has no "epoch""#);
+    }
+}

@@ -1,0 +1,264 @@
+//! The model file: only the model tensors under the PyTorch names, contiguous float32,
+//! with the trainer's metadata ([`CheckpointMeta`]) or none (a PyTorch export).
+//! [`save_model`] writes one atomically; [`Checkpoint::open`] maps one once and serves
+//! the metadata, the shapes, single tensors and the loading into a model.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use safetensors::tensor::Dtype;
+use tch::{nn::VarStore, Kind, Tensor};
+
+use super::file::{write_tensors, TensorFile};
+use super::{bad, CheckpointError, CheckpointMeta};
+
+/// Writes every variable of `vs` (float32, contiguous, on the CPU) to `path` with the
+/// metadata, atomically.
+pub fn save_model(path: &Path, vs: &VarStore, meta: Option<&CheckpointMeta>) -> Result<(), CheckpointError> {
+    let map = meta.map(|m| m.to_map()).transpose().map_err(|e| bad(path, format!("metadata: {e}")))?;
+    write_tensors(path, vs.variables().into_iter().collect(), map)
+}
+
+/// Reads only the metadata (None for a file without the trainer's metadata, e.g. one
+/// exported from PyTorch).
+pub fn read_meta(path: &Path) -> Result<Option<CheckpointMeta>, CheckpointError> {
+    Ok(Checkpoint::open(path)?.meta)
+}
+
+/// Loads `path` into the variables of `vs` ([`Checkpoint::load_into`]); returns its
+/// metadata.
+pub fn load_model(path: &Path, vs: &mut VarStore) -> Result<Option<CheckpointMeta>, CheckpointError> {
+    let ckpt = Checkpoint::open(path)?;
+    ckpt.load_into(vs)?;
+    Ok(ckpt.meta)
+}
+
+/// A model file, mapped once: its header is parsed and its metadata read at
+/// [`Checkpoint::open`]; tensors are read from the map when asked for.
+pub struct Checkpoint {
+    file: TensorFile,
+    meta: Option<CheckpointMeta>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint").field("path", &self.path()).field("meta", &self.meta).finish()
+    }
+}
+
+impl Checkpoint {
+    /// Maps `path`; an unreadable file, or trainer metadata that does not parse, is an
+    /// error naming the file.
+    pub fn open(path: &Path) -> Result<Self, CheckpointError> {
+        let file = TensorFile::open(path, "not a safetensors file, or truncated or damaged")?;
+        let meta = match file.metadata() {
+            Some(m) if m.contains_key("format") => Some(CheckpointMeta::from_map(path, m)?),
+            _ => None,
+        };
+        Ok(Self { file, meta })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The trainer's metadata; None for a file without it (e.g. exported from PyTorch).
+    pub fn meta(&self) -> Option<&CheckpointMeta> {
+        self.meta.as_ref()
+    }
+
+    /// Every tensor's name and shape.
+    pub fn shapes(&self) -> HashMap<String, Vec<usize>> {
+        self.file.shapes()
+    }
+
+    /// Copies the tensors into the variables of `vs` (converted to their kind, on their
+    /// device): every variable must be present with its shape, and nothing else may be
+    /// in the file (PyTorch's `strict=True`).
+    pub fn load_into(&self, vs: &mut VarStore) -> Result<(), CheckpointError> {
+        let path = self.path();
+        let vars = vs.variables();
+        let shapes = self.shapes();
+        let mut missing: Vec<&String> = vars.keys().filter(|k| !shapes.contains_key(*k)).collect();
+        missing.sort();
+        let mut extra: Vec<&str> = shapes.keys().map(String::as_str).filter(|n| !vars.contains_key(*n)).collect();
+        extra.sort();
+        if !missing.is_empty() || !extra.is_empty() {
+            return Err(bad(
+                path,
+                format!(
+                    "does not match the model: missing {missing:?}, unexpected {extra:?} (a checkpoint of the other model, or of other classes?)"
+                ),
+            ));
+        }
+        let device = vs.device();
+        tch::no_grad(|| -> Result<(), CheckpointError> {
+            for (name, mut var) in vars {
+                let shape: Vec<i64> = shapes[&name].iter().map(|&d| d as i64).collect();
+                if shape != var.size() {
+                    return Err(bad(path, format!("{name} has shape {shape:?}, the model needs {:?}", var.size())));
+                }
+                let t = self.tensor(&name)?;
+                var.f_copy_(&t.f_to_device(device)?.f_to_kind(var.kind())?)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// One tensor as float32 values (row-major) and its shape, e.g. conv1's kernels.
+    pub fn tensor_f32(&self, name: &str) -> Result<(Vec<f32>, Vec<usize>), CheckpointError> {
+        let t = self.tensor(name)?;
+        let shape: Vec<usize> = t.size().iter().map(|&d| d as usize).collect();
+        let values = Vec::<f32>::try_from(t.f_to_kind(Kind::Float)?.f_flatten(0, -1)?)?;
+        Ok((values, shape))
+    }
+
+    /// One tensor on the CPU, in the file's floating-point kind.
+    fn tensor(&self, name: &str) -> Result<Tensor, CheckpointError> {
+        let path = self.path();
+        let view = self.file.view(name).ok_or_else(|| bad(path, format!("no {name}")))?;
+        let kind = match view.dtype {
+            Dtype::F32 => Kind::Float,
+            Dtype::F16 => Kind::Half,
+            Dtype::BF16 => Kind::BFloat16,
+            Dtype::F64 => Kind::Double,
+            other => return Err(bad(path, format!("{name} has dtype {other:?}"))),
+        };
+        let shape: Vec<i64> = view.shape.iter().map(|&d| d as i64).collect();
+        Ok(Tensor::f_from_data_size(view.data, &shape, kind)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::Normalization;
+    use crate::model::{AlexNet, ModelConfig};
+    use tch::Device;
+
+    fn small() -> ModelConfig {
+        ModelConfig { width: 0.25, crop: 99, ..ModelConfig::paper(5) }
+    }
+
+    fn meta() -> CheckpointMeta {
+        CheckpointMeta {
+            model: small(),
+            normalization: Normalization::MeanImage,
+            epoch: 2,
+            step: 40,
+            manifest_sha256: "ab".repeat(32),
+            wnids: (0..5).map(|i| format!("n{i:08}")).collect(),
+        }
+    }
+
+    /// A seeded small paper model saved at `path` with `meta`.
+    fn saved(path: &Path, meta: Option<&CheckpointMeta>) -> VarStore {
+        let vs = VarStore::new(Device::Cpu);
+        let mut m = AlexNet::new(&vs.root(), &small()).unwrap();
+        tch::manual_seed(3);
+        m.paper_init();
+        save_model(path, &vs, meta).unwrap();
+        vs
+    }
+
+    #[test]
+    fn round_trip_with_metadata_and_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let meta = meta();
+        let vs = saved(&path, Some(&meta));
+        let mut vs2 = VarStore::new(Device::Cpu);
+        let _m2 = AlexNet::new(&vs2.root(), &small()).unwrap();
+        assert_eq!(load_model(&path, &mut vs2).unwrap(), Some(meta.clone()));
+        assert_eq!(read_meta(&path).unwrap(), Some(meta));
+        for (k, v) in vs.variables() {
+            assert!(v.equal(&vs2.variables()[&k]), "{k}");
+        }
+        // The other model: a one-line error naming what does not match.
+        let mut owt = VarStore::new(Device::Cpu);
+        let _o = AlexNet::new(&owt.root(), &ModelConfig::owt(5)).unwrap();
+        let e = load_model(&path, &mut owt).unwrap_err().to_string();
+        assert!(e.contains("does not match the model") && e.contains("classifier.1.weight"), "{e}");
+        // Other classes: a shape error naming the tensor.
+        let mut ten = VarStore::new(Device::Cpu);
+        let _t = AlexNet::new(&ten.root(), &ModelConfig { num_classes: 10, ..small() }).unwrap();
+        let e = load_model(&path, &mut ten).unwrap_err().to_string();
+        assert!(e.contains("classifier.6") && e.contains("shape"), "{e}");
+        // Truncated.
+        let b = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &b[..b.len() / 2]).unwrap();
+        let e = load_model(&path, &mut vs2).unwrap_err().to_string();
+        assert!(e.contains("m.safetensors") && e.contains("truncated"), "{e}");
+    }
+
+    /// One open serves the metadata, the shapes, single tensors and the load, all from
+    /// the same map.
+    #[test]
+    fn one_open_serves_meta_shapes_tensors_and_the_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        let vs = saved(&path, Some(&meta()));
+        let ckpt = Checkpoint::open(&path).unwrap();
+        assert_eq!(ckpt.path(), path);
+        assert_eq!(ckpt.meta(), Some(&meta()));
+        let vars = vs.variables();
+        let shapes = ckpt.shapes();
+        assert_eq!(shapes.len(), vars.len());
+        for (name, v) in &vars {
+            let want: Vec<usize> = v.size().iter().map(|&d| d as usize).collect();
+            assert_eq!(shapes[name], want, "{name}");
+        }
+        let (conv1, shape) = ckpt.tensor_f32("features.0.weight").unwrap();
+        assert_eq!(shape, shapes["features.0.weight"]);
+        let want = Vec::<f32>::try_from(vars["features.0.weight"].flatten(0, -1)).unwrap();
+        assert_eq!(conv1, want);
+        let e = ckpt.tensor_f32("features.1.weight").unwrap_err().to_string();
+        assert!(e.contains("m.safetensors") && e.contains("no features.1.weight"), "{e}");
+        let mut vs2 = VarStore::new(Device::Cpu);
+        let _m2 = AlexNet::new(&vs2.root(), &small()).unwrap();
+        ckpt.load_into(&mut vs2).unwrap();
+        for (k, v) in &vars {
+            assert!(v.equal(&vs2.variables()[k]), "{k}");
+        }
+        // Without metadata: no meta, the same tensors.
+        let bare = dir.path().join("bare.safetensors");
+        save_model(&bare, &vs, None).unwrap();
+        let ckpt = Checkpoint::open(&bare).unwrap();
+        assert!(ckpt.meta().is_none());
+        assert_eq!(ckpt.tensor_f32("features.0.weight").unwrap().0, want);
+    }
+
+    #[test]
+    fn truncated_and_damaged_headers_are_errors_naming_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.safetensors");
+        saved(&path, Some(&meta()));
+        let bytes = std::fs::read(&path).unwrap();
+        let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+        let cases: [(&str, Vec<u8>); 4] = [
+            ("half.safetensors", bytes[..bytes.len() / 2].to_vec()),
+            // The header alone, without the tensors it describes.
+            ("header.safetensors", bytes[..8 + n].to_vec()),
+            // The header's JSON damaged, the tensors intact.
+            ("json.safetensors", [&bytes[..8], &b"#"[..], &bytes[9..]].concat()),
+            ("empty.safetensors", Vec::new()),
+        ];
+        for (name, b) in cases {
+            let p = dir.path().join(name);
+            std::fs::write(&p, b).unwrap();
+            let e = Checkpoint::open(&p).unwrap_err().to_string();
+            assert!(e.contains(name) && e.contains("truncated or damaged") && !e.contains('\n'), "{e}");
+        }
+        let e = Checkpoint::open(&dir.path().join("none.safetensors")).unwrap_err().to_string();
+        assert!(e.contains("none.safetensors"), "{e}");
+        // Trainer metadata that does not parse: an error at open.
+        let mut m = meta().to_map().unwrap();
+        m.insert("crop".into(), "big".into());
+        let vs = VarStore::new(Device::Cpu);
+        let _m = AlexNet::new(&vs.root(), &small()).unwrap();
+        let p = dir.path().join("meta.safetensors");
+        write_tensors(&p, vs.variables().into_iter().collect(), Some(m)).unwrap();
+        let e = Checkpoint::open(&p).unwrap_err().to_string();
+        assert!(e.contains("meta.safetensors") && e.contains(r#"metadata "crop" is not a number"#), "{e}");
+    }
+}
