@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Scoring speed: `eval score --crops ten` (release) against
 # ../shared/anchors/torch_eval_tencrop.py on the same dataset, the same checkpoint and
-# the same thread count, side by side, for the full-size paper network (227, with
+# the same thread count, side by side (scripts/bench.py eval), for the full-size paper network (227, with
 # metadata) and torchvision's owt network (224, an export without metadata). The
 # checkpoints are made here with seeded random weights (speed does not depend on them).
 # Usage: scripts/bench-eval.sh [DATASET_DIR] [THREADS] [IMAGES] [BATCH]
@@ -9,7 +9,6 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 ds="${1:-data/demo/dataset}"; threads="${2:-$(nproc)}"; images="${3:-192}"; batch="${4:-16}"
-anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
 [ -f "$ds/dataset.json" ] || { echo "bench-eval: no dataset in $ds (run scripts/demo.sh, or give one)" >&2; exit 1; }
 cargo build --release --quiet -p eval
 cargo build --release --quiet -p trainer --example make_checkpoint
@@ -19,14 +18,5 @@ work="$(mktemp -d)"; trap 'rm -rf "$work"' EXIT
 target/release/examples/make_checkpoint --model paper --data "$ds" --out "$work/paper.safetensors" >/dev/null
 target/release/examples/make_checkpoint --model owt --data "$ds" --out "$work/owt.safetensors" --no-metadata >/dev/null
 echo "== $ds: $images val images, ten crops, batch $batch images, $threads intra-op thread(s), $(nproc) core(s)"
-for m in paper owt; do
-    echo "-- $m: anchor torch_eval_tencrop.py --threads $threads"
-    "$ALEXNET_PYTHON" "$anchors/torch_eval_tencrop.py" "$work/$m.safetensors" "$ds" --crops ten --threads "$threads" \
-        --batch "$batch" --limit "$images" | tee "$work/$m.anchor.txt"
-    echo "-- $m: eval score --crops ten --threads $threads --workers 1"
-    target/release/eval score --checkpoint "$work/$m.safetensors" --data "$ds" --crops ten --threads "$threads" \
-        --workers 1 --batch-size "$batch" --limit "$images" --quiet | tail -1 | tee "$work/$m.eval.txt"
-    a=$(grep -o '; [0-9.]* images/s' "$work/$m.anchor.txt" | grep -o '[0-9.]*')
-    o=$(grep -o '; [0-9.]* images/s' "$work/$m.eval.txt" | grep -o '[0-9.]*')
-    echo "== $m: eval $o images/s, anchor $a images/s: ratio $(echo "scale=2; $o / $a" | bc)"
-done
+"$ALEXNET_PYTHON" scripts/bench.py eval "$ds" --checkpoint "paper=$work/paper.safetensors" \
+    --checkpoint "owt=$work/owt.safetensors" --threads "$threads" --images "$images" --batch "$batch"

@@ -70,68 +70,109 @@ pub fn from_env() -> Result<Option<Launch>, String> {
     from_vars(|k| std::env::var(k).ok())
 }
 
-/// [`from_env`] over any variable lookup (tests). Errors are one line naming the
-/// variable and what to do.
-pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, String> {
-    let get = |k: &str| var(k).filter(|v| !v.trim().is_empty());
-    let num = |k: &str| -> Result<Option<usize>, String> {
-        match get(k) {
+/// The variables of a launch, looked up by name; empty values count as unset.
+struct Vars<F: Fn(&str) -> Option<String>>(F);
+
+impl<F: Fn(&str) -> Option<String>> Vars<F> {
+    fn get(&self, k: &str) -> Option<String> {
+        (self.0)(k).filter(|v| !v.trim().is_empty())
+    }
+
+    fn num(&self, k: &str) -> Result<Option<usize>, String> {
+        match self.get(k) {
             None => Ok(None),
             Some(v) => v.trim().parse::<usize>().map(Some).map_err(|_| format!("{k}={v:?} is not a number")),
         }
-    };
-    let port = |k: &str, v: &str| -> Result<u16, String> {
+    }
+
+    fn port(k: &str, v: &str) -> Result<u16, String> {
         match v.trim().parse::<u16>() {
             Ok(p) if p > 0 => Ok(p),
             _ => Err(format!("{k}={v:?} is not a TCP port (1-65535)")),
         }
-    };
-    let (rank, world, local_rank, local_world, addr, master_port, launcher) =
-        if get("RANK").is_some() || get("WORLD_SIZE").is_some() {
-            let need = |k: &str| -> Result<String, String> {
-                get(k).ok_or_else(|| {
-                    format!(
-                        "{k} is not set, but RANK/WORLD_SIZE are: launch with torchrun, or set all of RANK, \
-                         WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT"
-                    )
-                })
-            };
-            need("RANK")?;
-            need("WORLD_SIZE")?;
-            need("LOCAL_RANK")?;
-            let addr = need("MASTER_ADDR")?;
-            let p = port("MASTER_PORT", &need("MASTER_PORT")?)?;
-            (
-                num("RANK")?.unwrap_or(0),
-                num("WORLD_SIZE")?.unwrap_or(0),
-                num("LOCAL_RANK")?.unwrap_or(0),
-                num("LOCAL_WORLD_SIZE")?,
-                addr,
-                p,
-                "torchrun",
+    }
+}
+
+/// Who this process is, before the checks that hold for every launcher.
+struct Found {
+    rank: usize,
+    world: usize,
+    local_rank: usize,
+    local_world: Option<usize>,
+    addr: String,
+    port: u16,
+    launcher: &'static str,
+}
+
+/// torchrun's variables (or the same set by hand).
+fn torchrun<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Found, String> {
+    let need = |k: &str| -> Result<String, String> {
+        v.get(k).ok_or_else(|| {
+            format!(
+                "{k} is not set, but RANK/WORLD_SIZE are: launch with torchrun, or set all of RANK, WORLD_SIZE, \
+                 LOCAL_RANK, MASTER_ADDR and MASTER_PORT"
             )
-        } else if get("SLURM_PROCID").is_some() {
-            let need = |k: &str| -> Result<usize, String> {
-                num(k)?.ok_or_else(|| format!("{k} is not set, but SLURM_PROCID is: launch with srun"))
-            };
-            let addr = get("MASTER_ADDR").or_else(|| get("SLURM_LAUNCH_NODE_IPADDR")).ok_or_else(|| {
-                "under Slurm without MASTER_ADDR or SLURM_LAUNCH_NODE_IPADDR: export MASTER_ADDR (the host of task 0)"
-                    .to_string()
-            })?;
-            let p = match get("MASTER_PORT") {
-                Some(v) => port("MASTER_PORT", &v)?,
-                None => match num("SLURM_JOB_ID")? {
-                    Some(id) => 20000 + (id % 10000) as u16,
-                    None => return Err("under Slurm without MASTER_PORT or SLURM_JOB_ID: export MASTER_PORT".into()),
-                },
-            };
-            // SLURM_NTASKS_PER_NODE looks like "4" or "4(x2)".
-            let per_node = get("SLURM_NTASKS_PER_NODE")
-                .and_then(|v| v.split(|c: char| !c.is_ascii_digit()).next().and_then(|d| d.parse().ok()));
-            (need("SLURM_PROCID")?, need("SLURM_NTASKS")?, need("SLURM_LOCALID")?, per_node, addr, p, "slurm")
-        } else {
-            return Ok(None);
-        };
+        })
+    };
+    need("RANK")?;
+    need("WORLD_SIZE")?;
+    need("LOCAL_RANK")?;
+    let addr = need("MASTER_ADDR")?;
+    let port = Vars::<F>::port("MASTER_PORT", &need("MASTER_PORT")?)?;
+    Ok(Found {
+        rank: v.num("RANK")?.unwrap_or(0),
+        world: v.num("WORLD_SIZE")?.unwrap_or(0),
+        local_rank: v.num("LOCAL_RANK")?.unwrap_or(0),
+        local_world: v.num("LOCAL_WORLD_SIZE")?,
+        addr,
+        port,
+        launcher: "torchrun",
+    })
+}
+
+/// srun's variables; the store's address and port from MASTER_ADDR/MASTER_PORT, else
+/// the launch node and the job id.
+fn slurm<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Found, String> {
+    let need = |k: &str| -> Result<usize, String> {
+        v.num(k)?.ok_or_else(|| format!("{k} is not set, but SLURM_PROCID is: launch with srun"))
+    };
+    let addr = v.get("MASTER_ADDR").or_else(|| v.get("SLURM_LAUNCH_NODE_IPADDR")).ok_or_else(|| {
+        "under Slurm without MASTER_ADDR or SLURM_LAUNCH_NODE_IPADDR: export MASTER_ADDR (the host of task 0)".to_string()
+    })?;
+    let port = match v.get("MASTER_PORT") {
+        Some(p) => Vars::<F>::port("MASTER_PORT", &p)?,
+        None => match v.num("SLURM_JOB_ID")? {
+            Some(id) => 20000 + (id % 10000) as u16,
+            None => return Err("under Slurm without MASTER_PORT or SLURM_JOB_ID: export MASTER_PORT".into()),
+        },
+    };
+    // SLURM_NTASKS_PER_NODE looks like "4" or "4(x2)".
+    let per_node = v
+        .get("SLURM_NTASKS_PER_NODE")
+        .and_then(|p| p.split(|c: char| !c.is_ascii_digit()).next().and_then(|d| d.parse().ok()));
+    Ok(Found {
+        rank: need("SLURM_PROCID")?,
+        world: need("SLURM_NTASKS")?,
+        local_rank: need("SLURM_LOCALID")?,
+        local_world: per_node,
+        addr,
+        port,
+        launcher: "slurm",
+    })
+}
+
+/// [`from_env`] over any variable lookup (tests). Errors are one line naming the
+/// variable and what to do.
+pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, String> {
+    let v = Vars(var);
+    let f = if v.get("RANK").is_some() || v.get("WORLD_SIZE").is_some() {
+        torchrun(&v)?
+    } else if v.get("SLURM_PROCID").is_some() {
+        slurm(&v)?
+    } else {
+        return Ok(None);
+    };
+    let Found { rank, world, local_rank, local_world, launcher, .. } = f;
     if world == 0 {
         return Err(format!("world size 0 ({launcher}): at least one process"));
     }
@@ -146,15 +187,15 @@ pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>,
         }
     }
     let agent_store = launcher == "torchrun"
-        && get("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|v| v.trim().eq_ignore_ascii_case("true"));
-    let store_prefix = format!("/worker/attempt_{}", get("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into()));
+        && v.get("TORCHELASTIC_USE_AGENT_STORE").is_some_and(|a| a.trim().eq_ignore_ascii_case("true"));
+    let store_prefix = format!("/worker/attempt_{}", v.get("TORCHELASTIC_RESTART_COUNT").unwrap_or_else(|| "0".into()));
     Ok(Some(Launch {
         rank,
         world,
         local_rank,
         local_world,
-        master_addr: addr.trim().to_string(),
-        master_port,
+        master_addr: f.addr.trim().to_string(),
+        master_port: f.port,
         agent_store,
         store_prefix,
         launcher,
