@@ -23,7 +23,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
-use alexnet_shared::{read_mean_image, sha256_file, Dataset, Split, MANIFEST_FILE};
+use alexnet_shared::{read_mean_image, sha256_file, Dataset, Split, SplitReader, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use safetensors::tensor::SafeTensors;
@@ -33,7 +33,7 @@ use crate::checkpoint::{load_model, save_model, write_tensors, CheckpointMeta};
 use crate::config::{Precision, TrainConfig};
 use crate::curves::Curves;
 use crate::data::sampler::{derive_seed, held_out_rows};
-use crate::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform, Rows};
+use crate::data::{Crops, Loader, LoaderConfig, Normalizer, Pipeline, Rows};
 use crate::dist::{GradBuckets, Overlap, ProcessGroup};
 use crate::model::AlexNet;
 use crate::schedule::learning_rate;
@@ -193,9 +193,6 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
     let lr_factor = cfg.dist.lr_factor(world);
 
     let mean = read_mean_image(&opt.data.join(&manifest.mean_image))?;
-    let transform = PixelTransform::new(&manifest, Some(&mean), cfg.data.normalization)?;
-    let norm = Normalizer::from_transform(&transform, opt.device);
-    let on_cpu = opt.device == Device::Cpu;
     let loader_cfg = |crops: Crops| {
         let mut c = LoaderConfig::new(cfg.optim.batch_size, mcfg.crop, crops);
         c.workers = cfg.data.workers;
@@ -206,12 +203,12 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         c.shuffle = cfg.data.shuffle;
         c.flip = cfg.data.flip;
         c.pca_noise = cfg.data.pca_noise;
-        // On the CPU the workers make float crops (see BENCHMARKS.md); on a GPU they
-        // make uint8 crops, converted there.
-        if on_cpu {
-            c.transform = Some(transform.clone());
-        }
         c
+    };
+    // The CPU/CUDA choice of the input path (float crops in the workers, or pinned
+    // uint8 crops converted on the device) is the pipeline's (data/pipeline.rs).
+    let pipeline = |split: &Arc<SplitReader>, c: LoaderConfig| {
+        Pipeline::new(split.clone(), c, &manifest, Some(&mean), cfg.data.normalization, opt.device)
     };
     let train_split = Arc::new(ds.split(Split::Train)?);
     let held = if cfg.data.holdout > 0 {
@@ -231,10 +228,10 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         train_cfg.rows = Rows::Except(h.clone());
         let mut c = loader_cfg(Crops::Center);
         c.rows = Rows::Only(h.clone());
-        holdout = Some(Loader::new(train_split.clone(), c)?);
+        holdout = Some(pipeline(&train_split, c)?.loader);
     }
-    let mut train = Loader::new(train_split, train_cfg)?;
-    let mut val = Loader::new(Arc::new(ds.split(Split::Val)?), loader_cfg(Crops::Center))?;
+    let Pipeline { loader: mut train, norm } = pipeline(&train_split, train_cfg)?;
+    let mut val = pipeline(&Arc::new(ds.split(Split::Val)?), loader_cfg(Crops::Center))?.loader;
 
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
