@@ -1,4 +1,4 @@
-//! The ring's buffers and what the consumer holds: a [`HostBuffer`] is one preallocated
+//! The ring's buffers and what the consumer holds: a `HostBuffer` is one preallocated
 //! batch (the crops as one contiguous tensor, page-locked for a CUDA device when asked,
 //! and the per-crop labels, colour-noise coefficients, crop positions and rows); a
 //! [`Batch`] lends it to the consumer and sends it back to the ring's free queue when

@@ -1,4 +1,4 @@
-//! The loader: worker threads ([`super::worker`]) turn shard rows into crops, written in
+//! The loader: worker threads (`worker.rs`) turn shard rows into crops, written in
 //! place into a ring of preallocated batch buffers ([`super::batch`]) that cycle between
 //! a free queue and a ready queue (bounded crossbeam channels). Nothing is allocated per
 //! image in steady state. This file dispatches a pass's batches to the workers and hands

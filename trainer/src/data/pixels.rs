@@ -61,8 +61,8 @@ pub fn pca_shift(alpha: [f32; 3], eig: &[f32; 3], vecs: &[[f32; 3]; 3]) -> [f32;
 }
 
 /// [`pca_shift`] of every image of a batch, as tensor ops on their device:
-/// `(alphas * eig) @ vecs`, with `alphas` [N, 3], `eig` [3] and `vecs` [3, 3] (rows
-/// `p_i`); returns the shifts [N, 3].
+/// `(alphas * eig) @ vecs`, with `alphas` `[N, 3]`, `eig` `[3]` and `vecs` `[3, 3]` (rows
+/// `p_i`); returns the shifts `[N, 3]`.
 pub fn pca_shift_batch(alphas: &Tensor, eig: &Tensor, vecs: &Tensor) -> Result<Tensor, tch::TchError> {
     alphas.f_mul(eig)?.f_matmul(vecs)
 }
