@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::sampler::derive_seed;
+use super::seed::derive_seed;
 
 /// Where a crop is taken, and whether it is mirrored (left-right).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -5,10 +5,11 @@
 //! | File | Stage |
 //! |---|---|
 //! | [`error`] | [`DataError`] (alias [`LoaderError`]), the one error of this module |
-//! | [`config`] | what a loader reads and makes: [`LoaderConfig`], [`Crops`], [`Rows`], [`Shuffle`] |
-//! | [`sampler`] | which rows, in which order, per rank and epoch: [`EpochPlan`], seeds |
+//! | [`seed`] | seeds derived from (seed, epoch, ...) tuples |
 //! | [`augment`] | crop positions, flips and the per-image random draws (section 4.1) |
 //! | [`pixels`] | host pixel arithmetic: [`Normalization`], the PCA shift, [`PixelTransform`] |
+//! | [`config`] | what a loader reads and makes: [`LoaderConfig`], [`Crops`], [`Rows`], [`Shuffle`] |
+//! | [`sampler`] | which rows, in which order, per rank and epoch: [`EpochPlan`] |
 //! | [`batch`] | the ring's preallocated buffers and the [`Batch`] that lends one out |
 //! | `worker` | a worker thread: decode, crop, write in place into a buffer |
 //! | [`loader`] | [`Loader`]: dispatch of a pass to the workers, delivery in order, stats |
@@ -51,6 +52,7 @@ pub mod normalize;
 pub mod pipeline;
 pub mod pixels;
 pub mod sampler;
+pub mod seed;
 mod worker;
 
 pub use batch::Batch;

@@ -12,20 +12,7 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::config::{Crops, LoaderConfig, Rows, Shuffle};
-
-/// A stream of 64-bit seeds derived from a tuple, for independent, reproducible RNGs.
-pub fn derive_seed(parts: &[u64]) -> u64 {
-    // SplitMix64 over the parts: cheap and well mixed.
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
-    for &p in parts {
-        h ^= p.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(h << 6).wrapping_add(h >> 2);
-        let mut z = h;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        h = z ^ (z >> 31);
-    }
-    h
-}
+pub use super::seed::derive_seed;
 
 /// How one rank's passes over a split are ordered: the part of a [`LoaderConfig`] that
 /// decides which rows a pass reads.
