@@ -203,6 +203,33 @@ mod tests {
     }
 
     #[test]
+    fn an_epoch_plan_picks_train_epochs_or_every_kept_row_once() {
+        let shards = [100, 100, 37];
+        let held = std::sync::Arc::new(held_out_rows(237, 20, 5));
+        let plan = |rank| EpochPlan { shuffle: Shuffle::Full, seed: 7, rank, world: 2, batch: 8 };
+        // Train passes are exactly the train rows, with or without a held-out set.
+        assert_eq!(
+            plan(1).rows(&shards, 3, &Rows::All, Crops::Train),
+            train_rows(&shards, Shuffle::Full, 7, 3, 1, 2, 8)
+        );
+        assert_eq!(
+            plan(1).rows(&shards, 3, &Rows::Except(held.clone()), Crops::Train),
+            plan(1).train_rows(&shards, 3, &held)
+        );
+        // Evaluation passes: every row of the set once over the ranks, in order, whatever the epoch.
+        for (rows, want) in [
+            (Rows::All, (0..237).collect::<Vec<_>>()),
+            (Rows::Except(held.clone()), (0..237).filter(|r| held.binary_search(r).is_err()).collect()),
+            (Rows::Only(held.clone()), held.to_vec()),
+        ] {
+            for crops in [Crops::Center, Crops::Ten] {
+                let got: Vec<usize> = (0..2).flat_map(|r| plan(r).rows(&shards, 9, &rows, crops)).collect();
+                assert_eq!(got, want, "{rows:?} {crops:?}");
+            }
+        }
+    }
+
+    #[test]
     fn validation_covers_every_row_once() {
         for world in 1..6 {
             let mut all: Vec<usize> = (0..world).flat_map(|r| val_range(103, r, world)).collect();
