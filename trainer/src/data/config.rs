@@ -12,13 +12,15 @@ use super::error::DataError;
 use super::pixels::PixelTransform;
 
 /// What a pass over a split produces per image.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Crops {
     /// Random crop, optional flip, PCA noise coefficients (training).
+    #[value(skip)]
     Train,
     /// One center crop per image.
     Center,
-    /// torchvision's ten crops per image, consecutive in the batch.
+    /// The paper's ten crops (corners and center, and their mirror images), softmax
+    /// averaged; torchvision's order, consecutive in the batch.
     Ten,
 }
 

@@ -13,7 +13,7 @@ use super::augment::CropSpec;
 use super::error::DataError;
 
 /// How pixels are normalized; recorded in checkpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
 #[serde(rename_all = "kebab-case")]
 pub enum Normalization {
     /// The paper: subtract the per-pixel train mean image, cropped and flipped like the
@@ -26,6 +26,14 @@ pub enum Normalization {
 }
 
 impl Normalization {
+    /// The name in configs and checkpoint metadata (`mean-image`, ...); `None` for
+    /// another.
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Normalization::MeanImage, Normalization::MeanRgb, Normalization::Torchvision]
+            .into_iter()
+            .find(|n| n.name() == name)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             Normalization::MeanImage => "mean-image",
