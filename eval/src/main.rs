@@ -4,8 +4,8 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use alexnet_shared::Split;
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use eval::checkpoint::Overrides;
 use trainer::data::{Crops, Normalization};
@@ -207,7 +207,7 @@ fn run(cli: Cli) -> Result<()> {
         } => {
             let device = run.apply()?;
             anyhow::ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
-                        let query_rows = match queries {
+            let query_rows = match queries {
                 Some(n) => {
                     let ds = alexnet_shared::Dataset::open(&data)?;
                     let len = ds.manifest().split(query_split).map_or(0, |s| s.rows as usize);

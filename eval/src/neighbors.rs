@@ -7,7 +7,8 @@
 //! query keeps a running list of its k nearest (distance, row), merged batch by batch;
 //! no train feature is kept. Distances are computed directly (`cdist` without the
 //! `|a|^2 + |b|^2 - 2ab` expansion, which loses the small distances to cancellation).
-//! Both queries and train images use the center crop and the checkpoint's normalization.
+//! Queries and train images go through the same input pipeline: the center crop and the
+//! checkpoint's normalization.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ use alexnet_shared::{read_mean_image, Dataset, Encoding, Split, SplitReader, IMA
 use anyhow::{bail, ensure, Context, Result};
 use image::{imageops::FilterType, RgbImage};
 use tch::{Device, Kind, Tensor};
-use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
+use trainer::data::{Crops, LoaderConfig, Normalization, Pipeline, Rows};
 
 use crate::checkpoint::{open, LoadedModel, Overrides};
 use alexnet_shared::progress::Progress;
@@ -59,36 +60,35 @@ pub fn spread_rows(n: usize, len: usize) -> Vec<usize> {
     (0..n.min(len)).map(|i| i * len / n.min(len).max(1)).collect()
 }
 
-fn pixel_transform(model: &LoadedModel, ds: &Dataset) -> Result<PixelTransform> {
-    let mean = if model.normalization == Normalization::MeanImage {
-        Some(read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?)
-    } else {
-        None
-    };
-    Ok(PixelTransform::new(ds.manifest(), mean.as_deref(), model.normalization)?)
+/// The dataset's mean image, when `model` is normalized with it.
+fn mean_image(model: &LoadedModel, ds: &Dataset) -> Result<Option<Vec<f32>>> {
+    if model.normalization != Normalization::MeanImage {
+        return Ok(None);
+    }
+    Ok(Some(read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?))
 }
 
-fn loader(
+/// The center crops of `rows` of `split` (all of it: `Rows::All`), in order, normalized
+/// for `model` and ready on the device.
+fn pipeline(
     model: &LoadedModel,
     ds: &Dataset,
     split: Arc<SplitReader>,
+    rows: Rows,
     cfg: &NeighborsConfig,
-) -> Result<(Loader, Normalizer)> {
-    let transform = pixel_transform(model, ds)?;
+) -> Result<Pipeline> {
     let mut lc = LoaderConfig::new(cfg.batch_size, model.config().crop, Crops::Center);
     lc.workers = cfg.workers;
     lc.prefetch = 2;
     lc.flip = false;
     lc.pca_noise = false;
-    if cfg.device == Device::Cpu {
-        lc.transform = Some(transform.clone());
-    } else {
-        lc.pin_memory = Some(cfg.device);
-    }
-    Ok((Loader::new(split, lc)?, Normalizer::from_transform(&transform, cfg.device)))
+    lc.rows = rows;
+    let mean = mean_image(model, ds)?;
+    Ok(Pipeline::new(split, lc, ds.manifest(), mean.as_deref(), model.normalization, cfg.device)?)
 }
 
-/// fc7 features [N, D] (float32, on the CPU) of rows `rows` of `split` (center crops).
+/// fc7 features [N, D] (float32, on the CPU) of rows `rows` of `split` (center crops),
+/// through the same pipeline as the searched train images.
 pub fn features_of_rows(
     model: &LoadedModel,
     ds: &Dataset,
@@ -96,20 +96,16 @@ pub fn features_of_rows(
     rows: &[usize],
     cfg: &NeighborsConfig,
 ) -> Result<Tensor> {
-    let reader = ds.split(split)?;
-    let transform = pixel_transform(model, ds)?;
-    let crop = model.config().crop;
-    let spec = trainer::data::augment::center_crop(crop);
-    let mut out = Vec::with_capacity(rows.len());
-    let mut decoded = vec![0u8; alexnet_shared::IMAGE_BYTES];
-    for chunk in rows.chunks(cfg.batch_size.max(1)) {
-        let mut buf = vec![0f32; chunk.len() * 3 * crop * crop];
-        for (i, &row) in chunk.iter().enumerate() {
-            let img = pixels(&reader, row, &mut decoded)?;
-            transform.crop_float(img, spec, crop, [0.0; 3], &mut buf[i * 3 * crop * crop..(i + 1) * 3 * crop * crop]);
-        }
-        let x = Tensor::from_slice(&buf).f_view([chunk.len() as i64, 3, crop as i64, crop as i64])?;
-        out.push(model.fc7(&x.f_to_device(cfg.device)?)?.f_to_device(Device::Cpu)?);
+    let reader = Arc::new(ds.split(split)?);
+    if let Some(&row) = rows.iter().find(|&&r| r >= reader.len()) {
+        bail!("row {row} is outside the {split} split ({} rows)", reader.len());
+    }
+    let mut p = pipeline(model, ds, reader, Rows::Only(Arc::new(rows.to_vec())), cfg)?;
+    p.start(0);
+    let mut out = Vec::with_capacity(rows.len().div_ceil(cfg.batch_size.max(1)));
+    while let Some(batch) = p.next_batch()? {
+        let x = p.input(&batch, false)?;
+        out.push(model.fc7(&x)?.f_to_device(Device::Cpu)?);
     }
     Ok(Tensor::f_cat(&out, 0)?)
 }
@@ -161,15 +157,15 @@ pub fn run(cfg: &NeighborsConfig) -> Result<(Vec<QueryResult>, LoadedModel)> {
     let queries = tch::no_grad(|| features_of_rows(&model, &ds, cfg.query_split, &cfg.query_rows, cfg))?;
     let queries = queries.f_to_device(cfg.device)?.f_to_kind(Kind::Float)?; // [Q, D]
     let mut best: Vec<Vec<Neighbor>> = vec![Vec::with_capacity(2 * cfg.k); cfg.query_rows.len()];
-    let (mut loader, norm) = loader(&model, &ds, train.clone(), cfg)?;
-    loader.start(0);
+    let mut train = pipeline(&model, &ds, train, Rows::All, cfg)?;
+    train.start(0);
     let progress = Progress::new("neighbors", search as u64, cfg.progress);
     let mut seen = 0usize;
     tch::no_grad(|| -> Result<()> {
         while seen < search {
-            let Some(batch) = loader.next_batch()? else { break };
+            let Some(batch) = train.next_batch()? else { break };
             let rows: Vec<usize> = batch.rows().to_vec();
-            let x = norm.apply(&batch, false)?;
+            let x = train.input(&batch, false)?;
             let f = model.fc7(&x)?; // [B, D]
             drop(batch);
             let take = rows.len().min(search - seen);

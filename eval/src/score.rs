@@ -11,10 +11,10 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alexnet_shared::{read_mean_image, Dataset, Split};
+use alexnet_shared::{read_mean_image, Dataset, Manifest, Split, SplitReader};
 use anyhow::{bail, ensure, Context, Result};
 use tch::{Device, Kind, Tensor};
-use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
+use trainer::data::{Crops, LoaderConfig, Normalization, Pipeline};
 use trainer::topk::topk_classes;
 
 use crate::checkpoint::{open, LoadedModel, Overrides};
@@ -104,139 +104,43 @@ pub struct ScoreReport {
     pub images_per_s: f64,
 }
 
-/// Checkpoints that share a loader.
+/// Checkpoints that share a loader: the same crop and normalization.
 struct Group {
     crop: usize,
     normalization: Normalization,
     models: Vec<usize>,
-    loader: Loader,
-    norm: Normalizer,
+    pipeline: Pipeline,
 }
 
 pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
     cfg.validate()?;
     let ds = Dataset::open(&cfg.data)?;
     let manifest = ds.manifest();
-    let wnids = manifest.wnids();
-    let models: Vec<LoadedModel> =
-        cfg.checkpoints.iter().map(|p| open(p, &cfg.overrides, &wnids, cfg.device, cfg.bf16)).collect::<Result<_>>()?;
-    let sha = alexnet_shared::sha256_file(&cfg.data.join(alexnet_shared::MANIFEST_FILE))?;
-    for m in models.iter().filter(|m| m.manifest_sha256.as_ref().is_some_and(|h| *h != sha)) {
-        // Legitimate (another encoding or build of the same images), but the mean image
-        // and the statistics come from this dataset, not the one it was trained on.
-        eprintln!("note: {} was trained on another build of the data (manifest sha256 differs)", m.path.display());
-    }
+    let models = open_models(cfg, &manifest.wnids())?;
     let split = Arc::new(ds.split(cfg.split)?);
     ensure!(!split.is_empty(), "{}: the {} split is empty", cfg.data.display(), cfg.split);
     let images = cfg.limit.map_or(split.len(), |l| l.min(split.len()));
+    let mean = mean_image(cfg, manifest, &models)?;
+    let mut groups = groups(&models, manifest, mean.as_deref(), &split, cfg)?;
 
-    let mean = if models.iter().any(|m| m.normalization == Normalization::MeanImage) {
-        let p = cfg.data.join(&manifest.mean_image);
-        Some(read_mean_image(&p).with_context(|| format!("reading the mean image {}", p.display()))?)
-    } else {
-        None
-    };
-    let mut groups: Vec<Group> = Vec::new();
-    for (i, m) in models.iter().enumerate() {
-        let (crop, normalization) = (m.config().crop, m.normalization);
-        if let Some(g) = groups.iter_mut().find(|g| g.crop == crop && g.normalization == normalization) {
-            g.models.push(i);
-            continue;
-        }
-        let transform = PixelTransform::new(manifest, mean.as_deref(), normalization)?;
-        let mut lc = LoaderConfig::new(cfg.batch_size, crop, cfg.crops);
-        lc.workers = cfg.workers;
-        lc.prefetch = 2;
-        lc.flip = false;
-        lc.pca_noise = false;
-        if cfg.device == Device::Cpu {
-            // float crops made in the workers (the fastest path on a CPU, as in training)
-            lc.transform = Some(transform.clone());
-        } else {
-            lc.pin_memory = Some(cfg.device);
-        }
-        let loader = Loader::new(split.clone(), lc)?;
-        let norm = Normalizer::from_transform(&transform, cfg.device);
-        groups.push(Group { crop, normalization, models: vec![i], loader, norm });
-    }
-
-    let classes = wnids.len();
-    let k = cfg.crops.per_image() as i64;
+    let classes = manifest.classes.len();
+    let k = cfg.crops.per_image();
     let mut writer = match &cfg.predictions {
         Some(p) => Some(PredictionWriter::create(p, classes.min(5))?),
         None => None,
     };
-    let mut per_class = vec![(0u64, 0u64, 0u64); classes];
-    let (mut done, mut c1, mut c5) = (0usize, 0u64, 0u64);
+    let mut tally = Tally::new(classes);
     let progress = Progress::new("score", images as u64, cfg.progress);
     let t0 = Instant::now();
     for g in &mut groups {
-        g.loader.start(0);
+        g.pipeline.start(0);
     }
     tch::no_grad(|| -> Result<()> {
-        while done < images {
-            let mut sum: Option<Tensor> = None;
-            let mut rows: Vec<usize> = Vec::new();
-            let mut labels: Vec<i64> = Vec::new();
-            for g in &mut groups {
-                let batch = g.loader.next_batch()?.context("the loader ended before the split")?;
-                // One entry per image: the crops of an image are consecutive.
-                let r: Vec<usize> = batch.rows().iter().step_by(k as usize).copied().collect();
-                if rows.is_empty() {
-                    rows = r;
-                    labels = Vec::<i64>::try_from(batch.labels())?.into_iter().step_by(k as usize).collect();
-                } else {
-                    ensure!(rows == r, "loaders out of step (a bug)");
-                }
-                let x = g.norm.apply(&batch, false)?; // [B*K, 3, s, s] on the device
-                for &i in &g.models {
-                    // Mean over the crops in float64: exact for equal values, so a tie
-                    // stays a tie whatever order the reduction takes (in float32 it does
-                    // not: libtorch's vectorized mean of ten 1/6 gives 0.16666666 in some
-                    // columns and 0.16666667 in others).
-                    let p = models[i].probabilities(&x)?; // [B*K, C]
-                    let p = p.f_to_kind(Kind::Double)?.f_view([-1, k, classes as i64])?.f_mean_dim(
-                        1,
-                        false,
-                        Kind::Double,
-                    )?; // [B, C]
-                    sum = Some(match sum {
-                        None => p,
-                        Some(s) => s.f_add(&p)?,
-                    });
-                }
-                drop(batch);
-            }
-            let mut probs = sum.expect("at least one model").f_div_scalar(models.len() as f64)?;
-            let take = rows.len().min(images - done);
-            if take < rows.len() {
-                probs = probs.f_narrow(0, 0, take as i64)?;
-                rows.truncate(take);
-                labels.truncate(take);
-            }
-            // Device -> host: the only sync point of a step.
-            let probs = probs.f_to_device(Device::Cpu)?;
-            let top = topk_classes(&probs, 5)?; // [B, min(5, C)], ties to the lower index
-            let top_p = probs.f_gather(1, &top, false)?.f_to_kind(Kind::Float)?;
-            let kk = top.size()[1] as usize;
-            let top: Vec<i64> = Vec::try_from(top.f_flatten(0, -1)?)?;
-            let top_p: Vec<f32> = Vec::try_from(top_p.f_flatten(0, -1)?)?;
-            for (j, (&row, &label)) in rows.iter().zip(&labels).enumerate() {
-                let t = &top[j * kk..(j + 1) * kk];
-                let (h1, h5) = (t[0] == label, t.contains(&label));
-                let pc = &mut per_class[label as usize];
-                pc.0 += 1;
-                pc.1 += h1 as u64;
-                pc.2 += h5 as u64;
-                c1 += h1 as u64;
-                c5 += h5 as u64;
-                if let Some(w) = &mut writer {
-                    let key = split.get(row)?.key;
-                    w.write(&Prediction { key, label, classes: t, probabilities: &top_p[j * kk..(j + 1) * kk] })?;
-                }
-            }
-            done += rows.len();
-            progress.inc(rows.len() as u64, false);
+        while tally.images < images {
+            let mut scored = score_batch(&mut groups, &models, k, classes)?;
+            scored.truncate(images - tally.images)?;
+            let n = tally.record(scored, &split, writer.as_mut())?;
+            progress.inc(n as u64, false);
         }
         Ok(())
     })?;
@@ -244,35 +148,197 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
     if let Some(w) = writer {
         w.finish()?;
     }
-    let seconds = t0.elapsed().as_secs_f64();
-    let n = done as f64;
-    let frac = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-    Ok(ScoreReport {
-        top1: c1 as f64 / n,
-        top5: c5 as f64 / n,
-        top1_error: 1.0 - c1 as f64 / n,
-        top5_error: 1.0 - c5 as f64 / n,
-        images: done as u64,
-        crops: k as usize,
-        split: cfg.split.to_string(),
-        checkpoints: cfg.checkpoints.iter().map(|p| p.display().to_string()).collect(),
-        models: models.iter().map(|m| m.describe()).collect(),
-        per_class: manifest
-            .classes
-            .iter()
-            .zip(&per_class)
-            .map(|(c, &(n, a, b))| ClassScore {
-                index: c.index,
-                wnid: c.wnid.clone(),
-                name: c.name.clone(),
-                images: n,
-                top1: frac(a, n),
-                top5: frac(b, n),
-            })
-            .collect(),
-        seconds,
-        images_per_s: n / seconds.max(1e-9),
-    })
+    Ok(tally.report(cfg, &models, manifest, k, t0.elapsed().as_secs_f64()))
+}
+
+/// The checkpoints of `cfg`, for the classes `wnids`; a note for each one trained on
+/// another build of the data.
+fn open_models(cfg: &ScoreConfig, wnids: &[String]) -> Result<Vec<LoadedModel>> {
+    let models: Vec<LoadedModel> =
+        cfg.checkpoints.iter().map(|p| open(p, &cfg.overrides, wnids, cfg.device, cfg.bf16)).collect::<Result<_>>()?;
+    let sha = alexnet_shared::sha256_file(&cfg.data.join(alexnet_shared::MANIFEST_FILE))?;
+    for m in models.iter().filter(|m| m.manifest_sha256.as_ref().is_some_and(|h| *h != sha)) {
+        // Legitimate (another encoding or build of the same images), but the mean image
+        // and the statistics come from this dataset, not the one it was trained on.
+        eprintln!("note: {} was trained on another build of the data (manifest sha256 differs)", m.path.display());
+    }
+    Ok(models)
+}
+
+/// The dataset's mean image, when a model is normalized with it.
+fn mean_image(cfg: &ScoreConfig, manifest: &Manifest, models: &[LoadedModel]) -> Result<Option<Vec<f32>>> {
+    if !models.iter().any(|m| m.normalization == Normalization::MeanImage) {
+        return Ok(None);
+    }
+    let p = cfg.data.join(&manifest.mean_image);
+    Ok(Some(read_mean_image(&p).with_context(|| format!("reading the mean image {}", p.display()))?))
+}
+
+/// One pipeline per (crop, normalization) among `models`, with the models it feeds.
+fn groups(
+    models: &[LoadedModel],
+    manifest: &Manifest,
+    mean: Option<&[f32]>,
+    split: &Arc<SplitReader>,
+    cfg: &ScoreConfig,
+) -> Result<Vec<Group>> {
+    let mut groups: Vec<Group> = Vec::new();
+    for (i, m) in models.iter().enumerate() {
+        let (crop, normalization) = (m.config().crop, m.normalization);
+        if let Some(g) = groups.iter_mut().find(|g| g.crop == crop && g.normalization == normalization) {
+            g.models.push(i);
+            continue;
+        }
+        let mut lc = LoaderConfig::new(cfg.batch_size, crop, cfg.crops);
+        lc.workers = cfg.workers;
+        lc.prefetch = 2;
+        lc.flip = false;
+        lc.pca_noise = false;
+        let pipeline = Pipeline::new(split.clone(), lc, manifest, mean, normalization, cfg.device)?;
+        groups.push(Group { crop, normalization, models: vec![i], pipeline });
+    }
+    Ok(groups)
+}
+
+/// One lockstep batch of every group: the ensemble's probabilities of its images.
+struct Scored {
+    /// [B, C] float64 on the device: averaged over the crops, then over the models.
+    probs: Tensor,
+    rows: Vec<usize>,
+    labels: Vec<i64>,
+}
+
+impl Scored {
+    /// Keeps the first `n` images.
+    fn truncate(&mut self, n: usize) -> Result<()> {
+        if n < self.rows.len() {
+            self.probs = self.probs.f_narrow(0, 0, n as i64)?;
+            self.rows.truncate(n);
+            self.labels.truncate(n);
+        }
+        Ok(())
+    }
+}
+
+/// The next batch of every group (the same rows), through its models; `k` crops per
+/// image.
+fn score_batch(groups: &mut [Group], models: &[LoadedModel], k: usize, classes: usize) -> Result<Scored> {
+    let mut sum: Option<Tensor> = None;
+    let mut rows: Vec<usize> = Vec::new();
+    let mut labels: Vec<i64> = Vec::new();
+    for g in groups.iter_mut() {
+        let batch = g.pipeline.next_batch()?.context("the loader ended before the split")?;
+        // One entry per image: the crops of an image are consecutive.
+        let r: Vec<usize> = batch.rows().iter().step_by(k).copied().collect();
+        if rows.is_empty() {
+            rows = r;
+            labels = Vec::<i64>::try_from(batch.labels())?.into_iter().step_by(k).collect();
+        } else {
+            ensure!(rows == r, "loaders out of step (a bug)");
+        }
+        let x = g.pipeline.input(&batch, false)?; // [B*K, 3, s, s] on the device
+        for &i in &g.models {
+            // Mean over the crops in float64: exact for equal values, so a tie stays a
+            // tie whatever order the reduction takes (in float32 it does not:
+            // libtorch's vectorized mean of ten 1/6 gives 0.16666666 in some columns and
+            // 0.16666667 in others).
+            let p = models[i].probabilities(&x)?; // [B*K, C]
+            let p = p.f_to_kind(Kind::Double)?.f_view([-1, k as i64, classes as i64])?.f_mean_dim(
+                1,
+                false,
+                Kind::Double,
+            )?; // [B, C]
+            sum = Some(match sum {
+                None => p,
+                Some(s) => s.f_add(&p)?,
+            });
+        }
+        drop(batch);
+    }
+    let probs = sum.context("at least one model")?.f_div_scalar(models.len() as f64)?;
+    Ok(Scored { probs, rows, labels })
+}
+
+/// Correct top-1 and top-5 counts, per class and in all.
+struct Tally {
+    /// (images, top-1 hits, top-5 hits) per class.
+    per_class: Vec<(u64, u64, u64)>,
+    images: usize,
+    top1: u64,
+    top5: u64,
+}
+
+impl Tally {
+    fn new(classes: usize) -> Self {
+        Self { per_class: vec![(0, 0, 0); classes], images: 0, top1: 0, top5: 0 }
+    }
+
+    /// Counts the images of `s` (and writes their top-5 to `writer`); returns how many.
+    fn record(&mut self, s: Scored, split: &SplitReader, mut writer: Option<&mut PredictionWriter>) -> Result<usize> {
+        // Device -> host: the only sync point of a step.
+        let probs = s.probs.f_to_device(Device::Cpu)?;
+        let top = topk_classes(&probs, 5)?; // [B, min(5, C)], ties to the lower index
+        let top_p = probs.f_gather(1, &top, false)?.f_to_kind(Kind::Float)?;
+        let kk = top.size()[1] as usize;
+        let top: Vec<i64> = Vec::try_from(top.f_flatten(0, -1)?)?;
+        let top_p: Vec<f32> = Vec::try_from(top_p.f_flatten(0, -1)?)?;
+        for (j, (&row, &label)) in s.rows.iter().zip(&s.labels).enumerate() {
+            let t = &top[j * kk..(j + 1) * kk];
+            let (h1, h5) = (t[0] == label, t.contains(&label));
+            let pc = &mut self.per_class[label as usize];
+            pc.0 += 1;
+            pc.1 += h1 as u64;
+            pc.2 += h5 as u64;
+            self.top1 += h1 as u64;
+            self.top5 += h5 as u64;
+            if let Some(w) = writer.as_deref_mut() {
+                let key = split.get(row)?.key;
+                w.write(&Prediction { key, label, classes: t, probabilities: &top_p[j * kk..(j + 1) * kk] })?;
+            }
+        }
+        self.images += s.rows.len();
+        Ok(s.rows.len())
+    }
+
+    /// The report of `cfg`'s run: `crops` per image, `seconds` of scoring.
+    fn report(
+        &self,
+        cfg: &ScoreConfig,
+        models: &[LoadedModel],
+        manifest: &Manifest,
+        crops: usize,
+        seconds: f64,
+    ) -> ScoreReport {
+        let n = self.images as f64;
+        let (c1, c5) = (self.top1, self.top5);
+        let frac = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        ScoreReport {
+            top1: c1 as f64 / n,
+            top5: c5 as f64 / n,
+            top1_error: 1.0 - c1 as f64 / n,
+            top5_error: 1.0 - c5 as f64 / n,
+            images: self.images as u64,
+            crops,
+            split: cfg.split.to_string(),
+            checkpoints: cfg.checkpoints.iter().map(|p| p.display().to_string()).collect(),
+            models: models.iter().map(|m| m.describe()).collect(),
+            per_class: manifest
+                .classes
+                .iter()
+                .zip(&self.per_class)
+                .map(|(c, &(n, a, b))| ClassScore {
+                    index: c.index,
+                    wnid: c.wnid.clone(),
+                    name: c.name.clone(),
+                    images: n,
+                    top1: frac(a, n),
+                    top5: frac(b, n),
+                })
+                .collect(),
+            seconds,
+            images_per_s: n / seconds.max(1e-9),
+        }
+    }
 }
 
 impl ScoreReport {

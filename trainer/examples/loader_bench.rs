@@ -1,20 +1,27 @@
 //! Input pipeline throughput, the same finished work as `../shared/anchors/torch_loader.py`:
 //! train rows -> random crop, random flip, PCA colour noise, mean-RGB subtraction ->
-//! a float [batch, 3, crop, crop] batch on the training device (here the CPU).
+//! a float [batch, 3, crop, crop] batch on the training device (here the CPU), through
+//! the pipeline the trainer uses (`trainer::data::Pipeline`).
 //!
 //! usage: cargo run --release -p trainer --example loader_bench -- DATASET_DIR
 //!            [--workers N] [--batch 128] [--batches 40] [--crop 227] [--intra-op-threads T]
+//!            [--float-in workers|device] [--json]
 //!
 //! Prints three figures so that one can see where the time goes: the loader alone
-//! (uint8 crops in the ring), the float conversion alone (on one batch, repeated), and
-//! the two together, which is the number to compare with the anchor.
+//! (crops in the ring), the float step alone (on one batch, repeated), and the two
+//! together, which is the number to compare with the anchor. `--float-in` overrides the
+//! pipeline's choice for the CPU (float crops made in the workers) to time the other
+//! path, uint8 crops converted by tensor ops. `--json` prints the figures as one JSON
+//! object instead (`images_per_s` is the end-to-end figure).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use alexnet_shared::{Dataset, Split};
+use anyhow::Context;
 use clap::Parser;
-use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, PixelTransform};
+use tch::Device;
+use trainer::data::{Crops, FloatIn, LoaderConfig, Normalization, Pipeline, PixelTransform};
 
 #[derive(Parser)]
 struct Args {
@@ -31,15 +38,60 @@ struct Args {
     #[arg(long)]
     intra_op_threads: Option<i32>,
     /// Where uint8 becomes float: in the workers (fused with the crop) or as tensor ops
-    /// on the device after the loader.
-    #[arg(long, value_enum, default_value = "workers")]
+    /// on the device after the loader. Default: the pipeline's choice for the CPU
+    /// (workers).
+    #[arg(long, value_enum)]
+    float_in: Option<FloatIn>,
+    /// Print one JSON object with the figures instead of the text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The figures, as `--json` prints them.
+#[derive(serde::Serialize)]
+struct Report {
+    /// End to end: float batches ready for the model.
+    images_per_s: f64,
+    /// The loader alone: crops in the ring.
+    loader_only_images_per_s: f64,
+    /// The float step alone (`Pipeline::input` on one batch, repeated).
+    float_only_images_per_s: f64,
+    /// Time the consumer waited for data during the end-to-end run.
+    waited_s: f64,
+    workers: usize,
+    batch: usize,
+    crop: usize,
+    encoding: String,
     float_in: FloatIn,
 }
 
-#[derive(Clone, Copy, PartialEq, clap::ValueEnum)]
-enum FloatIn {
-    Workers,
-    Device,
+/// Runs `batches` batches (after one warm-up batch), wrapping epochs like the anchor;
+/// `with_float`: make each batch's float input. Returns images/s.
+fn run(p: &mut Pipeline, epoch: &mut u64, with_float: bool, batches: usize) -> anyhow::Result<f64> {
+    let mut t0 = None;
+    let mut n = 0;
+    for b in 0..=batches {
+        let batch = next(p, epoch)?;
+        if with_float {
+            std::hint::black_box(&p.input(&batch, true)?);
+        }
+        if b == 0 {
+            t0 = Some(Instant::now());
+        } else {
+            n += batch.len();
+        }
+    }
+    Ok(n as f64 / t0.context("the warm-up ran")?.elapsed().as_secs_f64())
+}
+
+/// The next batch, starting the next epoch at the end of one.
+fn next(p: &mut Pipeline, epoch: &mut u64) -> anyhow::Result<trainer::data::Batch> {
+    if let Some(b) = p.next_batch()? {
+        return Ok(b);
+    }
+    *epoch += 1;
+    p.start(*epoch);
+    p.next_batch()?.context("the train split has fewer rows than one batch")
 }
 
 fn main() -> anyhow::Result<()> {
@@ -48,71 +100,57 @@ fn main() -> anyhow::Result<()> {
     let ds = Dataset::open(&a.dataset)?;
     let split = Arc::new(ds.split(Split::Train)?);
     let transform = PixelTransform::new(ds.manifest(), None, Normalization::MeanRgb)?;
-    let norm = Normalizer::from_transform(&transform, tch::Device::Cpu);
     let mut cfg = LoaderConfig::new(a.batch, a.crop, Crops::Train);
     cfg.workers = a.workers;
-    if a.float_in == FloatIn::Workers {
-        cfg.transform = Some(transform);
-    }
-    let mut loader = Loader::new(split, cfg)?;
-    let encoding = ds.manifest().encoding.name();
+    let float_in = a.float_in.unwrap_or(FloatIn::for_device(Device::Cpu));
+    let mut p = Pipeline::with_float_in(split, cfg, &transform, Device::Cpu, float_in)?;
 
-    // Runs `batches` batches (after one warm-up batch), wrapping epochs like the anchor.
     let mut epoch = 0;
-    let mut run = |loader: &mut Loader, with_float: bool, batches: usize| -> anyhow::Result<f64> {
-        let mut t0 = None;
-        let mut n = 0;
-        for b in 0..=batches {
-            let batch = match loader.next_batch()? {
-                Some(b) => b,
-                None => {
-                    epoch += 1;
-                    loader.start(epoch);
-                    loader.next_batch()?.expect("an epoch has batches")
-                }
-            };
-            if with_float {
-                let x = norm.apply(&batch, true)?;
-                std::hint::black_box(&x);
-            }
-            if b == 0 {
-                t0 = Some(Instant::now());
-            } else {
-                n += batch.len();
-            }
-        }
-        Ok(n as f64 / t0.expect("warm-up ran").elapsed().as_secs_f64())
-    };
-    loader.start(0);
-    let crops_only = run(&mut loader, false, a.batches)?;
-    let wait_before = loader.stats().wait;
-    let full = run(&mut loader, true, a.batches)?;
-    let waited = loader.stats().wait - wait_before;
+    p.start(0);
+    let crops_only = run(&mut p, &mut epoch, false, a.batches)?;
+    let wait_before = p.stats().wait;
+    let full = run(&mut p, &mut epoch, true, a.batches)?;
+    let waited: Duration = p.stats().wait - wait_before;
 
-    // The float conversion alone, on one batch held in the ring.
-    let batch = loader.next_batch()?.or_else(|| {
-        loader.start(epoch + 1);
-        loader.next_batch().ok().flatten()
-    });
-    let batch = batch.expect("a batch");
+    // The float step alone, on one batch held in the ring.
+    let batch = next(&mut p, &mut epoch)?;
     let t = Instant::now();
     let reps = 10;
     for _ in 0..reps {
-        let _ = std::hint::black_box(norm.apply(&batch, true)?);
+        std::hint::black_box(&p.input(&batch, true)?);
     }
     let float_only = (reps * batch.len()) as f64 / t.elapsed().as_secs_f64();
 
-    let (what, conv) = match a.float_in {
+    let r = Report {
+        images_per_s: full,
+        loader_only_images_per_s: crops_only,
+        float_only_images_per_s: float_only,
+        waited_s: waited.as_secs_f64(),
+        workers: a.workers,
+        batch: a.batch,
+        crop: a.crop,
+        encoding: ds.manifest().encoding.name().to_string(),
+        float_in,
+    };
+    if a.json {
+        println!("{}", serde_json::to_string(&r)?);
+    } else {
+        print_text(&r, reps);
+    }
+    Ok(())
+}
+
+fn print_text(r: &Report, reps: usize) {
+    let (what, conv) = match r.float_in {
         FloatIn::Workers => ("float crops made in the workers", "device step (a view on the CPU)"),
         FloatIn::Device => ("uint8 crops", "float conversion as tensor ops"),
     };
-    println!("{encoding} shards, {} workers, batch {}, crop {}, {what}:", a.workers, a.batch, a.crop);
-    println!("  loader alone (crops in the ring):         {crops_only:.0} images/s");
-    println!("  {conv}, alone (one batch x{reps}): {float_only:.0} images/s");
+    println!("{} shards, {} workers, batch {}, crop {}, {what}:", r.encoding, r.workers, r.batch, r.crop);
+    println!("  loader alone (crops in the ring):         {:.0} images/s", r.loader_only_images_per_s);
+    println!("  {conv}, alone (one batch x{reps}): {:.0} images/s", r.float_only_images_per_s);
     println!(
-        "  end to end (float batch ready):          {full:.0} images/s  (waited for data {:.2} s)",
-        waited.as_secs_f64()
+        "  end to end (float batch ready):          {:.0} images/s  (waited for data {:.2} s)",
+        r.images_per_s, r.waited_s
     );
-    println!("{full:.1} images/s with {} worker(s)", a.workers);
-    Ok(())
+    println!("{:.1} images/s with {} worker(s)", r.images_per_s, r.workers);
 }

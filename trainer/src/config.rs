@@ -328,7 +328,6 @@ impl TrainConfig {
         toml::Table::try_from(self).expect("config serializes")
     }
 
-
     pub fn model_config(&self, num_classes: usize) -> ModelConfig {
         ModelConfig {
             arch: self.model.arch,
@@ -558,7 +557,10 @@ mod tests {
         let e = TrainConfig::from_toml("").unwrap();
         assert_eq!(e, TrainConfig::default());
         assert_eq!(e.model.arch, crate::model::Arch::Paper);
-        assert_eq!((e.model.crop, e.model.width, e.model.lrn_alpha, e.model.lrn_towers, e.model.dropout), (227, 1.0, 1e-4, 2, 0.5));
+        assert_eq!(
+            (e.model.crop, e.model.width, e.model.lrn_alpha, e.model.lrn_towers, e.model.dropout),
+            (227, 1.0, 1e-4, 2, 0.5)
+        );
         assert_eq!((e.optim.batch_size, e.optim.lr, e.optim.momentum, e.optim.weight_decay), (128, 0.01, 0.9, 5e-4));
         assert!(matches!(e.optim.schedule, Schedule::Plateau { factor, max_drops: 3, .. } if factor == 10.0));
         assert!(e.optim.paper_init && e.data.flip && e.data.pca_noise);
@@ -589,7 +591,9 @@ mod tests {
         let text = preset("demo").replace("[optim]", "[optim]\nlearning_rate = 0.1");
         let e = TrainConfig::from_toml(&text).unwrap_err().to_string();
         assert!(e.contains("learning_rate") && !e.contains('\n'), "{e}");
-        let e = TrainConfig::from_toml(&preset("demo").replace("[model]\n", "[model]\ncrop = 1\n")).unwrap_err().to_string();
+        let e = TrainConfig::from_toml(&preset("demo").replace("[model]\n", "[model]\ncrop = 1\n"))
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("crop"), "{e}");
     }
 
@@ -616,7 +620,10 @@ mod tests {
         // A typo'd key names itself and its section's keys; so does a section.
         let mut t: toml::Table = toml::from_str(&preset("demo")).unwrap();
         let e = apply_sets(&mut t, &sets(&["optim.lrr=0.1"])).unwrap_err().to_string();
-        assert!(e.contains("--set optim.lrr=0.1") && e.contains("unknown key \"optim.lrr\"") && e.contains("\"lr\""), "{e}");
+        assert!(
+            e.contains("--set optim.lrr=0.1") && e.contains("unknown key \"optim.lrr\"") && e.contains("\"lr\""),
+            "{e}"
+        );
         let e = apply_sets(&mut t, &sets(&["optm.lr=0.1"])).unwrap_err().to_string();
         assert!(e.contains("unknown section \"optm\""), "{e}");
         let e = apply_sets(&mut t, &sets(&["optim.lr"])).unwrap_err().to_string();
@@ -653,7 +660,8 @@ mod tests {
         let (_, changes) = for_run(Some(&demo), &sets(&["optim.lr=0.02"]), &run, true).unwrap();
         assert!(changes.is_empty(), "{changes:?}");
         // Extending the run: applied, and reported.
-        let (longer, changes) = for_run(None, &sets(&["optim.epochs=12", "run.log_every_steps=5"]), &run, true).unwrap();
+        let (longer, changes) =
+            for_run(None, &sets(&["optim.epochs=12", "run.log_every_steps=5"]), &run, true).unwrap();
         assert_eq!((longer.optim.epochs, longer.run.log_every_steps), (12, 5));
         let keys: Vec<&str> = changes.iter().map(|c| c.key.as_str()).collect();
         assert_eq!(keys, ["optim.epochs", "run.log_every_steps"]);
@@ -664,7 +672,10 @@ mod tests {
         let e = for_run(None, &sets(&["model.width=0.5", "optim.epochs=12", "data.flip=false"]), &run, true)
             .unwrap_err()
             .to_string();
-        assert!(e.contains("data.flip (true -> false), model.width (0.25 -> 0.5)") && !e.contains("optim.epochs ("), "{e}");
+        assert!(
+            e.contains("data.flip (true -> false), model.width (0.25 -> 0.5)") && !e.contains("optim.epochs ("),
+            "{e}"
+        );
         assert!(e.contains("only optim.epochs, run.log_every_steps"), "{e}");
         let e = for_run(Some(&demo), &[], &run, true).unwrap_err().to_string();
         assert!(e.contains("optim.lr (0.02 -> 0.005)"), "{e}");

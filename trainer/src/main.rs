@@ -85,8 +85,17 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Run { config, sets, data, run_dir, device, resume, max_steps, threads, deterministic } => {
-            let req =
-                trainer::cli::RunRequest { config, sets, data, run_dir, device, resume, max_steps, threads, deterministic };
+            let req = trainer::cli::RunRequest {
+                config,
+                sets,
+                data,
+                run_dir,
+                device,
+                resume,
+                max_steps,
+                threads,
+                deterministic,
+            };
             if let Some(summary) = trainer::cli::train(&req)? {
                 println!("{summary}");
             }

@@ -19,7 +19,7 @@ use tch::{nn::VarStore, Device, Kind, Tensor};
 use trainer::checkpoint::load_model;
 use trainer::config::TrainConfig;
 use trainer::data::sampler::derive_seed;
-use trainer::data::{Crops, Loader, LoaderConfig, Normalizer, PixelTransform};
+use trainer::data::{Crops, LoaderConfig, Pipeline};
 use trainer::model::AlexNet;
 use trainer::sgd::Sgd;
 
@@ -124,16 +124,13 @@ fn one_process_on_the_union(cfg: &TrainConfig, data: &Path, steps: usize) -> Vec
     let ds = Dataset::open(data).unwrap();
     let manifest = ds.manifest().clone();
     let mean = read_mean_image(&data.join(&manifest.mean_image)).unwrap();
-    let transform = PixelTransform::new(&manifest, Some(&mean), cfg.data.normalization).unwrap();
-    let norm = Normalizer::from_transform(&transform, Device::Cpu);
     let split = Arc::new(ds.split(Split::Train).unwrap());
-    let mut loaders: Vec<Loader> = (0..2)
+    let mut loaders: Vec<Pipeline> = (0..2)
         .map(|rank| {
             let mut c = LoaderConfig::new(cfg.optim.batch_size, cfg.model.crop, Crops::Train);
             (c.workers, c.prefetch, c.seed, c.shuffle) = (1, 2, cfg.run.seed, cfg.data.shuffle);
             (c.flip, c.pca_noise, c.rank, c.world) = (cfg.data.flip, cfg.data.pca_noise, rank, 2);
-            c.transform = Some(transform.clone());
-            Loader::new(split.clone(), c).unwrap()
+            Pipeline::new(split.clone(), c, &manifest, Some(&mean), cfg.data.normalization, Device::Cpu).unwrap()
         })
         .collect();
     // The trainer's initialisation (train.rs).
@@ -152,7 +149,7 @@ fn one_process_on_the_union(cfg: &TrainConfig, data: &Path, steps: usize) -> Vec
     }
     for _ in 0..steps {
         let (a, b) = (loaders[0].next_batch().unwrap().unwrap(), loaders[1].next_batch().unwrap().unwrap());
-        let x = Tensor::cat(&[norm.apply(&a, true).unwrap(), norm.apply(&b, true).unwrap()], 0);
+        let x = Tensor::cat(&[loaders[0].input(&a, true).unwrap(), loaders[1].input(&b, true).unwrap()], 0);
         let y = Tensor::cat(&[a.labels(), b.labels()], 0);
         let loss = model.forward_t(&x, true).cross_entropy_for_logits(&y);
         sgd.zero_grad();

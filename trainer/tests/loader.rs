@@ -1,6 +1,7 @@
 //! The input pipeline on a small built dataset: coverage per epoch across ranks,
 //! reproducibility, crops against the shard pixels, the float conversion against the
-//! paper's formula, errors from damaged shards, prompt shutdown.
+//! paper's formula, the PCA colour noise's distribution, the two float paths of the
+//! pipeline builder against each other, errors from damaged shards, prompt shutdown.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -11,8 +12,11 @@ use preprocess::build::{self, BuildConfig};
 use preprocess::inputs::InputOptions;
 use preprocess::synth;
 use tch::{Device, Kind, Tensor};
-use trainer::data::augment::{crop_into, pca_shift, ten_crops};
-use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer, Shuffle};
+use trainer::data::augment::{crop_into, ten_crops, train_draw};
+use trainer::data::pixels;
+use trainer::data::{
+    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, Pipeline, PixelTransform, Rows, Shuffle,
+};
 
 fn build_dataset(dir: &Path, encoding: Encoding) -> PathBuf {
     let images = dir.join("images");
@@ -59,6 +63,20 @@ fn cfg(batch: usize, crop: usize, crops: Crops) -> LoaderConfig {
 
 fn bytes(t: &Tensor) -> Vec<u8> {
     Vec::<u8>::try_from(t.flatten(0, -1)).unwrap()
+}
+
+/// The oracle of the PCA colour shift, in f64 from the manifest's own numbers (DESIGN.md):
+/// `sum_i alpha_i * (lambda_i / 255) * p_i` on the 0..255 scale, with `eigenvalues` of
+/// the 0..255 covariance and `eigenvectors[i]` a unit row.
+fn pca_shift(alpha: [f32; 3], eigenvalues: [f64; 3], eigenvectors: [[f64; 3]; 3]) -> [f64; 3] {
+    let mut s = [0.0; 3];
+    for i in 0..3 {
+        let a = alpha[i] as f64 * eigenvalues[i] / 255.0;
+        for c in 0..3 {
+            s[c] += a * eigenvectors[i][c];
+        }
+    }
+    s
 }
 
 #[test]
@@ -210,6 +228,61 @@ fn normalizer_applies_the_papers_formula() {
     assert!(Normalizer::new(m, None, Normalization::MeanImage, Device::Cpu).is_err());
 }
 
+/// DESIGN.md: lambda = [9356, 2147, 934] gives a shift of about 3.7 grey levels (one
+/// sigma) along p_1. Over many draws the shifts have covariance
+/// sum_i (0.1 * lambda_i / 255)^2 p_i p_i^T: check each direction's spread.
+#[test]
+fn pca_noise_has_the_papers_distribution_and_directions() {
+    let lambda = [9356.0, 2147.0, 934.0];
+    let s = 1.0 / 3f64.sqrt();
+    let p = [
+        [s, s, s],
+        [1.0 / 2f64.sqrt(), 0.0, -1.0 / 2f64.sqrt()],
+        [1.0 / 6f64.sqrt(), -2.0 / 6f64.sqrt(), 1.0 / 6f64.sqrt()],
+    ];
+    let n = 20000;
+    let mut proj = [[0.0f64; 2]; 3]; // sum and sum of squares of the shift along p_i
+    let mut cross = 0.0; // sum of (shift.p0)(shift.p1)
+    for k in 0..n {
+        let d = train_draw(5, 0, 0, k, 227, true);
+        let shift = pca_shift(d.alpha, lambda, p);
+        let along: Vec<f64> = (0..3).map(|i| (0..3).map(|c| shift[c] * p[i][c]).sum()).collect();
+        for i in 0..3 {
+            proj[i][0] += along[i];
+            proj[i][1] += along[i] * along[i];
+        }
+        cross += along[0] * along[1];
+    }
+    for i in 0..3 {
+        let mean = proj[i][0] / n as f64;
+        let sd = (proj[i][1] / n as f64 - mean * mean).sqrt();
+        let want = 0.1 * lambda[i] / 255.0;
+        assert!((sd / want - 1.0).abs() < 0.03, "direction {i}: sd {sd:.3}, want {want:.3}");
+        assert!(mean.abs() < 4.0 * want / (n as f64).sqrt(), "direction {i}: mean {mean}");
+    }
+    assert!((0.1f64 * 9356.0 / 255.0 - 3.67).abs() < 0.01);
+    let corr = cross / n as f64 / ((0.1 * lambda[0] / 255.0) * (0.1 * lambda[1] / 255.0));
+    assert!(corr.abs() < 0.05, "directions 0 and 1 correlate: {corr}");
+}
+
+/// The pipeline's one PCA formula (f32, from the manifest's eigenpairs) against the f64
+/// oracle.
+#[test]
+fn the_pipelines_pca_shift_is_the_papers_formula() {
+    let ds = Dataset::open(shared_dataset()).unwrap();
+    let m = ds.manifest();
+    let t = PixelTransform::new(m, None, Normalization::MeanRgb).unwrap();
+    for k in 0..200 {
+        let alpha = train_draw(3, 1, 0, k, 227, true).alpha;
+        let got = t.shift(alpha);
+        assert_eq!(got, pixels::pca_shift(alpha, &t.eig, &t.vecs));
+        let want = pca_shift(alpha, m.stats.pca.eigenvalues, m.stats.pca.eigenvectors);
+        for c in 0..3 {
+            assert!((got[c] as f64 - want[c]).abs() < 1e-4 * (1.0 + want[c].abs()), "{k}: {got:?} vs {want:?}");
+        }
+    }
+}
+
 #[test]
 fn a_corrupt_jpeg_in_a_shard_is_an_error_naming_shard_and_row() {
     let t = tempfile::tempdir().unwrap();
@@ -285,36 +358,87 @@ fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
     assert!(mean < 4.0, "mean abs difference {mean}");
 }
 
-/// Float crops made in the workers equal the device path's conversion of uint8 crops.
+/// The two paths [`Pipeline`] chooses between agree: on the CPU it yields float crops
+/// made in the workers, and these equal the uint8 path (`FloatIn::Device`) converted by
+/// the normalizer, for train, center and ten crops and every normalization.
 #[test]
 fn worker_float_crops_equal_the_device_conversion() {
-    use trainer::data::PixelTransform;
     let dir = shared_dataset();
     let ds = Dataset::open(dir).unwrap();
     let mean_img = read_mean_image(&dir.join(&ds.manifest().mean_image)).unwrap();
     for (norm, crops) in [
         (Normalization::MeanImage, Crops::Train),
         (Normalization::MeanRgb, Crops::Train),
+        (Normalization::Torchvision, Crops::Train),
+        (Normalization::MeanImage, Crops::Center),
+        (Normalization::MeanRgb, Crops::Center),
+        (Normalization::MeanImage, Crops::Ten),
         (Normalization::Torchvision, Crops::Ten),
     ] {
+        let s = split(dir, Split::Train);
+        let mut p =
+            Pipeline::new(s.clone(), cfg(4, 99, crops), ds.manifest(), Some(&mean_img), norm, Device::Cpu).unwrap();
+        assert_eq!(p.float_in(), FloatIn::Workers, "the CPU's choice");
+        assert!(p.config().pin_memory.is_none());
         let t = PixelTransform::new(ds.manifest(), Some(&mean_img), norm).unwrap();
-        let n = Normalizer::from_transform(&t, Device::Cpu);
-        let mut a = Loader::new(split(dir, Split::Train), cfg(4, 99, crops)).unwrap();
-        let mut c = cfg(4, 99, crops);
-        c.transform = Some(t);
-        let mut b = Loader::new(split(dir, Split::Train), c).unwrap();
-        a.start(2);
-        b.start(2);
+        let mut u = Pipeline::with_float_in(s, cfg(4, 99, crops), &t, Device::Cpu, FloatIn::Device).unwrap();
+        assert!(u.config().transform.is_none());
+        let train = crops == Crops::Train;
+        assert_eq!(p.start(2), u.start(2));
         for _ in 0..3 {
-            let (ba, bb) = (a.next_batch().unwrap().unwrap(), b.next_batch().unwrap().unwrap());
-            assert!(bb.images().is_none());
-            let xa = n.apply(&ba, crops == Crops::Train).unwrap();
-            let xb = n.apply(&bb, crops == Crops::Train).unwrap();
-            assert_eq!(xa.size(), xb.size());
-            let d = (xa - xb).abs().max().double_value(&[]);
-            assert!(d < 1e-4, "{norm:?}: max difference {d}");
+            let (bp, bu) = (p.next_batch().unwrap().unwrap(), u.next_batch().unwrap().unwrap());
+            assert!(bp.images().is_none() && bp.floats().is_some(), "float crops from the workers");
+            assert!(bu.images().is_some() && bu.floats().is_none(), "uint8 crops");
+            assert_eq!((bp.rows(), bp.specs()), (bu.rows(), bu.specs()));
+            let xp = p.input(&bp, train).unwrap();
+            let xu = u.input(&bu, train).unwrap();
+            assert_eq!(xp.size(), [4 * crops.per_image() as i64, 3, 99, 99]);
+            assert_eq!(xp.size(), xu.size());
+            let d = (xp - xu).abs().max().double_value(&[]);
+            assert!(d < 1e-4, "{norm:?} {crops:?}: max difference {d}");
         }
     }
+    // Loaders made by hand (a transform set in the config) are the same workers' path.
+    let t = PixelTransform::new(ds.manifest(), Some(&mean_img), Normalization::MeanImage).unwrap();
+    let n = Normalizer::from_transform(&t, Device::Cpu);
+    let mut c = cfg(4, 99, Crops::Train);
+    c.transform = Some(t);
+    let mut a = Loader::new(split(dir, Split::Train), c).unwrap();
+    let mut p = Pipeline::new(
+        split(dir, Split::Train),
+        cfg(4, 99, Crops::Train),
+        ds.manifest(),
+        Some(&mean_img),
+        Normalization::MeanImage,
+        Device::Cpu,
+    )
+    .unwrap();
+    a.start(1);
+    p.start(1);
+    let (ba, bp) = (a.next_batch().unwrap().unwrap(), p.next_batch().unwrap().unwrap());
+    assert!(n.apply(&ba, true).unwrap().equal(&p.input(&bp, true).unwrap()));
+}
+
+/// `Rows::Only` reads the rows given, in the order given (a list of query rows), and a
+/// row outside the split is an error, not a panic.
+#[test]
+fn only_rows_come_in_the_order_given() {
+    let dir = shared_dataset();
+    let mut c = cfg(2, 64, Crops::Center);
+    c.rows = Rows::Only(std::sync::Arc::new(vec![9, 2, 2, 70, 0]));
+    let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+    assert_eq!(l.start(0), 3);
+    let mut seen = Vec::new();
+    while let Some(b) = l.next_batch().unwrap() {
+        seen.extend_from_slice(b.rows());
+    }
+    assert_eq!(seen, [9, 2, 2, 70, 0]);
+    let mut c = cfg(2, 64, Crops::Center);
+    c.rows = Rows::Only(std::sync::Arc::new(vec![1, 72]));
+    let mut l = Loader::new(split(dir, Split::Train), c).unwrap();
+    l.start(0);
+    let e = l.next_batch().err().expect("row 72 of 72 rows").to_string();
+    assert!(e.contains("row 72 is outside the split (72 rows)") && !e.contains("panicked"), "{e}");
 }
 
 #[test]

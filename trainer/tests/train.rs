@@ -24,7 +24,6 @@ fn dataset(dir: &Path) -> PathBuf {
     common::tiny_dataset(dir)
 }
 
-
 /// A new run of the dataset `data` in `run_dir`, on the CPU, to its end.
 fn fresh(data: &Path, run_dir: PathBuf) -> RunOptions {
     RunOptions { data: data.to_path_buf(), run_dir, device: Device::Cpu, resume: false, max_steps: None }
@@ -141,7 +140,8 @@ fn a_checkpoint_of_other_classes_or_a_bad_config_is_a_one_line_error() {
     let e = TrainConfig::from_toml(&common::tiny_text().replace("crop = 67", "crop = 40")).unwrap_err().to_string();
     assert!(e.contains("crop 40"), "{e}");
     // The same through --set: a typo'd key names itself; a bad value is checked.
-    let sets = |s: &[&str]| TrainConfig::parse(&common::tiny_text(), &s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
+    let sets =
+        |s: &[&str]| TrainConfig::parse(&common::tiny_text(), &s.iter().map(|x| x.to_string()).collect::<Vec<_>>());
     let e = sets(&["run.sed=1"]).unwrap_err().to_string();
     assert!(e.contains("--set run.sed=1: unknown key \"run.sed\"") && !e.contains('\n'), "{e}");
     let e = sets(&["model.crop=40"]).unwrap_err().to_string();

@@ -11,7 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
-use super::sampler::derive_seed;
+use super::seed::derive_seed;
 
 /// Where a crop is taken, and whether it is mirrored (left-right).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -87,20 +87,6 @@ pub fn crop_into(src: &[u8], spec: CropSpec, crop: usize, dst: &mut [u8]) {
     }
 }
 
-/// The PCA colour shift of the paper on the 0..255 scale:
-/// `sum_i alpha_i * (lambda_i / 255) * p_i` with the manifest's eigenpairs
-/// (`eigenvalues` of the 0..255 covariance, `eigenvectors[i]` a unit row).
-pub fn pca_shift(alpha: [f32; 3], eigenvalues: [f64; 3], eigenvectors: [[f64; 3]; 3]) -> [f64; 3] {
-    let mut s = [0.0; 3];
-    for i in 0..3 {
-        let a = alpha[i] as f64 * eigenvalues[i] / 255.0;
-        for c in 0..3 {
-            s[c] += a * eigenvectors[i][c];
-        }
-    }
-    s
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -165,42 +151,5 @@ mod tests {
         }
         assert!((900..1100).contains(&flips), "{flips} flips of 2000");
         assert!((0..100).all(|p| !train_draw(9, 0, 1, p, 227, false).crop.flip));
-    }
-
-    /// DESIGN.md: lambda = [9356, 2147, 934] gives a shift of about 3.7 grey levels (one
-    /// sigma) along p_1. Over many draws the shifts have covariance
-    /// sum_i (0.1 * lambda_i / 255)^2 p_i p_i^T: check each direction's spread.
-    #[test]
-    fn pca_noise_has_the_papers_distribution_and_directions() {
-        let lambda = [9356.0, 2147.0, 934.0];
-        let s = 1.0 / 3f64.sqrt();
-        let p = [
-            [s, s, s],
-            [1.0 / 2f64.sqrt(), 0.0, -1.0 / 2f64.sqrt()],
-            [1.0 / 6f64.sqrt(), -2.0 / 6f64.sqrt(), 1.0 / 6f64.sqrt()],
-        ];
-        let n = 20000;
-        let mut proj = [[0.0f64; 2]; 3]; // sum and sum of squares of the shift along p_i
-        let mut cross = 0.0; // sum of (shift.p0)(shift.p1)
-        for k in 0..n {
-            let d = train_draw(5, 0, 0, k, 227, true);
-            let shift = pca_shift(d.alpha, lambda, p);
-            let along: Vec<f64> = (0..3).map(|i| (0..3).map(|c| shift[c] * p[i][c]).sum()).collect();
-            for i in 0..3 {
-                proj[i][0] += along[i];
-                proj[i][1] += along[i] * along[i];
-            }
-            cross += along[0] * along[1];
-        }
-        for i in 0..3 {
-            let mean = proj[i][0] / n as f64;
-            let sd = (proj[i][1] / n as f64 - mean * mean).sqrt();
-            let want = 0.1 * lambda[i] / 255.0;
-            assert!((sd / want - 1.0).abs() < 0.03, "direction {i}: sd {sd:.3}, want {want:.3}");
-            assert!(mean.abs() < 4.0 * want / (n as f64).sqrt(), "direction {i}: mean {mean}");
-        }
-        assert!((0.1f64 * 9356.0 / 255.0 - 3.67).abs() < 0.01);
-        let corr = cross / n as f64 / ((0.1 * lambda[0] / 255.0) * (0.1 * lambda[1] / 255.0));
-        assert!(corr.abs() < 0.05, "directions 0 and 1 correlate: {corr}");
     }
 }

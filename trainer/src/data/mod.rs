@@ -1,19 +1,40 @@
 //! The training input pipeline: memory-mapped shards -> worker threads -> a ring of
-//! batch buffers -> float batches on the training device.
+//! batch buffers -> float batches on the training device. One file per stage, each
+//! using only the ones listed before it:
+//!
+//! | File | Stage |
+//! |---|---|
+//! | [`error`] | [`DataError`] (alias [`LoaderError`]), the one error of this module |
+//! | [`seed`] | seeds derived from (seed, epoch, ...) tuples |
+//! | [`augment`] | crop positions, flips and the per-image random draws (section 4.1) |
+//! | [`pixels`] | host pixel arithmetic: [`Normalization`], the PCA shift, [`PixelTransform`] |
+//! | [`config`] | what a loader reads and makes: [`LoaderConfig`], [`Crops`], [`Rows`], [`Shuffle`] |
+//! | [`sampler`] | which rows, in which order, per rank and epoch: [`EpochPlan`] |
+//! | [`batch`] | the ring's preallocated buffers and the [`Batch`] that lends one out |
+//! | `worker` | a worker thread: decode, crop, write in place into a buffer |
+//! | [`loader`] | [`Loader`]: dispatch of a pass to the workers, delivery in order, stats |
+//! | [`normalize`] | [`Normalizer`]: uint8 crops -> float batch as tensor ops on the device |
+//! | [`pipeline`] | [`Pipeline`]: a loader and its normalizer, with the CPU / CUDA choice |
+//!
+//! Clients build their loaders through [`Pipeline::new`], which decides where pixels
+//! become floats: in the workers on the CPU, on the device from page-locked uint8
+//! buffers on CUDA (see [`pipeline`]).
 //!
 //! ```no_run
 //! use std::sync::Arc;
 //! use alexnet_shared::{read_mean_image, Dataset, Split};
-//! use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Normalizer};
+//! use trainer::data::{Crops, LoaderConfig, Normalization, Pipeline};
 //! # fn main() -> anyhow::Result<()> {
 //! let ds = Dataset::open("data/imagenet".as_ref())?;
 //! let mean = read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?;
-//! let norm = Normalizer::new(ds.manifest(), Some(&mean), Normalization::MeanImage, tch::Device::Cpu)?;
-//! let mut loader = Loader::new(Arc::new(ds.split(Split::Train)?), LoaderConfig::new(128, 227, Crops::Train))?;
+//! let split = Arc::new(ds.split(Split::Train)?);
+//! let cfg = LoaderConfig::new(128, 227, Crops::Train);
+//! let device = tch::Device::Cpu;
+//! let mut train = Pipeline::new(split, cfg, ds.manifest(), Some(&mean), Normalization::MeanImage, device)?;
 //! for epoch in 0..90 {
-//!     loader.start(epoch);
-//!     while let Some(batch) = loader.next_batch()? {
-//!         let x = norm.apply(&batch, true)?; // float [128, 3, 227, 227]
+//!     train.start(epoch);
+//!     while let Some(batch) = train.next_batch()? {
+//!         let x = train.input(&batch, true)?; // float [128, 3, 227, 227] on the device
 //!         let y = batch.labels();
 //!         drop(batch); // the buffer goes back to the ring
 //!         # let _ = (x, y);
@@ -23,12 +44,22 @@
 //! ```
 
 pub mod augment;
+pub mod batch;
+pub mod config;
+pub mod error;
 pub mod loader;
 pub mod normalize;
 pub mod pipeline;
+pub mod pixels;
 pub mod sampler;
+pub mod seed;
+mod worker;
 
-pub use loader::{Batch, Crops, Loader, LoaderConfig, LoaderError, LoaderStats, Rows};
-pub use normalize::{Normalization, Normalizer, PixelTransform};
-pub use pipeline::Pipeline;
-pub use sampler::Shuffle;
+pub use batch::Batch;
+pub use config::{Crops, LoaderConfig, Rows, Shuffle};
+pub use error::{DataError, LoaderError};
+pub use loader::{Loader, LoaderStats};
+pub use normalize::Normalizer;
+pub use pipeline::{FloatIn, Pipeline};
+pub use pixels::{Normalization, PixelTransform};
+pub use sampler::EpochPlan;

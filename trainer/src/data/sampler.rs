@@ -5,41 +5,99 @@
 //! the remainder dropped (PyTorch's `DistributedSampler(drop_last=True)` with a
 //! drop-last `DataLoader`), so every rank takes the same number of steps.
 //! Validation: every row exactly once over all ranks, in order, the last batch of a
-//! rank possibly short.
+//! rank possibly short. [`EpochPlan`] makes that choice for a loader's pass.
 
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// How the train rows of an epoch are shuffled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
-#[serde(rename_all = "kebab-case")]
-pub enum Shuffle {
-    /// A permutation of all rows: uniform, touches shards at random (data in RAM or on
-    /// a fast local SSD).
-    #[default]
-    Full,
-    /// Shards in a random order, rows shuffled within each shard: reads one shard at a
-    /// time, for data larger than RAM on slower disks. Train shards already mix classes.
-    ShardThenRow,
+use super::config::{Crops, LoaderConfig, Rows, Shuffle};
+pub use super::seed::derive_seed;
+
+/// How one rank's passes over a split are ordered: the part of a [`LoaderConfig`] that
+/// decides which rows a pass reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EpochPlan {
+    pub shuffle: Shuffle,
+    pub seed: u64,
+    pub rank: usize,
+    pub world: usize,
+    /// Images per batch: a train pass takes whole batches only.
+    pub batch: usize,
 }
 
-/// A stream of 64-bit seeds derived from a tuple, for independent, reproducible RNGs.
-pub fn derive_seed(parts: &[u64]) -> u64 {
-    // SplitMix64 over the parts: cheap and well mixed.
-    let mut h: u64 = 0x9e37_79b9_7f4a_7c15;
-    for &p in parts {
-        h ^= p.wrapping_add(0x9e37_79b9_7f4a_7c15).wrapping_add(h << 6).wrapping_add(h >> 2);
-        let mut z = h;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        h = z ^ (z >> 31);
+impl EpochPlan {
+    pub fn of(cfg: &LoaderConfig) -> Self {
+        Self { shuffle: cfg.shuffle, seed: cfg.seed, rank: cfg.rank, world: cfg.world, batch: cfg.batch_size }
     }
-    h
+
+    /// The split rows of this rank's pass `epoch`, in order: a train epoch
+    /// ([`Self::train_rows`], without the rows `rows` excludes) for `Crops::Train`, else
+    /// this rank's share ([`val_range`]) of the rows `rows` covers. `shard_sizes` are the
+    /// row counts of the split's shards, in order.
+    pub fn rows(&self, shard_sizes: &[usize], epoch: u64, rows: &Rows, crops: Crops) -> Vec<usize> {
+        let n: usize = shard_sizes.iter().sum();
+        let share = |len: usize| val_range(len, self.rank, self.world);
+        match (crops, rows) {
+            (Crops::Train, Rows::All) => self.train_rows(shard_sizes, epoch, &[]),
+            (Crops::Train, Rows::Except(held)) => self.train_rows(shard_sizes, epoch, held),
+            (_, Rows::All) => share(n).collect(),
+            (_, Rows::Only(only)) => share(only.len()).map(|i| only[i]).collect(),
+            (_, Rows::Except(held)) => {
+                let kept: Vec<usize> = (0..n).filter(|r| held.binary_search(r).is_err()).collect();
+                share(kept.len()).map(|i| kept[i]).collect()
+            }
+        }
+    }
+
+    /// The rows this rank trains on in `epoch`, in order: `steps * batch` of them, none
+    /// of `held_out` (sorted). The permutation is drawn over all rows, the held-out ones
+    /// are taken out, and the rest is cut into the ranks' slices.
+    pub fn train_rows(&self, shard_sizes: &[usize], epoch: u64, held_out: &[usize]) -> Vec<usize> {
+        let (rank, world, batch) = (self.rank, self.world, self.batch);
+        assert!(world >= 1 && rank < world && batch >= 1);
+        let n: usize = shard_sizes.iter().sum();
+        let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[self.seed, epoch, 0x5ea1]));
+        let order: Vec<usize> = match self.shuffle {
+            Shuffle::Full => {
+                let mut v: Vec<usize> = (0..n).collect();
+                v.shuffle(&mut rng);
+                v
+            }
+            Shuffle::ShardThenRow => {
+                let mut starts = Vec::with_capacity(shard_sizes.len());
+                let mut s = 0;
+                for &len in shard_sizes {
+                    starts.push((s, len));
+                    s += len;
+                }
+                starts.shuffle(&mut rng);
+                let mut v = Vec::with_capacity(n);
+                for (start, len) in starts {
+                    let first = v.len();
+                    v.extend(start..start + len);
+                    v[first..].shuffle(&mut rng);
+                }
+                v
+            }
+        };
+        let order = if held_out.is_empty() {
+            order
+        } else {
+            let mut out = vec![false; n];
+            for &r in held_out {
+                out[r] = true;
+            }
+            order.into_iter().filter(|&r| !out[r]).collect()
+        };
+        let slice = order.len() / world;
+        let take = slice / batch * batch;
+        order[rank * slice..rank * slice + take].to_vec()
+    }
 }
 
 /// The rows rank `rank` of `world` trains on in `epoch`, in order: `steps * batch` of
-/// them. `shard_sizes` are the row counts of the split's shards, in order.
+/// them ([`EpochPlan::train_rows`] with nothing held out).
 pub fn train_rows(
     shard_sizes: &[usize],
     shuffle: Shuffle,
@@ -49,61 +107,7 @@ pub fn train_rows(
     world: usize,
     batch: usize,
 ) -> Vec<usize> {
-    train_rows_except(shard_sizes, shuffle, seed, epoch, rank, world, batch, &[])
-}
-
-/// [`train_rows`] without the rows in `held_out` (sorted): the permutation is drawn
-/// over all rows as before, the held-out ones are taken out, and the rest is cut into
-/// the ranks' slices.
-#[allow(clippy::too_many_arguments)]
-pub fn train_rows_except(
-    shard_sizes: &[usize],
-    shuffle: Shuffle,
-    seed: u64,
-    epoch: u64,
-    rank: usize,
-    world: usize,
-    batch: usize,
-    held_out: &[usize],
-) -> Vec<usize> {
-    assert!(world >= 1 && rank < world && batch >= 1);
-    let n: usize = shard_sizes.iter().sum();
-    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[seed, epoch, 0x5ea1]));
-    let order: Vec<usize> = match shuffle {
-        Shuffle::Full => {
-            let mut v: Vec<usize> = (0..n).collect();
-            v.shuffle(&mut rng);
-            v
-        }
-        Shuffle::ShardThenRow => {
-            let mut starts = Vec::with_capacity(shard_sizes.len());
-            let mut s = 0;
-            for &len in shard_sizes {
-                starts.push((s, len));
-                s += len;
-            }
-            starts.shuffle(&mut rng);
-            let mut v = Vec::with_capacity(n);
-            for (start, len) in starts {
-                let first = v.len();
-                v.extend(start..start + len);
-                v[first..].shuffle(&mut rng);
-            }
-            v
-        }
-    };
-    let order = if held_out.is_empty() {
-        order
-    } else {
-        let mut out = vec![false; n];
-        for &r in held_out {
-            out[r] = true;
-        }
-        order.into_iter().filter(|&r| !out[r]).collect()
-    };
-    let slice = order.len() / world;
-    let take = slice / batch * batch;
-    order[rank * slice..rank * slice + take].to_vec()
+    EpochPlan { shuffle, seed, rank, world, batch }.train_rows(shard_sizes, epoch, &[])
 }
 
 /// The rows of train held out of training (to drive the plateau schedule): `count`
@@ -180,7 +184,8 @@ mod tests {
             let (world, batch) = (2, 8);
             let mut all = Vec::new();
             for r in 0..world {
-                let rows = train_rows_except(&shards, shuffle, 7, 3, r, world, batch, &held);
+                let plan = EpochPlan { shuffle, seed: 7, rank: r, world, batch };
+                let rows = plan.train_rows(&shards, 3, &held);
                 assert_eq!(rows.len(), train_steps(237 - 20, world, batch) * batch);
                 all.extend(rows);
             }
@@ -192,9 +197,36 @@ mod tests {
         }
         // Nothing held out: exactly train_rows.
         assert_eq!(
-            train_rows_except(&shards, Shuffle::Full, 7, 3, 1, 2, 8, &[]),
+            EpochPlan { shuffle: Shuffle::Full, seed: 7, rank: 1, world: 2, batch: 8 }.train_rows(&shards, 3, &[]),
             train_rows(&shards, Shuffle::Full, 7, 3, 1, 2, 8)
         );
+    }
+
+    #[test]
+    fn an_epoch_plan_picks_train_epochs_or_every_kept_row_once() {
+        let shards = [100, 100, 37];
+        let held = std::sync::Arc::new(held_out_rows(237, 20, 5));
+        let plan = |rank| EpochPlan { shuffle: Shuffle::Full, seed: 7, rank, world: 2, batch: 8 };
+        // Train passes are exactly the train rows, with or without a held-out set.
+        assert_eq!(
+            plan(1).rows(&shards, 3, &Rows::All, Crops::Train),
+            train_rows(&shards, Shuffle::Full, 7, 3, 1, 2, 8)
+        );
+        assert_eq!(
+            plan(1).rows(&shards, 3, &Rows::Except(held.clone()), Crops::Train),
+            plan(1).train_rows(&shards, 3, &held)
+        );
+        // Evaluation passes: every row of the set once over the ranks, in order, whatever the epoch.
+        for (rows, want) in [
+            (Rows::All, (0..237).collect::<Vec<_>>()),
+            (Rows::Except(held.clone()), (0..237).filter(|r| held.binary_search(r).is_err()).collect()),
+            (Rows::Only(held.clone()), held.to_vec()),
+        ] {
+            for crops in [Crops::Center, Crops::Ten] {
+                let got: Vec<usize> = (0..2).flat_map(|r| plan(r).rows(&shards, 9, &rows, crops)).collect();
+                assert_eq!(got, want, "{rows:?} {crops:?}");
+            }
+        }
     }
 
     #[test]

@@ -137,7 +137,8 @@ fn slurm<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Found, String> {
         v.num(k)?.ok_or_else(|| format!("{k} is not set, but SLURM_PROCID is: launch with srun"))
     };
     let addr = v.get("MASTER_ADDR").or_else(|| v.get("SLURM_LAUNCH_NODE_IPADDR")).ok_or_else(|| {
-        "under Slurm without MASTER_ADDR or SLURM_LAUNCH_NODE_IPADDR: export MASTER_ADDR (the host of task 0)".to_string()
+        "under Slurm without MASTER_ADDR or SLURM_LAUNCH_NODE_IPADDR: export MASTER_ADDR (the host of task 0)"
+            .to_string()
     })?;
     let port = match v.get("MASTER_PORT") {
         Some(p) => Vars::<F>::port("MASTER_PORT", &p)?,

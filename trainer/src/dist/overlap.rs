@@ -3,8 +3,8 @@
 
 use tch::Tensor;
 
-use super::group::{check, DistError, ProcessGroup};
 use super::ffi;
+use super::group::{check, DistError, ProcessGroup};
 
 /// c10d's `Reducer`, the engine of PyTorch's `DistributedDataParallel`, over a model's
 /// parameters: armed before a step ([`Overlap::prepare`]), it all-reduces each bucket of

@@ -6,8 +6,8 @@ use std::sync::atomic::AtomicBool;
 use anyhow::{bail, ensure, Result};
 
 use super::log::{EpochLog, Tick};
-use super::step::dropout_seed;
 use super::setup::Run;
+use super::step::dropout_seed;
 use super::TrainSummary;
 use crate::schedule::{learning_rate, warmup_lr};
 
@@ -43,7 +43,8 @@ impl Run<'_> {
             }
             drop(batch);
             b += 1;
-            (self.pos.batch, self.pos.global_step, self.steps_here) = (b, self.pos.global_step + 1, self.steps_here + 1);
+            (self.pos.batch, self.pos.global_step, self.steps_here) =
+                (b, self.pos.global_step + 1, self.steps_here + 1);
             let tick = Tick {
                 batch: b,
                 step: self.pos.global_step,

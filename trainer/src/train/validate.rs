@@ -7,8 +7,8 @@ use tch::{Device, Kind, Tensor};
 
 use super::metrics::{unix_time, Record};
 use super::setup::Run;
-use crate::data::Pipeline;
 use crate::curves::Curves;
+use crate::data::Pipeline;
 use crate::dist::ProcessGroup;
 use crate::model::AlexNet;
 
@@ -83,9 +83,18 @@ impl Run<'_> {
     /// curves, the schedule's history, and the epoch checkpoint (and `best`).
     pub fn end_epoch(&mut self, seconds: f64) -> Result<()> {
         let (epoch, step, device, pg) = (self.pos.epoch as u64, self.pos.global_step, self.opt.device, self.learner.pg);
-        let (top1, top5, loss) = validate_counts(&self.learner.model, &mut self.val, device)?.summed(pg)?.fractions()?;
+        let (top1, top5, loss) =
+            validate_counts(&self.learner.model, &mut self.val, device)?.summed(pg)?.fractions()?;
         self.last_val = (Some(top1), Some(top5));
-        self.metrics.write(&Record::Val { time: unix_time(), epoch, step, top1, top5, loss, epoch_seconds: seconds })?;
+        self.metrics.write(&Record::Val {
+            time: unix_time(),
+            epoch,
+            step,
+            top1,
+            top5,
+            loss,
+            epoch_seconds: seconds,
+        })?;
         if self.main {
             eprintln!("train: epoch {epoch} val top-1 {:.2}% top-5 {:.2}% loss {loss:.4}", 100.0 * top1, 100.0 * top5);
         }
@@ -93,7 +102,15 @@ impl Run<'_> {
         if let Some(h) = self.holdout.as_mut() {
             let (h1, h5, hloss) = validate_counts(&self.learner.model, h, device)?.summed(pg)?.fractions()?;
             let images = self.cfg.data.holdout as u64;
-            self.metrics.write(&Record::Holdout { time: unix_time(), epoch, step, top1: h1, top5: h5, loss: hloss, images })?;
+            self.metrics.write(&Record::Holdout {
+                time: unix_time(),
+                epoch,
+                step,
+                top1: h1,
+                top5: h5,
+                loss: hloss,
+                images,
+            })?;
             if self.main {
                 eprintln!(
                     "train: epoch {epoch} held-out train top-1 {:.2}% top-5 {:.2}% loss {hloss:.4} (drives the schedule)",
@@ -106,7 +123,8 @@ impl Run<'_> {
         if self.main {
             self.metrics.flush()?;
             let dir = &self.opt.run_dir;
-            if let Err(e) = Curves::read(&dir.join("metrics.jsonl")).and_then(|c| c.write_png(&dir.join("curves.png"))) {
+            if let Err(e) = Curves::read(&dir.join("metrics.jsonl")).and_then(|c| c.write_png(&dir.join("curves.png")))
+            {
                 eprintln!("train: warning: curves.png not drawn: {e:#}");
             }
         }
