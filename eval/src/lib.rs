@@ -22,6 +22,7 @@
 //! highest probability, ties broken towards the lower class index.
 
 pub mod checkpoint;
+pub mod cli;
 pub mod kernels;
 pub mod neighbors;
 pub mod predictions;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use alexnet_shared::Split;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use clap::{Parser, Subcommand};
 use eval::checkpoint::Overrides;
 use trainer::data::{Crops, Normalization};
@@ -161,34 +161,16 @@ fn main() -> ExitCode {
 }
 
 fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+    let text = match cli.command {
         Command::Score { checkpoints, data, split, crops, batch_size, run, bf16, json, predictions, limit, model } => {
-            let device = run.apply()?;
             let mut cfg = eval::score::ScoreConfig::new(checkpoints, data);
-            cfg.split = split;
-            cfg.crops = crops;
-            cfg.batch_size = batch_size;
-            cfg.workers = run.workers;
-            cfg.device = device;
-            cfg.bf16 = bf16;
-            cfg.overrides = model.overrides();
-            cfg.predictions = predictions;
-            cfg.limit = limit;
-            cfg.progress = !run.quiet;
-            let report = eval::score::run(&cfg)?;
-            print!("{}", report.render());
-            if let Some(p) = json {
-                let text = serde_json::to_string_pretty(&report)? + "\n";
-                alexnet_shared::atomic_write(&p, text.as_bytes())
-                    .with_context(|| format!("writing {}", p.display()))?;
-            }
-            Ok(())
+            (cfg.split, cfg.crops, cfg.batch_size, cfg.workers) = (split, crops, batch_size, run.workers);
+            (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());
+            (cfg.predictions, cfg.limit, cfg.progress) = (predictions, limit, !run.quiet);
+            eval::cli::score(&cfg, json.as_deref())?
         }
         Command::Kernels { checkpoint, out, scale, columns } => {
-            let (w, h, k) =
-                eval::kernels::run(&eval::kernels::KernelsConfig { checkpoint, out: out.clone(), scale, columns })?;
-            println!("wrote {} ({w}x{h}): {k} conv1 kernels", out.display());
-            Ok(())
+            eval::cli::kernels(&eval::kernels::KernelsConfig { checkpoint, out, scale, columns })?
         }
         Command::Neighbors {
             checkpoint,
@@ -205,52 +187,22 @@ fn run(cli: Cli) -> Result<()> {
             run,
             model,
         } => {
-            let device = run.apply()?;
-            anyhow::ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
-            let query_rows = match queries {
-                Some(n) => {
-                    let ds = alexnet_shared::Dataset::open(&data)?;
-                    let len = ds.manifest().split(query_split).map_or(0, |s| s.rows as usize);
-                    eval::neighbors::spread_rows(n, len)
-                }
-                None => query_rows,
-            };
-            // Refused before the search, not after it: the picture is one image in memory.
-            let (w, h) = eval::neighbors::grid_size(query_rows.len(), k, thumb);
-            let bytes = w as u64 * h as u64 * 3;
-            anyhow::ensure!(
-                bytes <= 1 << 30 && w <= 65_535 && h <= 65_535,
-                "the picture would be {w} x {h} pixels ({:.1} GiB): ask for fewer --queries (here {}), a smaller --k \
-                 or --thumb",
-                bytes as f64 / (1u64 << 30) as f64,
-                query_rows.len()
-            );
             let cfg = eval::neighbors::NeighborsConfig {
                 checkpoint,
-                data: data.clone(),
+                data,
                 query_split,
                 query_rows,
                 k,
                 batch_size,
                 workers: run.workers,
-                device,
+                device: run.apply()?,
                 overrides: model.overrides(),
                 limit,
                 progress: !run.quiet,
             };
-            let (results, _) = eval::neighbors::run(&cfg)?;
-            let img = eval::neighbors::grid(&data, query_split, &results, k, thumb)?;
-            img.save_with_format(&out, image::ImageFormat::Png)
-                .with_context(|| format!("writing {}", out.display()))?;
-            if let Some(l) = &list {
-                eval::neighbors::write_list(l, &data, query_split, &results)?;
-            }
-            for q in &results {
-                let d: Vec<String> = q.neighbors.iter().map(|n| format!("{}:{:.2}", n.row, n.distance)).collect();
-                println!("{} row {}: train rows (distance) {}", query_split, q.row, d.join(" "));
-            }
-            println!("wrote {} ({}x{})", out.display(), img.width(), img.height());
-            Ok(())
+            eval::cli::neighbors(eval::cli::NeighborsJob { cfg, queries, out, list, thumb })?
         }
-    }
+    };
+    print!("{text}");
+    Ok(())
 }

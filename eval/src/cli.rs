@@ -1,0 +1,71 @@
+//! What the `eval` binary's subcommands do, behind its flag parsing (`main.rs`): each
+//! runs its library function, writes the files asked for, and returns the text to
+//! print.
+
+use std::path::PathBuf;
+
+use anyhow::{ensure, Context, Result};
+
+use crate::kernels::KernelsConfig;
+use crate::neighbors::{grid, grid_size, spread_rows, write_list, NeighborsConfig};
+use crate::score::ScoreConfig;
+
+/// `eval score`: the per-class table and the summary; the report as JSON to `json`.
+pub fn score(cfg: &ScoreConfig, json: Option<&std::path::Path>) -> Result<String> {
+    let report = crate::score::run(cfg)?;
+    if let Some(p) = json {
+        let text = serde_json::to_string_pretty(&report)? + "\n";
+        alexnet_shared::atomic_write(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    }
+    Ok(report.render())
+}
+
+/// `eval kernels`: writes the picture.
+pub fn kernels(cfg: &KernelsConfig) -> Result<String> {
+    let (w, h, k) = crate::kernels::run(cfg)?;
+    Ok(format!("wrote {} ({w}x{h}): {k} conv1 kernels\n", cfg.out.display()))
+}
+
+/// `eval neighbors` as the command line gives it.
+pub struct NeighborsJob {
+    /// `query_rows` empty when `queries` says how many to spread over the split.
+    pub cfg: NeighborsConfig,
+    pub queries: Option<usize>,
+    /// The picture (PNG) and the list (CSV).
+    pub out: PathBuf,
+    pub list: Option<PathBuf>,
+    /// Side of each picture in the grid.
+    pub thumb: u32,
+}
+
+/// `eval neighbors`: the search, the picture and the list; one line per query.
+pub fn neighbors(job: NeighborsJob) -> Result<String> {
+    let NeighborsJob { mut cfg, queries, out, list, thumb } = job;
+    ensure!((8..=512).contains(&thumb), "--thumb must be in 8..=512");
+    if let Some(n) = queries {
+        let ds = alexnet_shared::Dataset::open(&cfg.data)?;
+        cfg.query_rows = spread_rows(n, ds.manifest().split(cfg.query_split).map_or(0, |s| s.rows as usize));
+    }
+    // Refused before the search, not after it: the picture is one image in memory.
+    let (w, h) = grid_size(cfg.query_rows.len(), cfg.k, thumb);
+    let bytes = w as u64 * h as u64 * 3;
+    ensure!(
+        bytes <= 1 << 30 && w <= 65_535 && h <= 65_535,
+        "the picture would be {w} x {h} pixels ({:.1} GiB): ask for fewer --queries (here {}), a smaller --k or --thumb",
+        bytes as f64 / (1u64 << 30) as f64,
+        cfg.query_rows.len()
+    );
+    let (results, _) = crate::neighbors::run(&cfg)?;
+    let img = grid(&cfg.data, cfg.query_split, &results, cfg.k, thumb)?;
+    img.save_with_format(&out, image::ImageFormat::Png).with_context(|| format!("writing {}", out.display()))?;
+    if let Some(l) = &list {
+        write_list(l, &cfg.data, cfg.query_split, &results)?;
+    }
+    let mut text = String::new();
+    for q in &results {
+        let d: Vec<String> = q.neighbors.iter().map(|n| format!("{}:{:.2}", n.row, n.distance)).collect();
+        text += &format!("{} row {}: train rows (distance) {}\n", cfg.query_split, q.row, d.join(" "));
+    }
+    text += &format!("wrote {} ({}x{})\n", out.display(), img.width(), img.height());
+    Ok(text)
+}
