@@ -14,13 +14,18 @@ extern "C" {
     fn alexnet_deterministic_algorithms() -> c_int;
 }
 
-fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), String> {
+/// A libtorch switch that failed, with libtorch's message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ExtError(pub String);
+
+fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), ExtError> {
     let mut buf = vec![0 as c_char; 1024];
     if f(buf.as_mut_ptr(), buf.len()) == 0 {
         Ok(())
     } else {
         // SAFETY: the C side always NUL-terminates within the buffer.
-        Err(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned())
+        Err(ExtError(unsafe { CStr::from_ptr(buf.as_ptr()) }.to_string_lossy().into_owned()))
     }
 }
 
@@ -28,7 +33,7 @@ fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), String> {
 /// `with torch.autocast(device.type, dtype=torch.bfloat16)`: convolutions and matrix
 /// products in bf16, reductions, softmax and losses in float32. The autocast state
 /// found on entry is restored after `f`.
-pub fn autocast_bf16<T>(device: Device, f: impl FnOnce() -> T) -> Result<T, String> {
+pub fn autocast_bf16<T>(device: Device, f: impl FnOnce() -> T) -> Result<T, ExtError> {
     let cuda = c_int::from(device.is_cuda());
     // SAFETY: plain calls into libtorch; errors come back as messages.
     let was = unsafe { alexnet_autocast_is_enabled(cuda) };
@@ -48,7 +53,7 @@ pub fn autocast_enabled(device: Device) -> bool {
 /// mode and no cuDNN autotuning. On CUDA, cuBLAS also needs
 /// `CUBLAS_WORKSPACE_CONFIG=:4096:8` in the environment before its first use (the
 /// `train` binary sets it).
-pub fn set_deterministic(on: bool) -> Result<(), String> {
+pub fn set_deterministic(on: bool) -> Result<(), ExtError> {
     // SAFETY: sets flags of libtorch's global context.
     call(|e, n| unsafe { alexnet_set_deterministic(c_int::from(on), e, n) })
 }

@@ -33,6 +33,11 @@ impl Arch {
     }
 }
 
+/// A model configuration the layer arithmetic cannot build: one line naming it.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct ModelError(pub String);
+
 /// What defines a model's shapes: recorded in every checkpoint.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -60,7 +65,11 @@ impl ModelConfig {
     }
 
     /// Checks that the layer arithmetic works for this crop and width.
-    pub fn validate(&self) -> Result<(), String> {
+    pub fn validate(&self) -> Result<(), ModelError> {
+        self.check().map_err(ModelError)
+    }
+
+    fn check(&self) -> Result<(), String> {
         if self.num_classes == 0 {
             return Err("num_classes must be at least 1".into());
         }
@@ -158,7 +167,7 @@ pub struct AlexNet {
 impl AlexNet {
     /// Builds the model under `root` (tch's initialisation); then call
     /// [`AlexNet::paper_init`] (section 5) or [`AlexNet::torch_default_init`] (owt).
-    pub fn new(root: &nn::Path, cfg: &ModelConfig) -> Result<Self, String> {
+    pub fn new(root: &nn::Path, cfg: &ModelConfig) -> Result<Self, ModelError> {
         cfg.validate()?;
         let f = root / "features";
         let c = root / "classifier";

@@ -308,7 +308,7 @@ impl TrainConfig {
     }
 
     pub fn validate(&self) -> Result<(), String> {
-        self.model_config(1).validate()?;
+        self.model_config(1).validate().map_err(|e| e.0)?;
         let o = &self.optim;
         if o.batch_size == 0 || o.epochs == 0 {
             return Err("optim.batch_size and optim.epochs must be at least 1".into());

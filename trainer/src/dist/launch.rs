@@ -66,7 +66,7 @@ impl fmt::Display for Launch {
 
 /// Reads the launch from the process environment; `Ok(None)` when no launcher
 /// variable is set (a single process).
-pub fn from_env() -> Result<Option<Launch>, String> {
+pub fn from_env() -> Result<Option<Launch>, LaunchError> {
     from_vars(|k| std::env::var(k).ok())
 }
 
@@ -164,8 +164,16 @@ fn slurm<F: Fn(&str) -> Option<String>>(v: &Vars<F>) -> Result<Found, String> {
 
 /// [`from_env`] over any variable lookup (tests). Errors are one line naming the
 /// variable and what to do.
-pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, String> {
-    let v = Vars(var);
+pub fn from_vars(var: impl Fn(&str) -> Option<String>) -> Result<Option<Launch>, LaunchError> {
+    read(Vars(var)).map_err(LaunchError)
+}
+
+/// A launch whose variables are missing or disagree: one line naming the variable.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{0}")]
+pub struct LaunchError(pub String);
+
+fn read<F: Fn(&str) -> Option<String>>(v: Vars<F>) -> Result<Option<Launch>, String> {
     let f = if v.get("RANK").is_some() || v.get("WORLD_SIZE").is_some() {
         torchrun(&v)?
     } else if v.get("SLURM_PROCID").is_some() {
@@ -210,7 +218,7 @@ mod tests {
 
     fn launch(vars: &[(&str, &str)]) -> Result<Option<Launch>, String> {
         let m: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
-        from_vars(|k| m.get(k).cloned())
+        from_vars(|k| m.get(k).cloned()).map_err(|e| e.0)
     }
 
     const TORCHRUN: &[(&str, &str)] = &[
