@@ -36,7 +36,7 @@ pub use classes::{parse_synset_mapping, ClassIndex};
 pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter};
 pub use manifest::{
-    BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry, FORMAT_VERSION,
+    ArchiveInfo, BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry, FORMAT_VERSION,
     MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
 };
 pub use reader::{Dataset, ImageRef, ShardReader, SplitReader};

@@ -11,6 +11,8 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     name: &'static str,
+    /// Counting bytes (shown in GB) rather than images.
+    bytes: bool,
     total: u64,
     done: AtomicU64,
     rejected: AtomicU64,
@@ -22,20 +24,40 @@ pub struct Progress {
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
 impl Progress {
+    /// Progress over `total` images.
     pub fn new(name: &'static str, total: u64, enabled: bool) -> Self {
+        Self::with_unit(name, total, enabled, false)
+    }
+
+    /// Progress over `total` bytes (long reads such as checksums of large files).
+    pub fn bytes(name: &'static str, total: u64, enabled: bool) -> Self {
+        Self::with_unit(name, total, enabled, true)
+    }
+
+    fn with_unit(name: &'static str, total: u64, enabled: bool, bytes: bool) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = (enabled && tty).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images  {per_sec:.0}  ETA {eta}  {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
+            let template = if bytes {
+                "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}  {msg}"
+            } else {
+                "{prefix} [{bar:30}] {pos}/{len} images  {per_sec:.0}  ETA {eta}  {msg}"
+            };
+            b.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
             b.set_prefix(name);
             b
         });
         let log = (enabled && !tty).then(|| Mutex::new(Instant::now()));
-        Self { name, total, done: AtomicU64::new(0), rejected: AtomicU64::new(0), bar, log, start: Instant::now() }
+        Self {
+            name,
+            bytes,
+            total,
+            done: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            bar,
+            log,
+            start: Instant::now(),
+        }
     }
 
     pub fn inc(&self, n: u64, rejected: bool) {
@@ -60,13 +82,24 @@ impl Progress {
                     0 => String::new(),
                     r => format!(", {r} rejected"),
                 };
-                eprintln!(
-                    "{}: {done}/{} images ({:.1}%), {rate:.0} images/s, ETA {}{rejected}",
-                    self.name,
-                    self.total,
-                    100.0 * done as f64 / self.total.max(1) as f64,
-                    fmt_duration(eta),
-                );
+                let pct = 100.0 * done as f64 / self.total.max(1) as f64;
+                if self.bytes {
+                    eprintln!(
+                        "{}: {:.1}/{:.1} GB ({pct:.1}%), {:.0} MB/s, ETA {}",
+                        self.name,
+                        done as f64 / 1e9,
+                        self.total as f64 / 1e9,
+                        rate / 1e6,
+                        fmt_duration(eta),
+                    );
+                } else {
+                    eprintln!(
+                        "{}: {done}/{} images ({pct:.1}%), {rate:.0} images/s, ETA {}{rejected}",
+                        self.name,
+                        self.total,
+                        fmt_duration(eta),
+                    );
+                }
             }
         }
     }
