@@ -195,9 +195,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             println!("  classes  {}", s.manifest.classes.len());
             if s.indexed > 0 {
                 println!(
-                    "  archives {} members indexed in {} ({:.2} s per 100k members)",
+                    "  archives {} members indexed in {:.3} s ({:.2} s per 100k members)",
                     s.indexed,
-                    fmt_duration(s.index_seconds),
+                    s.index_seconds,
                     s.index_seconds * 1e5 / s.indexed as f64
                 );
             }

@@ -80,8 +80,7 @@ fn every_storage_choice_reads_back() {
             for text in [TextStorage::Utf8, TextStorage::Uint16] {
                 for column_structs in [false, true] {
                     let opts = WriteOptions { compress, numbers, text, column_structs };
-                    let bytes =
-                        mat5::write::write(&[("other", WValue::numbers(&[7.0])), ("synsets", table())], &opts);
+                    let bytes = mat5::write::write(&[("other", WValue::numbers(&[7.0])), ("synsets", table())], &opts);
                     assert_eq!(devkit::synsets(&bytes).unwrap(), expected(), "{opts:?}");
                     let Value::Struct { dims, elements, .. } = mat5::read_variable(&bytes, "synsets").unwrap() else {
                         panic!()
@@ -170,7 +169,7 @@ fn bad_files_are_errors_not_panics() {
     hdf5[512..516].copy_from_slice(b"\x89HDF");
     let e = mat5::read_variables(&hdf5).unwrap_err();
     assert!(matches!(e, MatError::NotV5(_)) && e.to_string().contains("v7.3"), "{e}");
-    let e = devkit::synsets(&mat5::write::write(&[("x", WValue::numbers(&[1.0]))], &WriteOptions::default()))
-        .unwrap_err();
+    let e =
+        devkit::synsets(&mat5::write::write(&[("x", WValue::numbers(&[1.0]))], &WriteOptions::default())).unwrap_err();
     assert!(format!("{e:#}").contains("no variable named \"synsets\""), "{e:#}");
 }

@@ -11,8 +11,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     name: &'static str,
-    /// Counting bytes (shown in GB) rather than images.
+    /// Counting bytes (shown in GB) rather than things.
     bytes: bool,
+    /// What is counted ("images", "class tars").
+    unit: &'static str,
     total: u64,
     done: AtomicU64,
     rejected: AtomicU64,
@@ -26,24 +28,29 @@ const LOG_EVERY: Duration = Duration::from_secs(30);
 impl Progress {
     /// Progress over `total` images.
     pub fn new(name: &'static str, total: u64, enabled: bool) -> Self {
-        Self::with_unit(name, total, enabled, false)
+        Self::with_unit(name, total, enabled, false, "images")
+    }
+
+    /// Progress over `total` things named `unit` ("class tars").
+    pub fn counting(name: &'static str, total: u64, enabled: bool, unit: &'static str) -> Self {
+        Self::with_unit(name, total, enabled, false, unit)
     }
 
     /// Progress over `total` bytes (long reads such as checksums of large files).
     pub fn bytes(name: &'static str, total: u64, enabled: bool) -> Self {
-        Self::with_unit(name, total, enabled, true)
+        Self::with_unit(name, total, enabled, true, "bytes")
     }
 
-    fn with_unit(name: &'static str, total: u64, enabled: bool, bytes: bool) -> Self {
+    fn with_unit(name: &'static str, total: u64, enabled: bool, bytes: bool, unit: &'static str) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = (enabled && tty).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
             let template = if bytes {
-                "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}  {msg}"
+                "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}  {msg}".to_string()
             } else {
-                "{prefix} [{bar:30}] {pos}/{len} images  {per_sec:.0}  ETA {eta}  {msg}"
+                format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{per_sec:.0}}  ETA {{eta}}  {{msg}}")
             };
-            b.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+            b.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
             b.set_prefix(name);
             b
         });
@@ -51,6 +58,7 @@ impl Progress {
         Self {
             name,
             bytes,
+            unit,
             total,
             done: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
@@ -94,9 +102,11 @@ impl Progress {
                     );
                 } else {
                     eprintln!(
-                        "{}: {done}/{} images ({pct:.1}%), {rate:.0} images/s, ETA {}{rejected}",
+                        "{}: {done}/{} {} ({pct:.1}%), {rate:.0} {}/s, ETA {}{rejected}",
                         self.name,
                         self.total,
+                        self.unit,
+                        self.unit,
                         fmt_duration(eta),
                     );
                 }

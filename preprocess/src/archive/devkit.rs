@@ -57,8 +57,8 @@ pub fn read(path: &Path) -> Result<Devkit> {
         let find = |rel: &str| -> Option<std::path::PathBuf> {
             [path.join(rel), path.join("ILSVRC2012_devkit_t12").join(rel)].into_iter().find(|p| p.is_file())
         };
-        let meta = find(META_MAT)
-            .with_context(|| format!("{}: no {META_MAT} in this devkit folder", path.display()))?;
+        let meta =
+            find(META_MAT).with_context(|| format!("{}: no {META_MAT} in this devkit folder", path.display()))?;
         let meta = std::fs::read(&meta).with_context(|| format!("reading {}", meta.display()))?;
         let gt = match find(GROUND_TRUTH) {
             Some(p) => Some(std::fs::read_to_string(&p).with_context(|| format!("reading {}", p.display()))?),
@@ -97,7 +97,10 @@ pub fn read(path: &Path) -> Result<Devkit> {
             };
             let mut bytes = Vec::new();
             entry.read_to_end(&mut bytes).with_context(|| {
-                format!("reading {name} from the devkit {}: the archive is truncated; download it again", path.display())
+                format!(
+                    "reading {name} from the devkit {}: the archive is truncated; download it again",
+                    path.display()
+                )
             })?;
             *slot = Some(bytes);
         }

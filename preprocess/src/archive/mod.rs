@@ -138,7 +138,8 @@ fn looks_like_v7_tar(head: &[u8]) -> bool {
     let field = &head[148..156];
     let digits: String = field.iter().take_while(|&&b| b != 0 && b != b' ').map(|&b| b as char).collect();
     let Ok(want) = u32::from_str_radix(digits.trim(), 8) else { return false };
-    let sum: u32 = head[..512].iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u32 }).sum();
+    let sum: u32 =
+        head[..512].iter().enumerate().map(|(i, &b)| if (148..156).contains(&i) { 32 } else { b as u32 }).sum();
     sum == want && head[0] != 0
 }
 

@@ -16,8 +16,11 @@ pub struct Official {
     pub md5: &'static str,
 }
 
-pub const TRAIN: Official =
-    Official { name: "ILSVRC2012_img_train.tar", bytes: Some(147_897_477_120), md5: "1d675b47d978889d74fa0da5fadfb00e" };
+pub const TRAIN: Official = Official {
+    name: "ILSVRC2012_img_train.tar",
+    bytes: Some(147_897_477_120),
+    md5: "1d675b47d978889d74fa0da5fadfb00e",
+};
 pub const VAL: Official =
     Official { name: "ILSVRC2012_img_val.tar", bytes: Some(6_744_924_160), md5: "29b22e2961454d5413ddabcf34fc5622" };
 pub const DEVKIT: Official =

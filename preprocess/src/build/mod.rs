@@ -207,4 +207,3 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     progress.finish();
     finish::finish(cfg, &inputs, &plan, state, shards_kept, pending.len(), pending_rows, t0)
 }
-

@@ -59,4 +59,3 @@ pub(super) fn inputs_fingerprint(inputs: &Inputs) -> String {
     }
     hex::encode(h.finalize())
 }
-

@@ -109,4 +109,3 @@ pub(super) fn write_shard(
     state.shards.insert(shard.file.clone(), ShardRecord { split: shard.split, entry, rejects: shard.rejects });
     state.save(dir)
 }
-

@@ -66,4 +66,3 @@ pub(super) fn check_space(
     }
     Ok(())
 }
-

@@ -129,4 +129,3 @@ pub(super) fn remove_temporaries(out: &Path) -> Result<()> {
     }
     Ok(())
 }
-

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use alexnet_shared::progress::Progress;
 use alexnet_shared::{parse_synset_mapping, ArchiveInfo, ClassIndex};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
@@ -117,7 +118,7 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
     // The index pass.
     let t0 = Instant::now();
     train_map.advise(memmap2::Advice::Random);
-    let by_class = index_train(&train_map)?;
+    let by_class = index_train(&train_map, opt.progress)?;
     let mut indexed: u64 = by_class.values().map(|v| v.len() as u64 + 1).sum();
     let classes = ClassIndex::new(by_class.keys().cloned())
         .with_context(|| format!("{}: no class tars (<wnid>.tar) in the train archive", train_path.display()))?;
@@ -170,15 +171,15 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
                 by.entry(dir.rsplit('/').next().unwrap_or(dir).to_string()).or_default().push(m);
             }
             for (wnid, mut ms) in by {
-                let label = classes.index(&wnid).with_context(|| {
-                    format!("{}: val class folder {wnid} is not a class of train", path.display())
-                })? as i16;
+                let label = classes
+                    .index(&wnid)
+                    .with_context(|| format!("{}: val class folder {wnid} is not a class of train", path.display()))?
+                    as i16;
                 ms.sort_by(|a, b| a.base_name().cmp(b.base_name()));
                 for m in ms.into_iter().take(take) {
                     val.push(Item { key: format!("{wnid}/{}", m.base_name()), label, source: member(a, m) });
                 }
             }
-            archives[a as usize].naming = Naming::Prefix(String::new());
             val_layout = format!("class folders in {}", path.display());
         } else {
             let mut candidates: Vec<Candidate> = members
@@ -270,12 +271,19 @@ pub(crate) fn describe_archives(files: &[(&str, &Path)], opt: &InputOptions) -> 
 }
 
 fn member(archive: u16, m: &TarMember) -> Source {
-    Source::Member(Member { archive, offset: m.offset, stored_size: m.size, size: m.size, deflated: false, crc32: None })
+    Source::Member(Member {
+        archive,
+        offset: m.offset,
+        stored_size: m.size,
+        size: m.size,
+        deflated: false,
+        crc32: None,
+    })
 }
 
 /// The outer tar's class tars (or class folders), each indexed in parallel: wnid ->
 /// its images sorted by name, hidden files left out.
-fn index_train(map: &Mapped) -> Result<BTreeMap<String, Vec<TarMember>>> {
+fn index_train(map: &Mapped, progress: bool) -> Result<BTreeMap<String, Vec<TarMember>>> {
     let path = map.path().display().to_string();
     let outer = index_members(map.bytes(), 0, &path)?;
     let mut class_tars = Vec::new();
@@ -300,25 +308,17 @@ fn index_train(map: &Mapped) -> Result<BTreeMap<String, Vec<TarMember>>> {
         }
     }
     let data = map.bytes();
+    // On a cold disk the walk over 1.28 M headers is seek-bound: show it.
+    let bar = Progress::counting("index", class_tars.len() as u64, progress, "class tars");
     let inner: Vec<Result<(String, Vec<TarMember>)>> = class_tars
         .par_iter()
         .map(|(wnid, m)| {
-            let bytes = &data[m.offset as usize..(m.offset + m.size) as usize];
-            let what = format!("{path}: class tar {}", m.name);
-            match Sniffed::of_bytes(&bytes[..bytes.len().min(512)]) {
-                Sniffed::Tar => {}
-                s if s.compression().is_some() => bail!(
-                    "{what} (offset {}) is {}-compressed; the official class tars are plain tars, so this \
-                     archive cannot be read in place",
-                    m.offset,
-                    s.compression().unwrap_or("")
-                ),
-                _ if bytes.is_empty() => return Ok((wnid.clone(), Vec::new())),
-                _ => {}
-            }
-            Ok((wnid.clone(), index_members(bytes, m.offset, &what)?))
+            let r = index_class_tar(data, &path, m).map(|members| (wnid.clone(), members));
+            bar.inc(1, false);
+            r
         })
         .collect();
+    bar.finish();
     for r in inner {
         let (wnid, members) = r?;
         by_class.entry(wnid).or_default().extend(members);
@@ -328,6 +328,23 @@ fn index_train(map: &Mapped) -> Result<BTreeMap<String, Vec<TarMember>>> {
         members.sort_by(|a, b| a.base_name().cmp(b.base_name()));
     }
     Ok(by_class)
+}
+
+/// The members of one class tar (`m`, a member of the outer tar held in `data`).
+fn index_class_tar(data: &[u8], path: &str, m: &TarMember) -> Result<Vec<TarMember>> {
+    let bytes = &data[m.offset as usize..(m.offset + m.size) as usize];
+    let what = format!("{path}: class tar {}", m.name);
+    if bytes.is_empty() {
+        return Ok(Vec::new());
+    }
+    if let Some(c) = Sniffed::of_bytes(&bytes[..bytes.len().min(512)]).compression() {
+        bail!(
+            "{what} (offset {}) is {c}-compressed; the official class tars are plain tars, so this archive cannot \
+             be read in place",
+            m.offset
+        );
+    }
+    index_members(bytes, m.offset, &what)
 }
 
 /// The labels of a flat val archive: the devkit's ground truth through meta.mat's IDs,
@@ -358,17 +375,13 @@ fn val_labels(
     let dk = devkit_path.map(|p| p.display().to_string()).unwrap_or_default();
     let text = match &opt.val_labels {
         Some(p) => std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
-        None => d.ground_truth.clone().with_context(|| {
-            format!("the devkit {dk} holds no {}: give --val-labels FILE", devkit::GROUND_TRUTH)
-        })?,
+        None => d
+            .ground_truth
+            .clone()
+            .with_context(|| format!("the devkit {dk} holds no {}: give --val-labels FILE", devkit::GROUND_TRUTH))?,
     };
     let what = format!("{dk}:{}", devkit::GROUND_TRUTH);
     let by_stem = labels::parse_ground_truth(&text, &d.id_to_wnid(), labels::stems(candidates))
         .with_context(|| format!("parsing {what}"))?;
-    Ok((
-        by_stem,
-        what,
-        labels::GROUND_TRUTH_TXT.to_string(),
-        format!("flat, devkit labels (meta.mat IDs) from {dk}"),
-    ))
+    Ok((by_stem, what, labels::GROUND_TRUTH_TXT.to_string(), format!("flat, devkit labels (meta.mat IDs) from {dk}")))
 }

@@ -159,9 +159,8 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         }
         val_layout = "class folders in the zip".to_string();
     } else if has_val {
-        let csv = csv.with_context(|| {
-            format!("{what}: val is flat and the zip holds no {prefix}{SOLUTION_CSV} to label it")
-        })?;
+        let csv = csv
+            .with_context(|| format!("{what}: val is flat and the zip holds no {prefix}{SOLUTION_CSV} to label it"))?;
         let by_stem = labels::parse_solution_csv(&String::from_utf8_lossy(&read_member(&map, csv)?))
             .with_context(|| format!("parsing {what}:{}", csv.name))?;
         val_members.sort_by(|a, b| a.name.cmp(&b.name));

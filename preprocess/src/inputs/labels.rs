@@ -55,9 +55,9 @@ pub fn parse_ground_truth<'a>(
             stem.chars().rev().take_while(|c| c.is_ascii_digit()).collect::<Vec<_>>().into_iter().rev().collect();
         let Ok(n) = digits.parse::<usize>() else { continue };
         let Some(&id) = n.checked_sub(1).and_then(|i| labels.get(i)) else { continue };
-        let wnid = ids
-            .get(&id)
-            .with_context(|| format!("ID {id} (image {stem}) is not a class ID of the devkit ({} classes)", ids.len()))?;
+        let wnid = ids.get(&id).with_context(|| {
+            format!("ID {id} (image {stem}) is not a class ID of the devkit ({} classes)", ids.len())
+        })?;
         out.insert(stem.to_string(), wnid.clone());
     }
     Ok(out)

@@ -212,7 +212,17 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
                 o.root = opt.root.parent().map(Path::to_path_buf).unwrap_or_default();
                 archives::discover(&o)
             }
-            s if s.compression().is_some() => Err(crate::archive::refuse_compressed(&opt.root, "--input", s)),
+            s if s.compression().is_some() => {
+                let name = opt.root.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+                if name.contains("devkit") {
+                    bail!(
+                        "--input {} is the devkit: give the folder that holds the downloaded archives as --input, \
+                         or the devkit with --devkit",
+                        opt.root.display()
+                    )
+                }
+                Err(crate::archive::refuse_compressed(&opt.root, "file", s))
+            }
             _ => bail!(
                 "--input {} is a file that is neither a zip (Kaggle's) nor a tar (ILSVRC2012_img_train.tar): give \
                  the folder that holds the downloaded archives, or the unpacked ImageNet folder",

@@ -24,12 +24,25 @@ use std::io::Read;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Value {
     /// Any numeric or logical class, converted to f64 (column-major).
-    Numeric { dims: Vec<usize>, data: Vec<f64> },
+    Numeric {
+        dims: Vec<usize>,
+        data: Vec<f64>,
+    },
     /// A char array: one string per row.
-    Char { dims: Vec<usize>, rows: Vec<String> },
+    Char {
+        dims: Vec<usize>,
+        rows: Vec<String>,
+    },
     /// A struct array: `elements[i][f]` is field `fields[f]` of element `i` (column-major).
-    Struct { dims: Vec<usize>, fields: Vec<String>, elements: Vec<Vec<Value>> },
-    Cell { dims: Vec<usize>, elements: Vec<Value> },
+    Struct {
+        dims: Vec<usize>,
+        fields: Vec<String>,
+        elements: Vec<Vec<Value>>,
+    },
+    Cell {
+        dims: Vec<usize>,
+        elements: Vec<Value>,
+    },
 }
 
 impl Value {
@@ -119,10 +132,9 @@ pub fn read_variables(bytes: &[u8]) -> Result<Vec<(String, Value)>, MatError> {
 pub fn read_variable(bytes: &[u8], name: &str) -> Result<Value, MatError> {
     let vars = read_variables(bytes)?;
     let names: Vec<String> = vars.iter().map(|(n, _)| n.clone()).collect();
-    vars.into_iter()
-        .find(|(n, _)| n == name)
-        .map(|(_, v)| v)
-        .ok_or_else(|| MatError::Missing(name.into(), if names.is_empty() { "nothing".into() } else { names.join(", ") }))
+    vars.into_iter().find(|(n, _)| n == name).map(|(_, v)| v).ok_or_else(|| {
+        MatError::Missing(name.into(), if names.is_empty() { "nothing".into() } else { names.join(", ") })
+    })
 }
 
 /// Checks the 128-byte header; returns whether the data is byte-swapped.

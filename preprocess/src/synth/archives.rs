@@ -55,45 +55,55 @@ pub fn devkit_ids(classes: usize, seed: u64) -> Vec<u32> {
 /// internal nodes (IDs above the leaves' ones) whose children are the leaves.
 pub fn meta_mat(classes: usize, seed: u64) -> Vec<u8> {
     let ids = devkit_ids(classes, seed);
-    let fields = ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images"];
+    let fields =
+        ["ILSVRC2012_ID", "WNID", "words", "gloss", "num_children", "children", "wordnet_height", "num_train_images"];
     let n = |x: f64| WValue::numbers(&[x]);
     let mut rows: Vec<(u32, Vec<WValue>)> = (0..classes)
         .map(|c| {
-            (ids[c], vec![
-                n(ids[c] as f64),
-                WValue::text(&wnid(c)),
-                WValue::text(&super::class_name(c)),
-                WValue::text("a procedural demo class"),
-                n(0.0),
-                WValue::Numbers { dims: [1, 0], data: Vec::new() },
-                n(0.0),
-                n(100.0),
-            ])
+            (
+                ids[c],
+                vec![
+                    n(ids[c] as f64),
+                    WValue::text(&wnid(c)),
+                    WValue::text(&super::class_name(c)),
+                    WValue::text("a procedural demo class"),
+                    n(0.0),
+                    WValue::Numbers { dims: [1, 0], data: Vec::new() },
+                    n(0.0),
+                    n(100.0),
+                ],
+            )
         })
         .collect();
     rows.sort_by_key(|r| r.0);
     let (inner, root) = (classes as f64 + 1.0, classes as f64 + 2.0);
     let leaves: Vec<f64> = ids.iter().map(|&i| i as f64).collect();
-    rows.push((0, vec![
-        n(inner),
-        WValue::text("n09999901"),
-        WValue::text("shapes"),
-        WValue::text("an internal node"),
-        n(leaves.len() as f64),
-        WValue::numbers(&leaves),
-        n(1.0),
-        n(0.0),
-    ]));
-    rows.push((0, vec![
-        n(root),
-        WValue::text("n09999902"),
-        WValue::text("everything"),
-        WValue::text("the root"),
-        n(1.0),
-        WValue::numbers(&[inner]),
-        n(2.0),
-        n(0.0),
-    ]));
+    rows.push((
+        0,
+        vec![
+            n(inner),
+            WValue::text("n09999901"),
+            WValue::text("shapes"),
+            WValue::text("an internal node"),
+            n(leaves.len() as f64),
+            WValue::numbers(&leaves),
+            n(1.0),
+            n(0.0),
+        ],
+    ));
+    rows.push((
+        0,
+        vec![
+            n(root),
+            WValue::text("n09999902"),
+            WValue::text("everything"),
+            WValue::text("the root"),
+            n(1.0),
+            WValue::numbers(&[inner]),
+            n(2.0),
+            n(0.0),
+        ],
+    ));
     let synsets = WValue::Struct {
         dims: [1, rows.len()],
         fields: fields.iter().map(|f| f.to_string()).collect(),
@@ -182,4 +192,3 @@ pub(crate) fn write(cfg: &SynthConfig, plan: &Plan) -> Result<Vec<Storage>> {
     zip.finish().context("finishing the zip")?.flush().context("writing the zip")?;
     Ok(kinds)
 }
-

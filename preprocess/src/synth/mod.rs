@@ -404,7 +404,8 @@ fn write_folders(cfg: &SynthConfig, plan: &Plan) -> Result<Vec<Storage>> {
     for (c, files) in plan.corrupt.iter().enumerate() {
         for (name, i) in files {
             let path = train_dir.join(wnid(c)).join(name);
-            std::fs::write(&path, truncated_bytes(cfg, c, *i)?).with_context(|| format!("writing {}", path.display()))?;
+            std::fs::write(&path, truncated_bytes(cfg, c, *i)?)
+                .with_context(|| format!("writing {}", path.display()))?;
         }
     }
     write_text(&out.join("LOC_val_solution.csv"), &solution_csv(&plan.val_classes))?;

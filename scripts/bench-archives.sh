@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Dataset build from the downloaded archives, read in place (tar index + memory map),
+# against the same images unpacked into folders, side by side with the same threads;
+# then the index pass alone on an archive of 100,000 members.
+# Usage: scripts/bench-archives.sh [THREADS] [IMAGES]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+threads="${1:-$(nproc)}"
+images="${2:-4000}"
+dir="${BENCH_DIR:-data/bench-archives}"
+cargo build --release --quiet -p preprocess
+bin=target/release/preprocess
+per=$((images / 10))
+# The same ImageNet-like images (JPEG q90, sides 300..500) in both layouts, byte for byte.
+rm -rf "$dir/folders" "$dir/archives"
+for layout in folders archives; do
+    "$bin" synth --layout "$layout" --output "$dir/$layout" --classes 10 --train-per-class "$per" \
+        --val-per-class 10 --corrupt 0 --sides 300:500 >/dev/null
+done
+echo "== $images train + 100 val images, $threads thread(s), $(nproc) core(s):$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
+echo "   folders: $(du -sh "$dir/folders" | cut -f1), archives: $(du -ch "$dir"/archives/*.tar "$dir"/archives/*.tar.gz | tail -1 | cut -f1) (inputs in the page cache on both sides)"
+warm() { find "$1" -type f -exec cat {} + >/dev/null; }
+# Two rounds, alternating; the second is reported.
+for round in 1 2; do
+    for layout in folders archives; do
+        warm "$dir/$layout"
+        "$bin" build --input "$dir/$layout" --output "$dir/out-$layout" --threads "$threads" --overwrite --quiet \
+            >"$dir/$layout.txt"
+    done
+done
+same=yes
+for f in "$dir"/out-folders/*.parquet "$dir"/out-folders/mean_image.npy; do
+    cmp -s "$f" "$dir/out-archives/$(basename "$f")" || same=no
+done
+rate() { grep -o '([0-9.]* images/s' "$1" | tr -d '(' | cut -d' ' -f1; }
+f=$(rate "$dir/folders.txt")
+a=$(rate "$dir/archives.txt")
+echo "-- preprocess build --input $dir/folders --threads $threads"
+cat "$dir/folders.txt"
+echo "-- preprocess build --input $dir/archives --threads $threads"
+cat "$dir/archives.txt"
+echo "== build: archives $a images/s, folders $f images/s: ratio $(echo "scale=2; $a / $f" | bc); shards byte-identical: $same"
+
+# The index pass on 100 class tars of 1000 small images each (the build then decodes
+# one image per class): the walk over 100,100 tar headers, outer and inner.
+rm -rf "$dir/index"
+"$bin" synth --layout archives --output "$dir/index" --classes 100 --train-per-class 1000 --val-per-class 0 \
+    --corrupt 0 --sides 16:24 >/dev/null
+warm "$dir/index"
+"$bin" build --input "$dir/index" --output "$dir/out-index" --threads "$threads" --limit-per-class 1 \
+    --overwrite --quiet | tee "$dir/index.txt" | grep 'members indexed'
