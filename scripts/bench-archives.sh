@@ -20,26 +20,31 @@ done
 echo "== $images train + 100 val images, $threads thread(s), $(nproc) core(s):$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2)"
 echo "   folders: $(du -sh "$dir/folders" | cut -f1), archives: $(du -ch "$dir"/archives/*.tar "$dir"/archives/*.tar.gz | tail -1 | cut -f1) (inputs in the page cache on both sides)"
 warm() { find "$1" -type f -exec cat {} + >/dev/null; }
-# Two rounds, alternating; the second is reported.
-for round in 1 2; do
+rate() { grep -o '([0-9.]* images/s' "$1" | tr -d '(' | cut -d' ' -f1; }
+# Three rounds, alternating the two sides (on a busy machine the load moves); the
+# median of each side is reported.
+rf=(); ra=()
+for round in 1 2 3; do
     for layout in folders archives; do
         warm "$dir/$layout"
         "$bin" build --input "$dir/$layout" --output "$dir/out-$layout" --threads "$threads" --overwrite --quiet \
             >"$dir/$layout.txt"
     done
+    rf+=("$(rate "$dir/folders.txt")"); ra+=("$(rate "$dir/archives.txt")")
+    echo "   round $round: folders ${rf[-1]} images/s, archives ${ra[-1]} images/s (load average $(cut -d' ' -f1 /proc/loadavg))"
 done
 same=yes
 for f in "$dir"/out-folders/*.parquet "$dir"/out-folders/mean_image.npy; do
     cmp -s "$f" "$dir/out-archives/$(basename "$f")" || same=no
 done
-rate() { grep -o '([0-9.]* images/s' "$1" | tr -d '(' | cut -d' ' -f1; }
-f=$(rate "$dir/folders.txt")
-a=$(rate "$dir/archives.txt")
-echo "-- preprocess build --input $dir/folders --threads $threads"
+median() { printf '%s\n' "$@" | sort -n | sed -n 2p; }
+f=$(median "${rf[@]}")
+a=$(median "${ra[@]}")
+echo "-- preprocess build --input $dir/folders --threads $threads (last round)"
 cat "$dir/folders.txt"
-echo "-- preprocess build --input $dir/archives --threads $threads"
+echo "-- preprocess build --input $dir/archives --threads $threads (last round)"
 cat "$dir/archives.txt"
-echo "== build: archives $a images/s, folders $f images/s: ratio $(echo "scale=2; $a / $f" | bc); shards byte-identical: $same"
+echo "== build (median of 3): archives $a images/s, folders $f images/s: ratio $(echo "scale=2; $a / $f" | bc); shards byte-identical: $same"
 
 # The index pass on 100 class tars of 1000 small images each (the build then decodes
 # one image per class): the walk over 100,100 tar headers, outer and inner.

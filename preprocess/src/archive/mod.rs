@@ -91,6 +91,9 @@ impl Sniffed {
             Sniffed::Zip
         } else if head.get(257..262) == Some(b"ustar") || looks_like_v7_tar(head) {
             Sniffed::Tar
+        } else if head.len() >= 512 && head.iter().all(|&b| b == 0) {
+            // An empty tar: nothing but its end-of-archive blocks.
+            Sniffed::Tar
         } else {
             Sniffed::Other
         }
