@@ -22,7 +22,7 @@ enum Command {
     /// Build a dataset from ImageNet as downloaded (the folder holding ILSVRC2012_img_train.tar,
     /// ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz, read in place; or Kaggle's zip),
     /// or from unpacked folders (ROOT/train/<wnid>/*.JPEG, ROOT/val).
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Write the small procedural demo dataset in the ImageNet layout.
     Synth(SynthArgs),
     /// Check a built dataset: manifest, every shard's sha256, schema, layout, row counts.

@@ -330,7 +330,7 @@ fn matrix(el: &Element, swap: bool) -> Result<(String, Value), MatError> {
 }
 
 fn fixed<const N: usize>(data: &[u8], swap: bool) -> Result<Vec<[u8; N]>, String> {
-    if data.len() % N != 0 {
+    if !data.len().is_multiple_of(N) {
         return Err(format!("{} bytes is not a whole number of {N}-byte values", data.len()));
     }
     Ok(data

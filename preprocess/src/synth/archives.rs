@@ -132,7 +132,8 @@ pub(crate) fn write(cfg: &SynthConfig, plan: &Plan) -> Result<Vec<Storage>> {
     let mut train = tar::Builder::new(create(TRAIN_TAR)?);
     let mut zip = zip::ZipWriter::new(create(KAGGLE_ZIP)?);
     let zip_file = |zip: &mut zip::ZipWriter<BufWriter<File>>, name: &str, bytes: &[u8], k: usize| -> Result<()> {
-        let method = if k % 2 == 0 { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
+        let method =
+            if k.is_multiple_of(2) { zip::CompressionMethod::Deflated } else { zip::CompressionMethod::Stored };
         let opts = zip::write::SimpleFileOptions::default().compression_method(method);
         zip.start_file(name, opts).with_context(|| format!("adding {name} to the zip"))?;
         zip.write_all(bytes).with_context(|| format!("adding {name} to the zip"))?;
