@@ -61,7 +61,7 @@ struct BuildArgs {
     #[arg(long)]
     devkit: Option<PathBuf>,
     /// Check each archive's md5 before building (the official ones against the published md5s);
-    /// a long read (about 145 GB), shown with progress. The md5s are recorded in dataset.json.
+    /// a long read (about 155 GB), shown with progress. The md5s are recorded in dataset.json.
     #[arg(long)]
     check_md5: bool,
     /// Output dataset folder.
