@@ -63,6 +63,12 @@ impl Mapped {
     pub fn advise(&self, advice: Advice) {
         let _ = self.map.advise(advice);
     }
+
+    /// Asks the kernel to start reading `len` bytes at `offset` into the page cache
+    /// (a hint: it returns at once, and does nothing for cached pages).
+    pub fn will_need(&self, offset: u64, len: u64) {
+        let _ = self.map.advise_range(Advice::WillNeed, offset as usize, len as usize);
+    }
 }
 
 /// What a file's first bytes say it is.

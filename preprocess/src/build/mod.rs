@@ -189,8 +189,18 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         .context("starting the writer thread")?;
 
     let mut send_failed = false;
-    for p in &pending {
-        let output = pool.install(|| make_shard(p, cfg, &inputs, &progress));
+    for (i, p) in pending.iter().enumerate() {
+        let output = std::thread::scope(|s| {
+            // The next shard's archive members are read from disk while this one decodes
+            // (a hint that can block on a busy disk, so not on this thread).
+            if let Some(next) = pending.get(i + 1).filter(|_| !inputs.archives.is_empty()) {
+                let inputs = &inputs;
+                let _ = std::thread::Builder::new()
+                    .name("preprocess-prefetch".into())
+                    .spawn_scoped(s, move || inputs.prefetch(&next.items));
+            }
+            pool.install(|| make_shard(p, cfg, &inputs, &progress))
+        });
         if tx.send(output).is_err() {
             send_failed = true;
             break;

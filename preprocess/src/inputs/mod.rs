@@ -180,6 +180,16 @@ impl Inputs {
         }
     }
 
+    /// Starts the disk reads of these archive members, so that they overlap the decode
+    /// of the shard before them (files are left to the file system's own readahead).
+    pub fn prefetch(&self, items: &[Item]) {
+        for item in items {
+            if let Source::Member(m) = &item.source {
+                self.archives[m.archive as usize].mapped.will_need(m.offset, m.stored_size);
+            }
+        }
+    }
+
     /// How rejects.tsv names an input: a file's path, or `ARCHIVE:MEMBER`.
     pub fn describe(&self, item: &Item) -> String {
         match &item.source {
