@@ -390,3 +390,35 @@ fn official_archives_get_their_counts_checked_in_the_summary() {
     let m = Manifest::load(&tmp.path().join("o")).unwrap();
     assert_eq!(m.build.archives[0].bytes, 147_897_477_120);
 }
+
+/// Unpacked folders with the devkit's ground truth: `--devkit` (the .tar.gz, or its
+/// unpacked folder) reads meta.mat for the IDs, in place of `--devkit-synsets`.
+#[test]
+fn folders_with_the_devkit_ground_truth_use_meta_mat() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (folders, archives) = both(tmp.path());
+    // Relabel the flat val folder by the devkit instead of the csv.
+    std::fs::remove_file(folders.join("LOC_val_solution.csv")).unwrap();
+    let mut devkit =
+        tar::Archive::new(flate2::read::GzDecoder::new(std::fs::File::open(archives.join(sa::DEVKIT)).unwrap()));
+    let unpacked = tmp.path().join("devkit");
+    devkit.unpack(&unpacked).unwrap();
+    std::fs::copy(
+        unpacked.join("ILSVRC2012_devkit_t12/data/ILSVRC2012_validation_ground_truth.txt"),
+        folders.join("ILSVRC2012_validation_ground_truth.txt"),
+    )
+    .unwrap();
+    let e = build::run(&config(&folders, &tmp.path().join("o0"))).unwrap_err().to_string();
+    assert!(e.contains("--devkit") && e.contains("not in sorted-wnid order"), "{e}");
+    let from_archives = tmp.path().join("from-archives");
+    build::run(&config(&archives, &from_archives)).unwrap();
+    for (i, devkit) in [archives.join(sa::DEVKIT), unpacked.join("ILSVRC2012_devkit_t12")].into_iter().enumerate() {
+        let out = tmp.path().join(format!("o{}", i + 1));
+        let mut cfg = config(&folders, &out);
+        cfg.input.devkit = Some(devkit);
+        let s = build::run(&cfg).unwrap();
+        assert!(s.val_layout.contains("devkit labels"), "{}", s.val_layout);
+        let (a, b) = (data_files(&out), data_files(&from_archives));
+        assert!(a == b, "folders + devkit {i} differ from the archive build");
+    }
+}
