@@ -19,8 +19,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Build a dataset from ImageNet-style folders (ROOT/train/<wnid>/*.JPEG, ROOT/val).
-    Build(BuildArgs),
+    /// Build a dataset from ImageNet as downloaded (the folder holding ILSVRC2012_img_train.tar,
+    /// ILSVRC2012_img_val.tar and ILSVRC2012_devkit_t12.tar.gz, read in place; or Kaggle's zip),
+    /// or from unpacked folders (ROOT/train/<wnid>/*.JPEG, ROOT/val).
+    Build(Box<BuildArgs>),
     /// Write the small procedural demo dataset in the ImageNet layout.
     Synth(SynthArgs),
     /// Check a built dataset: manifest, every shard's sha256, schema, layout, row counts.
@@ -43,9 +45,25 @@ enum EncodingArg {
 
 #[derive(clap::Args)]
 struct BuildArgs {
-    /// ImageNet root: holds train/ and val/ (or ILSVRC/Data/CLS-LOC/{train,val}).
+    /// The folder holding the downloaded archives (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar,
+    /// ILSVRC2012_devkit_t12.tar.gz), or Kaggle's imagenet-object-localization-challenge.zip, or
+    /// an unpacked ImageNet folder (train/ and val/, or ILSVRC/Data/CLS-LOC/{train,val}).
+    #[arg(long, required_unless_present = "train_archive")]
+    input: Option<PathBuf>,
+    /// The train archive (an outer tar of class tars), when not in --input.
     #[arg(long)]
-    input: PathBuf,
+    train_archive: Option<PathBuf>,
+    /// The val archive (flat), when not in --input.
+    #[arg(long)]
+    val_archive: Option<PathBuf>,
+    /// The devkit (ILSVRC2012_devkit_t12.tar.gz, or its unpacked folder): meta.mat numbers the
+    /// classes of the val ground truth.
+    #[arg(long)]
+    devkit: Option<PathBuf>,
+    /// Check each archive's md5 before building (the official ones against the published md5s);
+    /// a long read (about 155 GB), shown with progress. The md5s are recorded in dataset.json.
+    #[arg(long)]
+    check_md5: bool,
     /// Output dataset folder.
     #[arg(long)]
     output: PathBuf,
@@ -85,7 +103,7 @@ struct BuildArgs {
     /// Class names: LOC_synset_mapping.txt ("wnid name" per line).
     #[arg(long)]
     synset_mapping: Option<PathBuf>,
-    /// The devkit's ID -> wnid list, one wnid per line in ID order (from meta.mat; see README).
+    /// The devkit's ID -> wnid list, one wnid per line in ID order (--devkit reads meta.mat instead).
     #[arg(long)]
     devkit_synsets: Option<PathBuf>,
     /// No progress bar.
@@ -93,11 +111,23 @@ struct BuildArgs {
     quiet: bool,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum LayoutArg {
+    /// train/<wnid>/*.JPEG, flat val/ with LOC_val_solution.csv, LOC_synset_mapping.txt.
+    Folders,
+    /// As downloaded: synth_img_train.tar (a tar of class tars), synth_img_val.tar,
+    /// synth_devkit_t12.tar.gz (meta.mat, ground truth), and a Kaggle-style zip.
+    Archives,
+}
+
 #[derive(clap::Args)]
 struct SynthArgs {
-    /// Output folder (gets train/, val/, LOC_val_solution.csv, LOC_synset_mapping.txt).
+    /// Output folder.
     #[arg(long)]
     output: PathBuf,
+    /// Unpacked folders, or the official archive layout (the same images, byte for byte).
+    #[arg(long, value_enum, default_value = "folders")]
+    layout: LayoutArg,
     #[arg(long, default_value_t = 10)]
     classes: usize,
     #[arg(long, default_value_t = 100)]
@@ -132,7 +162,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Build(a) => {
             let input = InputOptions {
-                root: a.input,
+                root: a.input.unwrap_or_default(),
+                train_archive: a.train_archive,
+                val_archive: a.val_archive,
+                devkit: a.devkit,
+                check_md5: a.check_md5,
+                progress: !a.quiet,
                 train_dir: a.train_dir,
                 val_dir: a.val_dir,
                 val_labels: a.val_labels,
@@ -158,6 +193,17 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let st = &s.manifest.stats;
             println!("built {} ({} encoding, {:.2} GB)", s.output.display(), s.encoding.name(), s.bytes as f64 / 1e9);
             println!("  classes  {}", s.manifest.classes.len());
+            if s.indexed > 0 {
+                println!(
+                    "  archives {} members indexed in {:.3} s ({:.2} s per 100k members)",
+                    s.indexed,
+                    s.index_seconds,
+                    s.index_seconds * 1e5 / s.indexed as f64
+                );
+            }
+            for note in &s.notes {
+                println!("  check    {note}");
+            }
             println!("  train    {} images in {} shards", s.train_rows, s.train_shards);
             println!("  val      {} images in {} shards ({})", s.val_rows, s.val_shards, s.val_layout);
             let kinds: Vec<String> = s.reject_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
@@ -196,11 +242,25 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 corrupt: a.corrupt,
                 seed: a.seed,
                 sides: a.sides,
+                layout: match a.layout {
+                    LayoutArg::Folders => synth::Layout::Folders,
+                    LayoutArg::Archives => synth::Layout::Archives,
+                },
             })?;
             let special: Vec<String> =
                 s.special.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
+            let layout = match a.layout {
+                LayoutArg::Folders => "flat val with LOC_val_solution.csv".to_string(),
+                LayoutArg::Archives => format!(
+                    "as downloaded: {}, {}, {} and {}",
+                    synth::archives::TRAIN_TAR,
+                    synth::archives::VAL_TAR,
+                    synth::archives::DEVKIT,
+                    synth::archives::KAGGLE_ZIP
+                ),
+            };
             println!(
-                "wrote {}: {} classes, {} train and {} val images (flat val with LOC_val_solution.csv); special inputs: {}",
+                "wrote {}: {} classes, {} train and {} val images ({layout}); special inputs: {}",
                 a.output.display(),
                 s.classes,
                 s.train,

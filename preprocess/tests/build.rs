@@ -263,6 +263,7 @@ fn synth_input(dir: &Path, classes: usize, per_class: usize, val: usize) -> Path
         corrupt: 1,
         seed: 5,
         sides: (150, 460),
+        layout: synth::Layout::Folders,
     })
     .unwrap();
     input

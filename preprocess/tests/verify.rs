@@ -17,6 +17,7 @@ fn built(dir: &Path) -> PathBuf {
         corrupt: 0,
         seed: 1,
         sides: (150, 460),
+        layout: synth::Layout::Folders,
     })
     .unwrap();
     let out = dir.join("ds");

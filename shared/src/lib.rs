@@ -36,8 +36,8 @@ pub use classes::{parse_synset_mapping, ClassIndex};
 pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter};
 pub use manifest::{
-    BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry, FORMAT_VERSION,
-    MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
+    ArchiveInfo, BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry,
+    FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
 };
 pub use reader::{Dataset, ImageRef, ShardReader, SplitReader};
 pub use stats::{accumulate_region, read_mean_image, write_mean_image, Moments, PixelStats};

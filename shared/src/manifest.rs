@@ -83,6 +83,22 @@ pub struct BuildInfo {
     pub limit_per_class: Option<usize>,
     pub resize_filter: String,
     pub source: String,
+    /// The downloaded archives the images were read from, in place (optional: absent
+    /// for builds from folders and for datasets built before it existed).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub archives: Vec<ArchiveInfo>,
+}
+
+/// One input archive of a build: which part it gave, its file name, size and md5.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ArchiveInfo {
+    /// "train", "val", "devkit" or "kaggle" (Kaggle's zip holds all three).
+    pub role: String,
+    pub file: String,
+    pub bytes: u64,
+    /// The md5 of the file, when the build was asked to check it (`--check-md5`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub md5: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -154,5 +170,31 @@ impl Manifest {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `build.archives` is optional: a dataset built before it existed reads as before,
+    /// and a build from folders writes no such key.
+    #[test]
+    fn build_archives_are_optional() {
+        let old = r#"{"program":"preprocess","version":"0.1.0","seed":0,"shard_rows":1024,
+            "resize_filter":"f","source":"/data/imagenet"}"#;
+        let b: BuildInfo = serde_json::from_str(old).unwrap();
+        assert!(b.archives.is_empty());
+        assert!(!serde_json::to_string(&b).unwrap().contains("archives"));
+        let mut b2 = b.clone();
+        b2.archives.push(ArchiveInfo {
+            role: "train".into(),
+            file: "ILSVRC2012_img_train.tar".into(),
+            bytes: 147_897_477_120,
+            md5: None,
+        });
+        let text = serde_json::to_string(&b2).unwrap();
+        assert!(text.contains("\"archives\"") && !text.contains("md5"), "{text}");
+        assert_eq!(serde_json::from_str::<BuildInfo>(&text).unwrap(), b2);
     }
 }

@@ -11,6 +11,10 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 pub struct Progress {
     name: &'static str,
+    /// Counting bytes (shown in GB) rather than things.
+    bytes: bool,
+    /// What is counted ("images", "class tars").
+    unit: &'static str,
     total: u64,
     done: AtomicU64,
     rejected: AtomicU64,
@@ -22,20 +26,46 @@ pub struct Progress {
 const LOG_EVERY: Duration = Duration::from_secs(30);
 
 impl Progress {
+    /// Progress over `total` images.
     pub fn new(name: &'static str, total: u64, enabled: bool) -> Self {
+        Self::with_unit(name, total, enabled, false, "images")
+    }
+
+    /// Progress over `total` things named `unit` ("class tars").
+    pub fn counting(name: &'static str, total: u64, enabled: bool, unit: &'static str) -> Self {
+        Self::with_unit(name, total, enabled, false, unit)
+    }
+
+    /// Progress over `total` bytes (long reads such as checksums of large files).
+    pub fn bytes(name: &'static str, total: u64, enabled: bool) -> Self {
+        Self::with_unit(name, total, enabled, true, "bytes")
+    }
+
+    fn with_unit(name: &'static str, total: u64, enabled: bool, bytes: bool, unit: &'static str) -> Self {
         let tty = std::io::stderr().is_terminal();
         let bar = (enabled && tty).then(|| {
             let b = ProgressBar::with_draw_target(Some(total), ProgressDrawTarget::stderr());
-            b.set_style(
-                ProgressStyle::with_template("{prefix} [{bar:30}] {pos}/{len} images  {per_sec:.0}  ETA {eta}  {msg}")
-                    .expect("valid template")
-                    .progress_chars("=> "),
-            );
+            let template = if bytes {
+                "{prefix} [{bar:30}] {bytes}/{total_bytes}  {bytes_per_sec}  ETA {eta}  {msg}".to_string()
+            } else {
+                format!("{{prefix}} [{{bar:30}}] {{pos}}/{{len}} {unit}  {{per_sec:.0}}  ETA {{eta}}  {{msg}}")
+            };
+            b.set_style(ProgressStyle::with_template(&template).expect("valid template").progress_chars("=> "));
             b.set_prefix(name);
             b
         });
         let log = (enabled && !tty).then(|| Mutex::new(Instant::now()));
-        Self { name, total, done: AtomicU64::new(0), rejected: AtomicU64::new(0), bar, log, start: Instant::now() }
+        Self {
+            name,
+            bytes,
+            unit,
+            total,
+            done: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
+            bar,
+            log,
+            start: Instant::now(),
+        }
     }
 
     pub fn inc(&self, n: u64, rejected: bool) {
@@ -60,13 +90,26 @@ impl Progress {
                     0 => String::new(),
                     r => format!(", {r} rejected"),
                 };
-                eprintln!(
-                    "{}: {done}/{} images ({:.1}%), {rate:.0} images/s, ETA {}{rejected}",
-                    self.name,
-                    self.total,
-                    100.0 * done as f64 / self.total.max(1) as f64,
-                    fmt_duration(eta),
-                );
+                let pct = 100.0 * done as f64 / self.total.max(1) as f64;
+                if self.bytes {
+                    eprintln!(
+                        "{}: {:.1}/{:.1} GB ({pct:.1}%), {:.0} MB/s, ETA {}",
+                        self.name,
+                        done as f64 / 1e9,
+                        self.total as f64 / 1e9,
+                        rate / 1e6,
+                        fmt_duration(eta),
+                    );
+                } else {
+                    eprintln!(
+                        "{}: {done}/{} {} ({pct:.1}%), {rate:.0} {}/s, ETA {}{rejected}",
+                        self.name,
+                        self.total,
+                        self.unit,
+                        self.unit,
+                        fmt_duration(eta),
+                    );
+                }
             }
         }
     }

@@ -9,6 +9,13 @@
 //! named `.JPEG` (RGBA, palette, 16-bit), EXIF-rotated JPEGs, and a truncated file.
 //! Val is flat (`val/ILSVRC2012_val_NNNNNNNN.JPEG`) with `LOC_val_solution.csv`;
 //! `LOC_synset_mapping.txt` names the classes.
+//!
+//! With [`Layout::Archives`] the same images (byte for byte) are written as ImageNet is
+//! downloaded instead ([`archives`]): an outer tar of class tars, a flat val tar, a
+//! devkit `.tar.gz` with a MATLAB v5 `meta.mat` whose IDs are not in sorted-wnid order
+//! and the ground truth, and a Kaggle-style zip.
+
+pub mod archives;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -30,11 +37,32 @@ pub struct SynthConfig {
     pub seed: u64,
     /// Range of image sides in pixels (width and height drawn independently).
     pub sides: (u32, u32),
+    pub layout: Layout,
+}
+
+/// How the images are laid out on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Layout {
+    /// Unpacked: `train/<wnid>/*.JPEG`, flat `val/` with `LOC_val_solution.csv`.
+    #[default]
+    Folders,
+    /// As downloaded: the three official archives (under `synth_` names) and a
+    /// Kaggle-style zip.
+    Archives,
 }
 
 impl SynthConfig {
     pub fn new(output: PathBuf) -> Self {
-        Self { output, classes: 10, train_per_class: 100, val_per_class: 20, corrupt: 1, seed: 0, sides: (150, 460) }
+        Self {
+            output,
+            classes: 10,
+            train_per_class: 100,
+            val_per_class: 20,
+            corrupt: 1,
+            seed: 0,
+            sides: (150, 460),
+            layout: Layout::Folders,
+        }
     }
 }
 
@@ -241,6 +269,76 @@ pub fn exif_orientation(orientation: u16) -> Vec<u8> {
     v
 }
 
+/// What synth writes, before any image is drawn: the same for every layout.
+pub(crate) struct Plan {
+    /// Per class: (file name, storage index) of its train images, then its truncated ones.
+    pub train: Vec<Vec<(String, usize)>>,
+    /// (file name, truncated image index) of the truncated train files, per class.
+    pub corrupt: Vec<Vec<(String, usize)>>,
+    /// The class of each val image, val image i + 1 being `ILSVRC2012_val_{i+1:08}`.
+    pub val_classes: Vec<usize>,
+}
+
+impl Plan {
+    fn new(cfg: &SynthConfig) -> Plan {
+        let train = (0..cfg.classes)
+            .map(|c| {
+                let w = wnid(c);
+                (0..cfg.train_per_class).map(|i| (format!("{w}_{i}.JPEG"), c * cfg.train_per_class + i)).collect()
+            })
+            .collect();
+        let mut corrupt = vec![Vec::new(); cfg.classes];
+        for i in 0..cfg.corrupt {
+            let c = i % cfg.classes;
+            corrupt[c].push((format!("{}_truncated_{i}.JPEG", wnid(c)), i));
+        }
+        // Val: classes interleaved in a seeded order, numbered from 1 as in ILSVRC.
+        let mut val_classes: Vec<usize> =
+            (0..cfg.classes).flat_map(|c| std::iter::repeat_n(c, cfg.val_per_class)).collect();
+        {
+            use rand::seq::SliceRandom;
+            val_classes.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5a5a));
+        }
+        Plan { train, corrupt, val_classes }
+    }
+
+    pub fn val_name(i: usize) -> String {
+        format!("ILSVRC2012_val_{:08}.JPEG", i + 1)
+    }
+
+    /// The storage index of val image `i`.
+    pub fn val_index(i: usize) -> usize {
+        1_000_003 + i
+    }
+}
+
+/// The bytes of image `k` (a storage index) of `class`, and how it is stored.
+pub(crate) fn image_bytes(cfg: &SynthConfig, class: usize, k: usize) -> Result<(Vec<u8>, Storage)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ k as u64);
+    let img = draw(class, cfg.sides, &mut rng);
+    let storage = Storage::for_index(k);
+    Ok((encode(&img, storage, 90)?, storage))
+}
+
+/// Truncated file `i`: the first third of a JPEG of `class`.
+pub(crate) fn truncated_bytes(cfg: &SynthConfig, class: usize, i: usize) -> Result<Vec<u8>> {
+    let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (0xbad0 + i as u64));
+    let bytes = encode(&draw(class, cfg.sides, &mut rng), Storage::Jpeg, 90)?;
+    Ok(bytes[..bytes.len() / 3].to_vec())
+}
+
+pub(crate) fn solution_csv(val_classes: &[usize]) -> String {
+    let mut csv = String::from("ImageId,PredictionString\n");
+    for (i, &c) in val_classes.iter().enumerate() {
+        csv.push_str(&format!("ILSVRC2012_val_{:08},{} 10 10 100 100\n", i + 1, wnid(c)));
+    }
+    csv
+}
+
+pub(crate) fn synset_mapping(classes: usize) -> String {
+    (0..classes).map(|c| format!("{} {}\n", wnid(c), class_name(c))).collect()
+}
+
 pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     anyhow::ensure!(cfg.classes >= 1 && cfg.classes <= 1000, "--classes must be in 1..=1000");
     anyhow::ensure!(cfg.train_per_class >= 1, "--train-per-class must be at least 1");
@@ -248,63 +346,11 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
         cfg.sides.0 >= 16 && cfg.sides.0 <= cfg.sides.1 && cfg.sides.1 <= 4096,
         "--sides must be MIN:MAX with 16 <= MIN <= MAX <= 4096"
     );
-    let out = &cfg.output;
-    let train_dir = out.join("train");
-    let val_dir = out.join("val");
-    for c in 0..cfg.classes {
-        std::fs::create_dir_all(train_dir.join(wnid(c)))
-            .with_context(|| format!("creating {}", train_dir.display()))?;
-    }
-    std::fs::create_dir_all(&val_dir).with_context(|| format!("creating {}", val_dir.display()))?;
-
-    // (path, class, global index for the storage kind)
-    let mut jobs: Vec<(PathBuf, usize, usize)> = Vec::new();
-    for c in 0..cfg.classes {
-        for i in 0..cfg.train_per_class {
-            let w = wnid(c);
-            jobs.push((train_dir.join(&w).join(format!("{w}_{i}.JPEG")), c, c * cfg.train_per_class + i));
-        }
-    }
-    // Val: classes interleaved in a seeded order, numbered from 1 as in ILSVRC.
-    let mut val_classes: Vec<usize> =
-        (0..cfg.classes).flat_map(|c| std::iter::repeat_n(c, cfg.val_per_class)).collect();
-    {
-        use rand::seq::SliceRandom;
-        val_classes.shuffle(&mut ChaCha8Rng::seed_from_u64(cfg.seed ^ 0x5a5a));
-    }
-    let mut csv = String::from("ImageId,PredictionString\n");
-    for (i, &c) in val_classes.iter().enumerate() {
-        let id = format!("ILSVRC2012_val_{:08}", i + 1);
-        csv.push_str(&format!("{id},{} 10 10 100 100\n", wnid(c)));
-        jobs.push((val_dir.join(format!("{id}.JPEG")), c, 1_000_003 + i));
-    }
-
-    let kinds: Vec<Storage> = jobs
-        .par_iter()
-        .map(|(path, class, k)| -> Result<Storage> {
-            let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ *k as u64);
-            let img = draw(*class, cfg.sides, &mut rng);
-            let storage = Storage::for_index(*k);
-            let bytes = encode(&img, storage, 90)?;
-            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
-            Ok(storage)
-        })
-        .collect::<Result<_>>()?;
-
-    // Truncated files: the first half of a JPEG.
-    for i in 0..cfg.corrupt {
-        let c = i % cfg.classes;
-        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed ^ (0xbad0 + i as u64));
-        let bytes = encode(&draw(c, cfg.sides, &mut rng), Storage::Jpeg, 90)?;
-        let w = wnid(c);
-        let path = train_dir.join(&w).join(format!("{w}_truncated_{i}.JPEG"));
-        std::fs::write(&path, &bytes[..bytes.len() / 3]).with_context(|| format!("writing {}", path.display()))?;
-    }
-
-    write_text(&out.join("LOC_val_solution.csv"), &csv)?;
-    let mapping: String = (0..cfg.classes).map(|c| format!("{} {}\n", wnid(c), class_name(c))).collect();
-    write_text(&out.join("LOC_synset_mapping.txt"), &mapping)?;
-
+    let plan = Plan::new(cfg);
+    let kinds = match cfg.layout {
+        Layout::Folders => write_folders(cfg, &plan)?,
+        Layout::Archives => archives::write(cfg, &plan)?,
+    };
     let mut special: Vec<(String, usize)> = Vec::new();
     for s in [
         Storage::GrayJpeg,
@@ -320,13 +366,54 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     special.push(("truncated".into(), cfg.corrupt));
     Ok(SynthSummary {
         train: cfg.classes * cfg.train_per_class + cfg.corrupt,
-        val: val_classes.len(),
+        val: plan.val_classes.len(),
         classes: cfg.classes,
         special,
     })
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
+/// The unpacked layout; returns the storage of every image.
+fn write_folders(cfg: &SynthConfig, plan: &Plan) -> Result<Vec<Storage>> {
+    let out = &cfg.output;
+    let train_dir = out.join("train");
+    let val_dir = out.join("val");
+    for c in 0..cfg.classes {
+        std::fs::create_dir_all(train_dir.join(wnid(c)))
+            .with_context(|| format!("creating {}", train_dir.display()))?;
+    }
+    std::fs::create_dir_all(&val_dir).with_context(|| format!("creating {}", val_dir.display()))?;
+
+    // (path, class, storage index)
+    let mut jobs: Vec<(PathBuf, usize, usize)> = Vec::new();
+    for (c, files) in plan.train.iter().enumerate() {
+        for (name, k) in files {
+            jobs.push((train_dir.join(wnid(c)).join(name), c, *k));
+        }
+    }
+    for (i, &c) in plan.val_classes.iter().enumerate() {
+        jobs.push((val_dir.join(Plan::val_name(i)), c, Plan::val_index(i)));
+    }
+    let kinds: Vec<Storage> = jobs
+        .par_iter()
+        .map(|(path, class, k)| -> Result<Storage> {
+            let (bytes, storage) = image_bytes(cfg, *class, *k)?;
+            std::fs::write(path, bytes).with_context(|| format!("writing {}", path.display()))?;
+            Ok(storage)
+        })
+        .collect::<Result<_>>()?;
+    for (c, files) in plan.corrupt.iter().enumerate() {
+        for (name, i) in files {
+            let path = train_dir.join(wnid(c)).join(name);
+            std::fs::write(&path, truncated_bytes(cfg, c, *i)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+    }
+    write_text(&out.join("LOC_val_solution.csv"), &solution_csv(&plan.val_classes))?;
+    write_text(&out.join("LOC_synset_mapping.txt"), &synset_mapping(cfg.classes))?;
+    Ok(kinds)
+}
+
+pub(crate) fn write_text(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).with_context(|| format!("writing {}", path.display()))
 }
 
