@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use alexnet_shared::progress::fmt_duration;
 use alexnet_shared::Encoding;
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Parser, Subcommand};
 use preprocess::build::{self, BuildConfig};
 use preprocess::inputs::InputOptions;
 use preprocess::{synth, verify};
@@ -35,14 +35,6 @@ enum Command {
     },
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum EncodingArg {
-    /// 256x256x3 bytes per image, read with no decode (about 250 GB for ImageNet).
-    Raw,
-    /// JPEG of the 256x256 image (about 25-30 GB for ImageNet at quality 90).
-    Jpeg,
-}
-
 #[derive(clap::Args)]
 struct BuildArgs {
     /// The folder holding the downloaded archives (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar,
@@ -68,7 +60,7 @@ struct BuildArgs {
     #[arg(long)]
     output: PathBuf,
     #[arg(long, value_enum, default_value = "raw")]
-    encoding: EncodingArg,
+    encoding: Encoding,
     /// JPEG quality, with --encoding jpeg.
     #[arg(long, default_value_t = 90, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
@@ -111,15 +103,6 @@ struct BuildArgs {
     quiet: bool,
 }
 
-#[derive(Clone, Copy, ValueEnum)]
-enum LayoutArg {
-    /// train/<wnid>/*.JPEG, flat val/ with LOC_val_solution.csv, LOC_synset_mapping.txt.
-    Folders,
-    /// As downloaded: synth_img_train.tar (a tar of class tars), synth_img_val.tar,
-    /// synth_devkit_t12.tar.gz (meta.mat, ground truth), and a Kaggle-style zip.
-    Archives,
-}
-
 #[derive(clap::Args)]
 struct SynthArgs {
     /// Output folder.
@@ -127,7 +110,7 @@ struct SynthArgs {
     output: PathBuf,
     /// Unpacked folders, or the official archive layout (the same images, byte for byte).
     #[arg(long, value_enum, default_value = "folders")]
-    layout: LayoutArg,
+    layout: synth::Layout,
     #[arg(long, default_value_t = 10)]
     classes: usize,
     #[arg(long, default_value_t = 100)]
@@ -178,10 +161,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             anyhow::ensure!((0.0..=1.0).contains(&a.max_reject_rate), "--max-reject-rate must be in 0..=1");
             anyhow::ensure!(a.threads >= 1, "--threads must be at least 1");
             let mut cfg = BuildConfig::new(input, a.output);
-            cfg.encoding = match a.encoding {
-                EncodingArg::Raw => Encoding::Raw,
-                EncodingArg::Jpeg => Encoding::Jpeg,
-            };
+            cfg.encoding = a.encoding;
             cfg.quality = a.quality;
             cfg.shard_rows = a.shard_rows as usize;
             cfg.threads = a.threads;
@@ -242,16 +222,13 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 corrupt: a.corrupt,
                 seed: a.seed,
                 sides: a.sides,
-                layout: match a.layout {
-                    LayoutArg::Folders => synth::Layout::Folders,
-                    LayoutArg::Archives => synth::Layout::Archives,
-                },
+                layout: a.layout,
             })?;
             let special: Vec<String> =
                 s.special.iter().filter(|(_, n)| *n > 0).map(|(k, n)| format!("{n} {k}")).collect();
             let layout = match a.layout {
-                LayoutArg::Folders => "flat val with LOC_val_solution.csv".to_string(),
-                LayoutArg::Archives => format!(
+                synth::Layout::Folders => "flat val with LOC_val_solution.csv".to_string(),
+                synth::Layout::Archives => format!(
                     "as downloaded: {}, {}, {} and {}",
                     synth::archives::TRAIN_TAR,
                     synth::archives::VAL_TAR,

@@ -41,13 +41,14 @@ pub struct SynthConfig {
 }
 
 /// How the images are laid out on disk.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum Layout {
-    /// Unpacked: `train/<wnid>/*.JPEG`, flat `val/` with `LOC_val_solution.csv`.
+    /// Unpacked: train/<wnid>/*.JPEG, flat val/ with LOC_val_solution.csv,
+    /// LOC_synset_mapping.txt.
     #[default]
     Folders,
-    /// As downloaded: the three official archives (under `synth_` names) and a
-    /// Kaggle-style zip.
+    /// As downloaded: synth_img_train.tar (a tar of class tars), synth_img_val.tar,
+    /// synth_devkit_t12.tar.gz (meta.mat, ground truth), and a Kaggle-style zip.
     Archives,
 }
 
