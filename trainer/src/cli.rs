@@ -33,6 +33,8 @@ pub struct RunRequest {
 /// Runs `train run`; the summary on rank 0 (`None` on the other ranks, which print
 /// nothing).
 pub fn train(req: &RunRequest) -> Result<Option<TrainSummary>> {
+    // Before any other thread starts (libtorch's, the loaders', gloo's): see stop_signals.
+    crate::train::stop_signals().map_err(|e| anyhow!("taking SIGINT/SIGTERM: {e}"))?;
     let (cfg, changes) = for_run(req.config.as_deref(), &req.sets, &req.run_dir, req.resume)?;
     let launch = launch::from_env().map_err(|e| anyhow!("launch: {e}"))?;
     let main = launch.as_ref().is_none_or(|l| l.rank == 0);

@@ -96,11 +96,8 @@ pub fn run(cfg: &TrainConfig, opt: &RunOptions) -> Result<TrainSummary> {
 /// Every rank reads the run folder (a shared filesystem across machines); only rank 0
 /// writes to it.
 pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessGroup>) -> Result<TrainSummary> {
+    let stop = stop_signals().context("taking SIGINT/SIGTERM")?;
     let mut run = Run::new(cfg, opt, pg)?;
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone()).context("installing signal handlers")?;
-    }
     while run.pos.epoch < run.cfg.optim.epochs {
         let t_epoch = Instant::now();
         if let Some(stopped) = run.train_epoch(&stop)? {
@@ -119,6 +116,42 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
         pg.barrier()?; // every rank leaves together, after rank 0's last checkpoint
     }
     Ok(run.summary(run.pos.epoch < run.cfg.optim.epochs))
+}
+
+/// SIGINT and SIGTERM as a flag that the training loop reads at step boundaries. The
+/// two signals are blocked in the calling thread (and so in every thread it starts
+/// afterwards: call this before the loader, libtorch and c10d start theirs, as
+/// `trainer::cli` does) and taken by one thread of their own with `sigwait`, so that no
+/// other thread is interrupted in a system call (a SIGTERM landing in one of gloo's
+/// socket threads aborted the process). Later calls return the same flag.
+pub fn stop_signals() -> std::io::Result<Arc<AtomicBool>> {
+    static FLAG: std::sync::OnceLock<Arc<AtomicBool>> = std::sync::OnceLock::new();
+    if let Some(f) = FLAG.get() {
+        return Ok(f.clone());
+    }
+    let flag = Arc::new(AtomicBool::new(false));
+    // SAFETY: sigset_t is plain data, initialised by sigemptyset before use; the mask
+    // calls only change this thread's signal mask.
+    let set = unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        if r != 0 {
+            return Err(std::io::Error::from_raw_os_error(r));
+        }
+        set
+    };
+    let f = flag.clone();
+    std::thread::Builder::new().name("signals".into()).spawn(move || loop {
+        let mut sig: libc::c_int = 0;
+        // SAFETY: `set` lives in this closure; sigwait writes the signal number.
+        if unsafe { libc::sigwait(&set, &mut sig) } == 0 {
+            f.store(true, Ordering::SeqCst);
+        }
+    })?;
+    Ok(FLAG.get_or_init(|| flag).clone())
 }
 
 impl Run<'_> {
