@@ -8,6 +8,15 @@
 
 use tch::{Kind, Tensor};
 
+/// Momentum buffers (from an optimizer file) that do not fit the model's parameters.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum BufferError {
+    #[error("{buffers} momentum buffers for {params} parameters")]
+    Count { buffers: usize, params: usize },
+    #[error("momentum buffer {index} has shape {buffer:?}, parameter {param:?}")]
+    Shape { index: usize, buffer: Vec<i64>, param: Vec<i64> },
+}
+
 #[derive(Debug)]
 pub struct Sgd {
     pub momentum: f64,
@@ -77,13 +86,13 @@ impl Sgd {
     }
 
     /// Restores buffers saved by [`Sgd::buffers`] (`started`: whether any step ran).
-    pub fn set_buffers(&mut self, buffers: Vec<Tensor>, started: bool) -> Result<(), String> {
+    pub fn set_buffers(&mut self, buffers: Vec<Tensor>, started: bool) -> Result<(), BufferError> {
         if buffers.len() != self.params.len() {
-            return Err(format!("{} momentum buffers for {} parameters", buffers.len(), self.params.len()));
+            return Err(BufferError::Count { buffers: buffers.len(), params: self.params.len() });
         }
         for (i, (p, b)) in self.params.iter().zip(buffers).enumerate() {
             if p.size() != b.size() {
-                return Err(format!("momentum buffer {i} has shape {:?}, parameter {:?}", b.size(), p.size()));
+                return Err(BufferError::Shape { index: i, buffer: b.size(), param: p.size() });
             }
             self.buffers[i] = started.then(|| b.to_device(p.device()).to_kind(p.kind()));
         }

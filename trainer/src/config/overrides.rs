@@ -132,10 +132,17 @@ pub fn for_run(
     resume: bool,
 ) -> Result<(TrainConfig, Vec<Change>), ConfigError> {
     let saved_path = run_dir.join("config.toml");
-    let saved = if resume && saved_path.exists() { Some(TrainConfig::read(&saved_path)?) } else { None };
-    let (mut table, origin) = match (preset, &saved) {
+    let saved_table = if resume && saved_path.exists() { Some(read_table(&saved_path)?) } else { None };
+    let saved = match &saved_table {
+        Some(t) => Some(
+            TrainConfig::from_table(t.clone())
+                .map_err(|e| ConfigError::Invalid(format!("{}: {e}", saved_path.display())))?,
+        ),
+        None => None,
+    };
+    let (mut table, origin) = match (preset, saved_table) {
         (Some(p), _) => (read_table(p)?, p.display().to_string()),
-        (None, Some(_)) => (read_table(&saved_path)?, saved_path.display().to_string()),
+        (None, Some(t)) => (t, saved_path.display().to_string()),
         (None, None) => {
             return Err(ConfigError::Invalid("give --config (a preset from configs/), or --resume a run".into()))
         }

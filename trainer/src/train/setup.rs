@@ -156,8 +156,9 @@ fn resume(learner: &mut Learner, path: &std::path::Path, want: &CheckpointMeta, 
         want.model
     );
     ensure!(meta.wnids == want.wnids, "{}: made for other classes than {}", path.display(), opt.data.display());
-    let (pos, bufs) = read_optim(&optim_path(path), &learner.names)?;
-    learner.sgd.set_buffers(bufs, pos.global_step > 0).map_err(anyhow::Error::msg)?;
+    let optim = optim_path(path);
+    let (pos, bufs) = read_optim(&optim, &learner.names)?;
+    learner.sgd.set_buffers(bufs, pos.global_step > 0).with_context(|| optim.display().to_string())?;
     Ok(pos)
 }
 
