@@ -68,15 +68,16 @@ pub fn describe(p: &(dyn Any + Send)) -> String {
     }
 }
 
-/// Runs a binary's body. `Ok` exits with its code; `Err(e)` prints `error: e` (with its
-/// causes) and exits 1; a panic prints `error: internal error: MESSAGE (at FILE:LINE)`
-/// and exits 1.
-pub fn main_guard<E: std::fmt::Display>(body: impl FnOnce() -> Result<ExitCode, E>) -> ExitCode {
+/// Runs a binary's body. `Ok` exits with its code; `Err(e)` prints `error: ` and
+/// [`report`] of it (one line) and exits 1; a panic prints `error: internal error:
+/// MESSAGE (at FILE:LINE)` and exits 1. (Usage errors are clap's before this: an `error:`
+/// line, a usage hint, exit 2.)
+pub fn main_guard<E: Into<anyhow::Error>>(body: impl FnOnce() -> Result<ExitCode, E>) -> ExitCode {
     install_quiet_hook();
     match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", report(&e.into()));
             ExitCode::FAILURE
         }
         Err(p) => {
@@ -84,6 +85,35 @@ pub fn main_guard<E: std::fmt::Display>(body: impl FnOnce() -> Result<ExitCode, 
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes on one line, `message: cause: cause`: a cause its message
+/// already spells out (`{path}: {source}`) is not repeated, and libtorch's C++
+/// backtrace (the lines from `frame #0:` or `Exception raised from` on) is dropped.
+pub fn report(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = one_line(&cause.to_string());
+        if text.is_empty() || line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
+}
+
+/// The lines of one message joined by spaces, up to a libtorch backtrace.
+fn one_line(text: &str) -> String {
+    let text = text.strip_prefix("Internal torch error: ").unwrap_or(text);
+    text.lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("frame #") && !l.starts_with("Exception raised from"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs `f`; a panic inside it becomes `Err("panicked: MESSAGE")`, recorded nowhere and

@@ -40,8 +40,8 @@ enum Command {
         /// Continue the run in --run-dir from its latest checkpoint.
         #[arg(long)]
         resume: bool,
-        /// Stop after N steps of this process, with a checkpoint (as on SIGTERM).
-        #[arg(long)]
+        /// Stop after N steps of this process (N >= 1), with a checkpoint (as on SIGTERM).
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_steps: Option<u64>,
         /// libtorch intra-op threads. Default under a launcher: the machine's cores
         /// divided by the ranks on it (torchrun's OMP_NUM_THREADS=1 is not used).

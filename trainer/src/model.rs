@@ -79,6 +79,9 @@ impl ModelConfig {
         if self.arch == Arch::Owt && self.width != 1.0 {
             return Err("the owt model has no width multiplier".into());
         }
+        if !(self.lrn_alpha.is_finite() && self.lrn_alpha >= 0.0) {
+            return Err(format!("lrn_alpha {} must be a finite number >= 0", self.lrn_alpha));
+        }
         if self.lrn_towers != 1 && self.lrn_towers != 2 {
             return Err(format!("lrn_towers {} must be 1 or 2", self.lrn_towers));
         }
@@ -99,6 +102,36 @@ impl ModelConfig {
             side = side.saturating_sub(3) / 2 + 1; // pool1, pool2, pool5
         }
         side
+    }
+
+    /// The number of weights and biases of the model this builds.
+    pub fn parameter_count(&self) -> u64 {
+        let conv = |cin: i64, cout: i64, k: i64, groups: i64| (cin / groups * k * k * cout + cout) as u64;
+        let fc = |i: i64, o: i64| (i * o + o) as u64;
+        let nc = self.num_classes as i64;
+        match self.arch {
+            Arch::Paper => {
+                let ([c1, c2, c3, c4, c5], f, side) = self.paper_dims();
+                conv(3, c1, 11, 1)
+                    + conv(c1, c2, 5, 2)
+                    + conv(c2, c3, 3, 1)
+                    + conv(c3, c4, 3, 2)
+                    + conv(c4, c5, 3, 2)
+                    + fc(c5 * side * side, f)
+                    + fc(f, f)
+                    + fc(f, nc)
+            }
+            Arch::Owt => {
+                conv(3, 64, 11, 1)
+                    + conv(64, 192, 5, 1)
+                    + conv(192, 384, 3, 1)
+                    + conv(384, 256, 3, 1)
+                    + conv(256, 256, 3, 1)
+                    + fc(256 * 36, 4096)
+                    + fc(4096, 4096)
+                    + fc(4096, nc)
+            }
+        }
     }
 
     /// (conv1..conv5 channels, fc width, side of the last feature map) of the paper net.
@@ -167,8 +200,30 @@ pub struct AlexNet {
 impl AlexNet {
     /// Builds the model under `root` (tch's initialisation); then call
     /// [`AlexNet::paper_init`] (section 5) or [`AlexNet::torch_default_init`] (owt).
+    /// Memory the device cannot give (tch's layer constructors panic on it) is a
+    /// [`ModelError`] naming the model's size.
     pub fn new(root: &nn::Path, cfg: &ModelConfig) -> Result<Self, ModelError> {
         cfg.validate()?;
+        alexnet_shared::guard::catch(|| Ok(Self::build(root, cfg))).map_err(|panic| {
+            let why = panic.strip_prefix("panicked: ").unwrap_or(&panic);
+            // tch's unwrap: `called `Result::unwrap()` on an `Err` value: Torch("MESSAGE...`
+            // (Debug-escaped: its C++ backtrace follows a literal `\n`).
+            let why = why.split_once("Torch(\"").map_or(why, |(_, m)| m);
+            let why = why.split("\\n").next().unwrap_or(why).trim_end_matches(['"', ')']);
+            let why = why.strip_prefix("Internal torch error: ").unwrap_or(why);
+            let gib = cfg.parameter_count() as f64 * 4.0 / (1u64 << 30) as f64;
+            let oom = why.contains("out of memory") || why.contains("can't allocate memory");
+            let what = if oom { "out of memory" } else { "failed" };
+            ModelError(format!(
+                "building the {} model ({} parameters, {gib:.2} GiB of float32 weights): {what} ({why}); lower \
+                 model.width or use a device with more memory",
+                cfg.arch.name(),
+                cfg.parameter_count()
+            ))
+        })
+    }
+
+    fn build(root: &nn::Path, cfg: &ModelConfig) -> Self {
         let f = root / "features";
         let c = root / "classifier";
         let conv = |name: i64, cin: i64, cout: i64, k: i64, stride: i64, pad: i64, groups: i64| {
@@ -216,7 +271,7 @@ impl AlexNet {
             ),
         };
         let (convs, geometry) = convs.into_iter().unzip();
-        Ok(Self { cfg: cfg.clone(), convs, geometry, fcs, dropout: 0.5 })
+        Self { cfg: cfg.clone(), convs, geometry, fcs, dropout: 0.5 }
     }
 
     /// Sets the training dropout probability (0: off, as in the data-parallel tests).
@@ -365,6 +420,13 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let _m = AlexNet::new(&vs.root(), &ModelConfig::paper(1000)).unwrap();
         assert_eq!(AlexNet::num_parameters(&vs), 60_965_224);
+        assert_eq!(ModelConfig::paper(1000).parameter_count(), 60_965_224);
+        for (width, crop) in [(0.1, 67), (0.37, 131), (2.0, 227)] {
+            let cfg = ModelConfig { width, crop, ..ModelConfig::paper(7) };
+            let vs = VarStore::new(Device::Cpu);
+            let _m = AlexNet::new(&vs.root(), &cfg).unwrap();
+            assert_eq!(cfg.parameter_count(), AlexNet::num_parameters(&vs) as u64, "width {width} crop {crop}");
+        }
     }
 
     /// Python: sum(p.numel() for p in torchvision.models.alexnet().parameters()) == 61100840
@@ -373,6 +435,7 @@ mod tests {
         let vs = VarStore::new(Device::Cpu);
         let _m = AlexNet::new(&vs.root(), &ModelConfig::owt(1000)).unwrap();
         assert_eq!(AlexNet::num_parameters(&vs), 61_100_840);
+        assert_eq!(ModelConfig::owt(1000).parameter_count(), 61_100_840);
     }
 
     #[test]

@@ -21,6 +21,38 @@ pub enum Schedule {
     Epochs { at: Vec<usize>, gamma: f64 },
 }
 
+impl Schedule {
+    /// Whether the schedule can run: every rate it produces finite and positive, and
+    /// never larger than the one before it.
+    pub fn validate(&self) -> Result<(), String> {
+        let gamma = |g: f64| {
+            if g.is_finite() && g > 0.0 && g <= 1.0 {
+                Ok(())
+            } else {
+                Err(format!("gamma = {g} must be in (0, 1] (the rate is multiplied by it)"))
+            }
+        };
+        match self {
+            Schedule::Step { step_epochs, gamma: g } => {
+                if *step_epochs == 0 {
+                    return Err("step_epochs must be at least 1".into());
+                }
+                gamma(*g)
+            }
+            Schedule::Epochs { gamma: g, .. } => gamma(*g),
+            Schedule::Plateau { threshold, factor, .. } => {
+                if !(factor.is_finite() && *factor >= 1.0) {
+                    return Err(format!("factor = {factor} must be a finite number >= 1 (the rate is divided by it)"));
+                }
+                if !(threshold.is_finite() && *threshold >= 0.0) {
+                    return Err(format!("threshold = {threshold} must be a finite number >= 0"));
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 /// The learning rate of epoch `epoch` (0-based), given the base rate and the validation
 /// error rates of the epochs before it (`val_errors[e]` measured after epoch `e`).
 pub fn learning_rate(schedule: &Schedule, base: f64, epoch: usize, val_errors: &[f64]) -> f64 {

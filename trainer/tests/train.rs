@@ -336,3 +336,72 @@ fn the_binary_applies_set_and_refuses_a_changed_config_on_resume() {
     assert!(!ok && out.contains("model.width (0.1 -> 0.2)") && !out.contains("optim.epochs ("), "{out}");
     assert_eq!(saved().optim.epochs, 2, "a refused resume saves nothing");
 }
+
+/// `train run` as a user runs it: (exit code, stdout + stderr). `sh_prefix` runs it
+/// under `sh -c` after that text (a `ulimit`).
+fn train_binary(args: &[&str], sh_prefix: Option<&str>) -> (i32, String) {
+    let exe = env!("CARGO_BIN_EXE_train");
+    let mut cmd = match sh_prefix {
+        Some(p) => {
+            let mut c = std::process::Command::new("sh");
+            c.arg("-c").arg(format!("{p}; exec \"$0\" \"$@\"")).arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    };
+    let o = cmd
+        .args(args)
+        .env_remove("RANK")
+        .env_remove("WORLD_SIZE")
+        .env_remove("SLURM_PROCID")
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+    (o.status.code().unwrap_or(-1), text)
+}
+
+fn checkpoint_files(run_dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(run_dir.join("checkpoints"))
+        .map(|d| d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect())
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Reliability review B5: a model whose weights went non-finite with a finite loss (the
+/// step's loss is taken before its update) is never checkpointed nor marked best, at an
+/// epoch's end (its validation loss is NaN) or on a stop (`--max-steps`), and the error
+/// names the last good checkpoint. (Before: epoch-001 and best were written, exit 0.)
+#[test]
+fn a_diverged_model_is_never_checkpointed_nor_called_good() {
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml");
+    let d = data.to_str().unwrap();
+    // 48 train images, batch 48: one step per epoch; lr 1e300 is inf in float32.
+    let run1 = t.path().join("r1");
+    let (code, out) = train_binary(
+        &["run", "--config", preset, "--data", d, "--run-dir", run1.to_str().unwrap(), "--threads", "1"]
+            .into_iter()
+            .chain(["--set", "optim.batch_size=48", "--set", "optim.lr=1e300"])
+            .collect::<Vec<_>>(),
+        None,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("diverged") && out.contains("last good checkpoint is none"), "{out}");
+    assert_eq!(out.lines().filter(|l| l.starts_with("error:")).count(), 1, "{out}");
+    assert!(checkpoint_files(&run1).is_empty(), "{:?}", checkpoint_files(&run1));
+    // A diverging step stopped by --max-steps: the stop's checkpoint is refused.
+    let run2 = t.path().join("r2");
+    let (code, out) = train_binary(
+        &["run", "--config", preset, "--data", d, "--run-dir", run2.to_str().unwrap(), "--threads", "1"]
+            .into_iter()
+            .chain(["--set", "optim.lr=1e300", "--max-steps", "1"])
+            .collect::<Vec<_>>(),
+        None,
+    );
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("diverged: weight ") && out.contains("no checkpoint written"), "{out}");
+    assert!(checkpoint_files(&run2).is_empty(), "{:?}", checkpoint_files(&run2));
+}

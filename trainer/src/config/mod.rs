@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Normalization, Shuffle};
+use crate::data::{Normalization, Shuffle, MAX_BATCH, MAX_PREFETCH, MAX_WORKERS};
 use crate::model::ModelConfig;
 use crate::schedule::Schedule;
 use overrides::list;
@@ -310,14 +310,32 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<(), String> {
         self.model_config(1).validate().map_err(|e| e.0)?;
         let o = &self.optim;
-        if o.batch_size == 0 || o.epochs == 0 {
-            return Err("optim.batch_size and optim.epochs must be at least 1".into());
+        if o.batch_size == 0 || o.batch_size > MAX_BATCH || o.epochs == 0 {
+            return Err(format!("optim.batch_size must be in 1..={MAX_BATCH} and optim.epochs at least 1"));
         }
-        if o.lr.is_nan() || o.lr <= 0.0 || o.weight_decay < 0.0 || !(0.0..1.0).contains(&o.momentum) {
-            return Err("optim: lr must be > 0, weight_decay >= 0, momentum in [0, 1)".into());
+        if !(o.lr.is_finite() && o.lr > 0.0) {
+            return Err(format!("optim.lr = {} must be a finite number > 0", o.lr));
         }
+        if !(o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+            return Err(format!("optim.weight_decay = {} must be a finite number >= 0", o.weight_decay));
+        }
+        if !(0.0..1.0).contains(&o.momentum) {
+            return Err(format!("optim.momentum = {} must be in [0, 1)", o.momentum));
+        }
+        o.schedule.validate().map_err(|e| format!("optim.schedule: {e}"))?;
         if !(0.0..1.0).contains(&self.model.dropout) {
             return Err(format!("model.dropout {} must be in [0, 1)", self.model.dropout));
+        }
+        let r = &self.run;
+        if !(r.checkpoint_minutes.is_finite() && r.checkpoint_minutes > 0.0) {
+            return Err(format!(
+                "run.checkpoint_minutes = {} must be a finite number of minutes > 0 (epoch ends always checkpoint; \
+                 a large value means only those)",
+                r.checkpoint_minutes
+            ));
+        }
+        if r.log_every_steps == 0 {
+            return Err("run.log_every_steps must be at least 1".into());
         }
         let d = &self.dist;
         if !(d.timeout_s.is_finite() && (1.0..=MAX_TIMEOUT_S).contains(&d.timeout_s)) {
@@ -326,11 +344,18 @@ impl TrainConfig {
         if !(d.warmup_epochs.is_finite() && d.warmup_epochs >= 0.0 && d.bucket_mb.is_finite() && d.bucket_mb > 0.0) {
             return Err("dist.warmup_epochs must be >= 0 and dist.bucket_mb > 0".into());
         }
+        if d.bucket_mb > 65536.0 {
+            return Err(format!("dist.bucket_mb = {} must be at most 65536 (MiB)", d.bucket_mb));
+        }
         if d.world_size == Some(0) {
             return Err("dist.world_size must be at least 1".into());
         }
-        if self.data.workers == 0 {
-            return Err("data.workers must be at least 1".into());
+        let data = &self.data;
+        if data.workers == 0 || data.workers > MAX_WORKERS {
+            return Err(format!("data.workers = {} must be in 1..={MAX_WORKERS}", data.workers));
+        }
+        if data.prefetch > MAX_PREFETCH {
+            return Err(format!("data.prefetch = {} must be at most {MAX_PREFETCH}", data.prefetch));
         }
         Ok(())
     }
@@ -386,6 +411,40 @@ pub(crate) fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reliability review B18/B12: values that would train garbage, run forever or
+    /// allocate what no machine has are refused, naming the key. (Before: accepted.)
+    #[test]
+    fn non_finite_negative_and_unbounded_values_are_refused_naming_the_key() {
+        let refused = [
+            ("optim.lr=inf", "optim.lr"),
+            ("optim.lr=nan", "optim.lr"),
+            ("optim.weight_decay=nan", "optim.weight_decay"),
+            ("optim.weight_decay=inf", "optim.weight_decay"),
+            ("optim.batch_size=10000000", "optim.batch_size"),
+            ("run.checkpoint_minutes=-1.0", "run.checkpoint_minutes"),
+            ("run.checkpoint_minutes=nan", "run.checkpoint_minutes"),
+            ("run.log_every_steps=0", "run.log_every_steps"),
+            ("model.lrn_alpha=nan", "lrn_alpha"),
+            ("model.lrn_alpha=-1e-4", "lrn_alpha"),
+            ("data.prefetch=1000000000", "data.prefetch"),
+            ("data.workers=2000", "data.workers"),
+            ("dist.bucket_mb=1e12", "dist.bucket_mb"),
+            ("optim.schedule={kind=\"step\", step_epochs=0, gamma=0.1}", "step_epochs"),
+            ("optim.schedule={kind=\"step\", step_epochs=30, gamma=nan}", "gamma"),
+            ("optim.schedule={kind=\"step\", step_epochs=30, gamma=-0.5}", "gamma"),
+            ("optim.schedule={kind=\"epochs\", at=[30], gamma=2.0}", "gamma"),
+            ("optim.schedule={kind=\"plateau\", patience=3, threshold=0.002, factor=0.0, max_drops=3}", "factor"),
+            ("optim.schedule={kind=\"plateau\", patience=3, threshold=nan, factor=10.0, max_drops=3}", "threshold"),
+        ];
+        for (set, key) in refused {
+            let e = TrainConfig::parse("", &[set.to_string()]).expect_err(set).to_string();
+            assert!(e.contains(key) && !e.contains('\n'), "{set}: {e}");
+        }
+        // The bounds themselves are accepted.
+        let ok = ["optim.lr=1e3", "run.checkpoint_minutes=1e9", "data.prefetch=256", "data.workers=1024"];
+        TrainConfig::parse("", &ok.map(String::from)).unwrap();
+    }
     use crate::config::LrScaling;
 
     fn preset(name: &str) -> String {

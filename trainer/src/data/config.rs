@@ -58,6 +58,23 @@ pub enum Rows {
     Only(Arc<Vec<usize>>),
 }
 
+/// The largest batch (images per rank and step) a loader accepts.
+pub const MAX_BATCH: usize = 65_536;
+/// The most loader worker threads.
+pub const MAX_WORKERS: usize = 1024;
+/// The most batches prepared ahead of the consumer.
+pub const MAX_PREFETCH: usize = 256;
+
+const GIB: f64 = (1u64 << 30) as f64;
+
+/// `MemAvailable` of /proc/meminfo, in bytes (None where there is no such file).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
     /// Images per batch (a ten-crop batch holds 10x as many crops).
@@ -107,10 +124,32 @@ impl LoaderConfig {
         }
     }
 
-    /// Whether a loader can run with this configuration.
+    /// Whether a loader can run with this configuration: every count in range, and its
+    /// ring of batch buffers ([`Self::ring_bytes`]) within the memory the machine has
+    /// available, so that nothing is allocated that cannot be.
     pub fn check(&self) -> Result<(), DataError> {
         if self.batch_size == 0 || self.workers == 0 {
             return Err(DataError::Config("batch size and workers must be at least 1".into()));
+        }
+        if self.batch_size > MAX_BATCH || self.workers > MAX_WORKERS || self.prefetch > MAX_PREFETCH {
+            return Err(DataError::Config(format!(
+                "batch size {} (at most {MAX_BATCH}), workers {} (at most {MAX_WORKERS}), prefetch {} (at most \
+                 {MAX_PREFETCH}): out of range",
+                self.batch_size, self.workers, self.prefetch
+            )));
+        }
+        if let Some(avail) = available_memory() {
+            let need = self.ring_bytes();
+            if need > avail {
+                return Err(DataError::Config(format!(
+                    "the loader's {} batch buffers (workers + prefetch) of {} images need {:.1} GiB, and this machine \
+                     has {:.1} GiB available: lower the workers, the prefetch or the batch size",
+                    self.workers + self.prefetch.max(1),
+                    self.batch_size,
+                    need as f64 / GIB,
+                    avail as f64 / GIB
+                )));
+            }
         }
         if self.crop == 0 || self.crop > IMAGE_SIDE {
             return Err(DataError::Config(format!("crop {} must be in 1..=256", self.crop)));
@@ -119,6 +158,14 @@ impl LoaderConfig {
             return Err(DataError::Config(format!("rank {} of world size {}", self.rank, self.world)));
         }
         Ok(())
+    }
+
+    /// Bytes of the ring of batch buffers a loader allocates: `workers + prefetch`
+    /// buffers of [`Self::capacity`] crops, float (CHW) when the workers normalize, else
+    /// uint8.
+    pub fn ring_bytes(&self) -> u64 {
+        let per_crop = (self.crop * self.crop * 3) as u64 * if self.transform.is_some() { 4 } else { 1 };
+        (self.workers + self.prefetch.max(1)) as u64 * self.capacity() as u64 * per_crop
     }
 
     /// Crops in one batch buffer.

@@ -124,7 +124,18 @@ impl<'a> Run<'a> {
     }
 
     /// Writes checkpoint `stem` (rank 0; the other ranks only note its path).
+    /// A model with a non-finite weight (diverged) is never written: that is an error
+    /// naming the weight and the last good checkpoint.
     pub fn checkpoint(&mut self, stem: &str) -> Result<PathBuf> {
+        if let Some(name) = self.learner.first_non_finite()? {
+            bail!(
+                "the model diverged: weight {name} holds NaN or infinite values at epoch {} step {}; no checkpoint \
+                 written (lower optim.lr, check optim.weight_decay); the last good checkpoint is {}",
+                self.pos.epoch,
+                self.pos.global_step,
+                self.last_ckpt_shown()
+            );
+        }
         let path = if self.main {
             self.ckpts.write(stem, &self.learner.vs, &self.meta_now(), &self.pos, self.learner.momentum())?
         } else {
@@ -200,7 +211,22 @@ fn pipelines(
         train_rows = Rows::Except(held.clone());
         holdout = Some(pipeline(train_split.clone(), loader_cfg(Crops::Center, Rows::Only(held)))?);
     }
+    // Checked before any loader allocates its buffers.
+    let trained = train_split.len().saturating_sub(cfg.data.holdout);
+    ensure!(
+        trained >= cfg.optim.batch_size * world,
+        "the train split has {trained} images to train on, fewer than one step of {} (optim.batch_size {} x {world} \
+         rank(s)): lower optim.batch_size",
+        cfg.optim.batch_size * world,
+        cfg.optim.batch_size
+    );
+    let val_split = Arc::new(ds.split(Split::Val)?);
+    ensure!(
+        !val_split.is_empty(),
+        "{}: the val split is empty: every epoch ends with a validation; rebuild the dataset with val images",
+        opt.data.display()
+    );
     let train = pipeline(train_split, loader_cfg(Crops::Train, train_rows))?;
-    let val = pipeline(Arc::new(ds.split(Split::Val)?), loader_cfg(Crops::Center, Rows::All))?;
+    let val = pipeline(val_split, loader_cfg(Crops::Center, Rows::All))?;
     Ok((train, val, holdout))
 }

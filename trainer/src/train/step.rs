@@ -90,6 +90,22 @@ impl<'a> Learner<'a> {
     }
 
     /// (name, momentum buffer) of every parameter, for the optimizer file.
+    /// The name of the first parameter with a NaN or infinite value (None: all finite).
+    /// A step with a finite loss can still leave non-finite weights (a huge rate, an
+    /// infinite decay); no checkpoint is written of such a model.
+    pub fn first_non_finite(&self) -> Result<Option<&str>, tch::TchError> {
+        tch::no_grad(|| {
+            for (name, p) in self.names.iter().zip(&self.params) {
+                // The float64 sum is finite exactly when every value is (no overflow at
+                // any float32 size), and allocates nothing the size of the weight.
+                if !p.f_sum(Kind::Double)?.f_double_value(&[])?.is_finite() {
+                    return Ok(Some(name.as_str()));
+                }
+            }
+            Ok(None)
+        })
+    }
+
     pub fn momentum(&self) -> Vec<(String, Tensor)> {
         self.names.iter().cloned().zip(self.sgd.buffers()).collect()
     }

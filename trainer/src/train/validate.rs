@@ -85,6 +85,12 @@ impl Run<'_> {
         let (epoch, step, device, pg) = (self.pos.epoch as u64, self.pos.global_step, self.opt.device, self.learner.pg);
         let (top1, top5, loss) =
             validate_counts(&self.learner.model, &mut self.val, device)?.summed(pg)?.fractions()?;
+        ensure!(
+            loss.is_finite(),
+            "the model diverged: validation loss is {loss} after epoch {epoch} (step {step}); no checkpoint written \
+             (lower optim.lr, check optim.weight_decay and the schedule); the last good checkpoint is {}",
+            self.last_ckpt_shown()
+        );
         self.last_val = (Some(top1), Some(top5));
         self.metrics.write(&Record::Val {
             time: unix_time(),
