@@ -405,3 +405,38 @@ fn a_diverged_model_is_never_checkpointed_nor_called_good() {
     assert!(out.contains("diverged: weight ") && out.contains("no checkpoint written"), "{out}");
     assert!(checkpoint_files(&run2).is_empty(), "{:?}", checkpoint_files(&run2));
 }
+
+/// Reliability review B12, B13, B18: sizes no machine has, memory the model cannot get
+/// and `--max-steps 0` end in one `error:` line before anything is allocated or run.
+/// (Before: SIGABRT with no `error:` line; an "internal error" with a C++ backtrace;
+/// one step trained.)
+#[test]
+fn sizes_and_memory_out_of_reach_are_one_line_errors() {
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml");
+    let d = data.to_str().unwrap();
+    let run = |name: &str, extra: &[&str], sh: Option<&str>| {
+        let r = t.path().join(name);
+        let args = [&["run", "--config", preset, "--data", d, "--run-dir", r.to_str().unwrap(), "--threads", "1"], extra]
+            .concat();
+        let (code, out) = train_binary(&args, sh);
+        assert!(!out.contains("internal error") && !out.contains("frame #"), "{name}: {out}");
+        (code, out, checkpoint_files(&r))
+    };
+    let one_error = |out: &str| out.lines().filter(|l| l.starts_with("error:")).count() == 1;
+    let (code, out, _) = run("prefetch", &["--set", "data.prefetch=1000000000"], None);
+    assert!(code == 1 && one_error(&out) && out.contains("data.prefetch"), "{out}");
+    // 48 train images: a batch of 1000 is refused before the loaders allocate it.
+    let (code, out, ck) = run("batch", &["--set", "optim.batch_size=1000"], None);
+    assert!(code == 1 && one_error(&out) && out.contains("fewer than one step of 1000"), "{out}");
+    assert!(ck.is_empty());
+    // 3.4 GB of weights (width 4 at 227) under a 5 GB address-space limit.
+    let (code, out, _) =
+        run("oom", &["--set", "model.width=4.0", "--set", "model.crop=227"], Some("ulimit -v 5000000"));
+    assert!(code == 1 && one_error(&out) && out.contains("building the paper model") && out.contains("out of memory"), "{out}");
+    // A usage error is clap's: `error:`, a usage hint, exit 2.
+    let (code, out, ck) = run("zero", &["--max-steps", "0"], None);
+    assert!(code == 2 && out.starts_with("error:") && out.contains("--max-steps") && out.contains("--help"), "{out}");
+    assert!(ck.is_empty());
+}
