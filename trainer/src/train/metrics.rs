@@ -2,7 +2,8 @@
 //! ([`MetricsSink`]) and read back by [`crate::curves`] and by the scripts. Lines are
 //! JSON objects tagged by `kind`: `train` (every `run.log_every_steps` steps: the mean
 //! loss over the interval), `val` and `holdout` (every epoch's end). A resumed run
-//! appends; a reader keeps the latest value of a step logged twice.
+//! first drops the records after the step it resumes from (they are trained again, so
+//! a step is never logged twice) and appends.
 
 use std::fs::File;
 use std::io::Write;
@@ -58,6 +59,13 @@ pub enum Record {
 }
 
 impl Record {
+    /// The global step the record was written at.
+    pub fn step(&self) -> u64 {
+        match self {
+            Record::Train { step, .. } | Record::Val { step, .. } | Record::Holdout { step, .. } => *step,
+        }
+    }
+
     /// Every line of a `metrics.jsonl` that parses (a line cut by a crash is skipped).
     pub fn read_all(path: &Path) -> std::io::Result<Vec<Record>> {
         let text = std::fs::read_to_string(path)?;
@@ -82,6 +90,31 @@ impl MetricsSink {
         Ok(Self { file })
     }
 
+    /// As [`Self::open`], for a run resumed at global step `step`: the records written
+    /// after it (by the run that stopped, past its last checkpoint) and a line cut by a
+    /// kill are dropped first, in one atomic rewrite. Returns the sink and the number
+    /// of records dropped.
+    pub fn resume(path: &Path, main: bool, step: u64) -> std::io::Result<(Self, usize)> {
+        let mut dropped = 0;
+        if main && path.exists() {
+            let text = std::fs::read_to_string(path)?;
+            let mut kept = String::with_capacity(text.len());
+            for line in text.split_inclusive('\n') {
+                let whole = line.ends_with('\n');
+                let later = serde_json::from_str::<Record>(line.trim_end()).is_ok_and(|r| r.step() > step);
+                if !whole || later {
+                    dropped += usize::from(later);
+                    continue;
+                }
+                kept.push_str(line);
+            }
+            if kept.len() != text.len() {
+                alexnet_shared::atomic_write(path, kept.as_bytes()).map_err(std::io::Error::other)?;
+            }
+        }
+        Ok((Self::open(path, main)?, dropped))
+    }
+
     pub fn write(&mut self, r: &Record) -> std::io::Result<()> {
         if let Some(f) = &mut self.file {
             let line = serde_json::to_string(r).expect("records serialize");
@@ -101,6 +134,37 @@ impl MetricsSink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Reliability review B20: after a kill and `--resume`, the steps since the last
+    /// checkpoint were logged twice. (Before: the resumed run appended after them.)
+    #[test]
+    fn a_resumed_run_drops_the_records_after_its_checkpoint() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("metrics.jsonl");
+        let train = |step| Record::Train { time: 0.0, epoch: 0, step, loss: 1.0, lr: 0.1, images_per_s: 1.0, data_wait_s: 0.0 };
+        let mut sink = MetricsSink::open(&p, true).unwrap();
+        for s in [2, 4, 6, 8, 10] {
+            sink.write(&train(s)).unwrap();
+        }
+        sink.write(&Record::Val { time: 0.0, epoch: 0, step: 10, top1: 0.5, top5: 0.9, loss: 1.0, epoch_seconds: 1.0 })
+            .unwrap();
+        drop(sink);
+        // A kill in the middle of a line.
+        std::fs::OpenOptions::new().append(true).open(&p).unwrap().write_all(b"{\"kind\": \"train\", \"ep").unwrap();
+        // The last checkpoint was at step 6: 8, 10 and the val record are trained again.
+        let (mut sink, dropped) = MetricsSink::resume(&p, true, 6).unwrap();
+        assert_eq!(dropped, 3);
+        for s in [8, 10] {
+            sink.write(&train(s)).unwrap();
+        }
+        drop(sink);
+        let steps: Vec<u64> = Record::read_all(&p).unwrap().iter().map(Record::step).collect();
+        assert_eq!(steps, [2, 4, 6, 8, 10]);
+        // Another rank's sink writes nothing and touches nothing.
+        let before = std::fs::read(&p).unwrap();
+        let (_, dropped) = MetricsSink::resume(&p, false, 0).unwrap();
+        assert_eq!((dropped, std::fs::read(&p).unwrap()), (0, before));
+    }
 
     #[test]
     fn records_round_trip_and_lines_of_earlier_versions_read() {
