@@ -167,14 +167,19 @@ int alexnet_dist_has_nccl() {
 
 // A TCPStore at host:port: the server when `is_server` (it waits up to `timeout_ms`
 // for `world` ranks to join), a client otherwise (it retries until `timeout_ms`). Keys go
-// under `prefix` (a PrefixStore), as torch.distributed does per restart attempt.
+// under `prefix` (a PrefixStore), as torch.distributed does per restart attempt. The
+// server takes over `listen_fd` (>= 0: a socket the caller bound to host's address and
+// listens on) instead of binding every interface itself, as TCPStore does by default.
 char* alexnet_dist_store_new(const char* host, uint16_t port, int is_server, int world, int64_t timeout_ms,
-                             const char* prefix, Store** out) {
+                             const char* prefix, int listen_fd, Store** out) {
   *out = nullptr;
   return guarded([&] {
     c10d::TCPStoreOptions opts;
     opts.port = port;
     opts.isServer = is_server != 0;
+    if (opts.isServer && listen_fd >= 0) {
+      opts.masterListenFd = listen_fd;
+    }
     opts.numWorkers = static_cast<size_t>(world);
     // Every rank, the server's own client included, counts itself in; the server
     // then waits for all `world` of them (as torch.distributed's TCPStore does).

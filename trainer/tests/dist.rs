@@ -423,3 +423,50 @@ fn a_signal_on_one_rank_stops_both_at_the_same_step() {
         .collect();
     assert!(ckpts.iter().any(|n| n.starts_with("step-") && n.ends_with(".optim.safetensors")), "{ckpts:?} {stop}");
 }
+
+/// The listening sockets on `port` (local addresses as /proc/net/tcp{,6} print them:
+/// hex IP, `0100007F` is 127.0.0.1, all zeros is every interface).
+fn listeners_on(port: u16) -> Vec<String> {
+    let mut out = Vec::new();
+    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(f) else { continue };
+        for line in text.lines().skip(1) {
+            let cols: Vec<&str> = line.split_whitespace().collect();
+            let (Some(local), Some(state)) = (cols.get(1), cols.get(3)) else { continue };
+            let Some((ip, p)) = local.split_once(':') else { continue };
+            if *state == "0A" && u16::from_str_radix(p, 16) == Ok(port) {
+                out.push(ip.to_string());
+            }
+        }
+    }
+    out
+}
+
+/// Reliability review B21: rank 0's TCPStore (Slurm-style launch) listened on every
+/// interface, v4 and v6, with MASTER_ADDR=127.0.0.1. It listens on loopback only now.
+#[test]
+fn the_store_rank_0_hosts_listens_on_master_addrs_interface_only() {
+    if !std::path::Path::new("/proc/net/tcp").exists() {
+        return; // Linux's socket table is how this is observed
+    }
+    let port = free_port();
+    // Rank 0 of 2 without its peer: it hosts the store and waits in the rendezvous.
+    let mut rank0 = slurm_rank(0, 2, port, &["check-dist", "--timeout-s", "20"])
+        .env("MASTER_ADDR", "127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    let mut seen = Vec::new();
+    while seen.is_empty() && t0.elapsed() < Duration::from_secs(15) {
+        std::thread::sleep(Duration::from_millis(100));
+        seen = listeners_on(port);
+    }
+    std::thread::sleep(Duration::from_millis(300)); // every socket the store opens
+    let all = listeners_on(port);
+    let _ = rank0.kill();
+    let _ = rank0.wait();
+    assert!(!all.is_empty(), "no listener on port {port} within 15 s");
+    assert!(all.iter().all(|ip| ip == "0100007F"), "listening on {all:?} (0100007F is 127.0.0.1)");
+}

@@ -33,6 +33,7 @@ extern "C" {
         world: c_int,
         timeout_ms: i64,
         prefix: *const c_char,
+        listen_fd: c_int,
         out: *mut *mut RawStore,
     ) -> *mut c_char;
     pub fn alexnet_dist_store_free(s: *mut RawStore);

@@ -117,8 +117,19 @@ impl ProcessGroup {
             what: what.to_string(),
             message,
         };
+        // The store's server listens on MASTER_ADDR's interface only (loopback stays
+        // loopback): bound here and handed over, as TCPStore would bind every interface.
+        let listen_fd = if launch.hosts_store() {
+            let l = std::net::TcpListener::bind((launch.master_addr.as_str(), launch.master_port)).map_err(|e| {
+                rendezvous("hosting the TCPStore", format!("binding {}:{}: {e}", launch.master_addr, launch.master_port))
+            })?;
+            std::os::fd::IntoRawFd::into_raw_fd(l)
+        } else {
+            -1
+        };
         let mut store = std::ptr::null_mut();
-        // SAFETY: valid C strings for the call; `store` receives an owned pointer or NULL.
+        // SAFETY: valid C strings for the call; `store` receives an owned pointer or NULL;
+        // the server takes ownership of `listen_fd`.
         check(unsafe {
             ffi::alexnet_dist_store_new(
                 host.as_ptr(),
@@ -127,6 +138,7 @@ impl ProcessGroup {
                 launch.world as c_int,
                 timeout_ms,
                 prefix.as_ptr(),
+                listen_fd,
                 &mut store,
             )
         })
