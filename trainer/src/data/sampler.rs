@@ -54,8 +54,36 @@ impl EpochPlan {
     /// of `held_out` (sorted). The permutation is drawn over all rows, the held-out ones
     /// are taken out, and the rest is cut into the ranks' slices.
     pub fn train_rows(&self, shard_sizes: &[usize], epoch: u64, held_out: &[usize]) -> Vec<usize> {
+        self.train_rows_after(shard_sizes, epoch, held_out, &[])
+    }
+
+    /// The rows this rank trains on in the rest of `epoch`, after the parts `trained`
+    /// (in order; each at its own world size and batch, as a run stopped and resumed at
+    /// another world size): each part's ranks read the first `batches` batches of their
+    /// slices; what they had not read yet, slice after slice, is dealt again over this
+    /// plan's ranks in whole batches. Every row of the epoch is read at most once; a row
+    /// is left out only where a dealing drops the rows that do not fill a batch on
+    /// every rank. With no parts, or one at this world size and batch, it is the rest of
+    /// [`Self::train_rows`].
+    pub fn train_rows_after(
+        &self,
+        shard_sizes: &[usize],
+        epoch: u64,
+        held_out: &[usize],
+        trained: &[Trained],
+    ) -> Vec<usize> {
         let (rank, world, batch) = (self.rank, self.world, self.batch);
         assert!(world >= 1 && rank < world && batch >= 1);
+        let mut rest = self.epoch_order(shard_sizes, epoch, held_out);
+        for t in trained {
+            rest = t.unread(&rest);
+        }
+        let (slice, take) = dealt(rest.len(), world, batch);
+        rest[rank * slice..rank * slice + take].to_vec()
+    }
+
+    /// The epoch's permutation of the split's rows, without `held_out`.
+    fn epoch_order(&self, shard_sizes: &[usize], epoch: u64, held_out: &[usize]) -> Vec<usize> {
         let n: usize = shard_sizes.iter().sum();
         let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[self.seed, epoch, 0x5ea1]));
         let order: Vec<usize> = match self.shuffle {
@@ -81,18 +109,40 @@ impl EpochPlan {
                 v
             }
         };
-        let order = if held_out.is_empty() {
-            order
-        } else {
-            let mut out = vec![false; n];
-            for &r in held_out {
-                out[r] = true;
-            }
-            order.into_iter().filter(|&r| !out[r]).collect()
-        };
-        let slice = order.len() / world;
-        let take = slice / batch * batch;
-        order[rank * slice..rank * slice + take].to_vec()
+        if held_out.is_empty() {
+            return order;
+        }
+        let mut out = vec![false; n];
+        for &r in held_out {
+            out[r] = true;
+        }
+        order.into_iter().filter(|&r| !out[r]).collect()
+    }
+}
+
+/// (slice, taken) of each of `world` ranks dealt `rows` rows in whole batches of
+/// `batch`: rank `r` reads `[r * slice, r * slice + taken)`.
+fn dealt(rows: usize, world: usize, batch: usize) -> (usize, usize) {
+    let slice = rows / world;
+    (slice, slice / batch * batch)
+}
+
+/// A part of an epoch already trained: every one of `world` ranks read `batches`
+/// batches of `batch` rows of its slice (recorded in the optimizer file, so that a run
+/// can resume at another world size).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Trained {
+    pub world: usize,
+    pub batch: usize,
+    pub batches: usize,
+}
+
+impl Trained {
+    /// The rows of `order` (dealt over this part's ranks) that its ranks had not read.
+    fn unread(&self, order: &[usize]) -> Vec<usize> {
+        let (slice, take) = dealt(order.len(), self.world.max(1), self.batch.max(1));
+        let read = (self.batches * self.batch).min(take);
+        (0..self.world).flat_map(|r| order[r * slice + read..r * slice + take].iter().copied()).collect()
     }
 }
 
@@ -235,6 +285,63 @@ mod tests {
             let mut all: Vec<usize> = (0..world).flat_map(|r| val_range(103, r, world)).collect();
             all.sort();
             assert_eq!(all, (0..103).collect::<Vec<_>>());
+        }
+    }
+
+    /// Resuming at the world size and batch a run stopped at: the rest of the same rows.
+    #[test]
+    fn resumed_at_the_same_world_size_an_epoch_goes_on_with_the_same_rows() {
+        let shards = [100, 100, 37];
+        for shuffle in [Shuffle::Full, Shuffle::ShardThenRow] {
+            for rank in 0..3 {
+                let plan = EpochPlan { shuffle, seed: 7, rank, world: 3, batch: 8 };
+                let whole = plan.train_rows(&shards, 2, &[]);
+                let done = [Trained { world: 3, batch: 8, batches: 4 }];
+                assert_eq!(plan.train_rows_after(&shards, 2, &[], &done), whole[32..]);
+            }
+        }
+    }
+
+    /// Stopped at 2 ranks, resumed at 1 and at 3 (and changed again): every row of the
+    /// epoch is read at most once over all the parts, and only the rows that did not
+    /// fill a batch on every rank at some dealing are left out.
+    #[test]
+    fn resumed_at_another_world_size_every_row_is_read_at_most_once() {
+        let shards = [100, 100, 37];
+        let n = 237;
+        let held = held_out_rows(n, 11, 5);
+        for (parts, last) in [
+            (vec![Trained { world: 2, batch: 8, batches: 5 }], (1, 8)),
+            (vec![Trained { world: 2, batch: 8, batches: 5 }], (3, 8)),
+            (vec![Trained { world: 2, batch: 8, batches: 3 }, Trained { world: 3, batch: 4, batches: 2 }], (2, 8)),
+            (vec![Trained { world: 2, batch: 8, batches: 0 }], (4, 5)),
+        ] {
+            let mut read = Vec::new();
+            // Each part's ranks: the first `batches` batches of what they were dealt.
+            for (k, t) in parts.iter().enumerate() {
+                for rank in 0..t.world {
+                    let plan = EpochPlan { shuffle: Shuffle::Full, seed: 7, rank, world: t.world, batch: t.batch };
+                    let rows = plan.train_rows_after(&shards, 2, &held, &parts[..k]);
+                    read.extend_from_slice(&rows[..t.batches * t.batch]);
+                }
+            }
+            let (world, batch) = last;
+            for rank in 0..world {
+                let plan = EpochPlan { shuffle: Shuffle::Full, seed: 7, rank, world, batch };
+                let rows = plan.train_rows_after(&shards, 2, &held, &parts);
+                assert_eq!(rows.len() % batch, 0, "whole batches");
+                read.extend(rows);
+            }
+            let count = read.len();
+            read.sort();
+            read.dedup();
+            assert_eq!(read.len(), count, "a row read twice: {parts:?} then {last:?}");
+            assert!(read.iter().all(|r| held.binary_search(r).is_err() && *r < n));
+            // Left out: at most what each dealing drops (fewer than world x batch rows
+            // per rank slice, and the rows that do not divide among the ranks).
+            let dealings = parts.iter().map(|t| (t.world, t.batch)).chain([last]);
+            let bound: usize = dealings.map(|(w, b)| w * b + w).sum();
+            assert!(n - 11 - read.len() < bound, "{} rows left out of {}", n - 11 - read.len(), n - 11);
         }
     }
 }
