@@ -37,10 +37,7 @@ fn an_error_and_its_causes_are_one_line_each_cause_once() {
     let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory (os error 2)");
     let shard = alexnet_shared::Error::io("ds/train-00000.parquet", io);
     let e = anyhow::Error::new(shard).context("opening the train split");
-    assert_eq!(
-        report(&e),
-        "opening the train split: ds/train-00000.parquet: No such file or directory (os error 2)"
-    );
+    assert_eq!(report(&e), "opening the train split: ds/train-00000.parquet: No such file or directory (os error 2)");
     // A libtorch message: its first lines, not the frames after them.
     let torch = anyhow::anyhow!(
         "Internal torch error: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't \
@@ -48,7 +45,10 @@ fn an_error_and_its_causes_are_one_line_each_cause_once() {
     )
     .context("training step 3");
     let r = report(&torch);
-    assert_eq!(r, "training step 3: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory");
+    assert_eq!(
+        r,
+        "training step 3: [enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: can't allocate memory"
+    );
     // Lines of one message are joined, not lost.
     assert_eq!(report(&anyhow::anyhow!("two problems:\n  a\n  b")), "two problems: a b");
 }

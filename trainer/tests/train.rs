@@ -418,8 +418,9 @@ fn sizes_and_memory_out_of_reach_are_one_line_errors() {
     let d = data.to_str().unwrap();
     let run = |name: &str, extra: &[&str], sh: Option<&str>| {
         let r = t.path().join(name);
-        let args = [&["run", "--config", preset, "--data", d, "--run-dir", r.to_str().unwrap(), "--threads", "1"], extra]
-            .concat();
+        let args =
+            [&["run", "--config", preset, "--data", d, "--run-dir", r.to_str().unwrap(), "--threads", "1"], extra]
+                .concat();
         let (code, out) = train_binary(&args, sh);
         assert!(!out.contains("internal error") && !out.contains("frame #"), "{name}: {out}");
         (code, out, checkpoint_files(&r))
@@ -434,7 +435,10 @@ fn sizes_and_memory_out_of_reach_are_one_line_errors() {
     // 3.4 GB of weights (width 4 at 227) under a 5 GB address-space limit.
     let (code, out, _) =
         run("oom", &["--set", "model.width=4.0", "--set", "model.crop=227"], Some("ulimit -v 5000000"));
-    assert!(code == 1 && one_error(&out) && out.contains("building the paper model") && out.contains("out of memory"), "{out}");
+    assert!(
+        code == 1 && one_error(&out) && out.contains("building the paper model") && out.contains("out of memory"),
+        "{out}"
+    );
     // A usage error is clap's: `error:`, a usage hint, exit 2.
     let (code, out, ck) = run("zero", &["--max-steps", "0"], None);
     assert!(code == 2 && out.starts_with("error:") && out.contains("--max-steps") && out.contains("--help"), "{out}");

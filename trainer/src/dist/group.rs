@@ -121,7 +121,10 @@ impl ProcessGroup {
         // loopback): bound here and handed over, as TCPStore would bind every interface.
         let listen_fd = if launch.hosts_store() {
             let l = std::net::TcpListener::bind((launch.master_addr.as_str(), launch.master_port)).map_err(|e| {
-                rendezvous("hosting the TCPStore", format!("binding {}:{}: {e}", launch.master_addr, launch.master_port))
+                rendezvous(
+                    "hosting the TCPStore",
+                    format!("binding {}:{}: {e}", launch.master_addr, launch.master_port),
+                )
             })?;
             std::os::fd::IntoRawFd::into_raw_fd(l)
         } else {

@@ -141,7 +141,8 @@ mod tests {
     fn a_resumed_run_drops_the_records_after_its_checkpoint() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("metrics.jsonl");
-        let train = |step| Record::Train { time: 0.0, epoch: 0, step, loss: 1.0, lr: 0.1, images_per_s: 1.0, data_wait_s: 0.0 };
+        let train =
+            |step| Record::Train { time: 0.0, epoch: 0, step, loss: 1.0, lr: 0.1, images_per_s: 1.0, data_wait_s: 0.0 };
         let mut sink = MetricsSink::open(&p, true).unwrap();
         for s in [2, 4, 6, 8, 10] {
             sink.write(&train(s)).unwrap();

@@ -95,8 +95,8 @@ impl<'a> Run<'a> {
             crate::dist::check_same_position(pg, pos.epoch, pos.batch, pos.global_step)?;
         }
         let (train, val, holdout) = pipelines(&cfg, &ds, &manifest, opt, rank, world)?;
-        let (metrics, dropped) =
-            MetricsSink::resume(&opt.run_dir.join("metrics.jsonl"), main, pos.global_step).context("opening metrics.jsonl")?;
+        let (metrics, dropped) = MetricsSink::resume(&opt.run_dir.join("metrics.jsonl"), main, pos.global_step)
+            .context("opening metrics.jsonl")?;
         if dropped > 0 {
             eprintln!(
                 "train: metrics.jsonl: {dropped} record(s) after step {} dropped (written after the last checkpoint; \
