@@ -56,7 +56,7 @@ pub mod seed;
 mod worker;
 
 pub use batch::Batch;
-pub use config::{Crops, LoaderConfig, Rows, Shuffle};
+pub use config::{Crops, LoaderConfig, OnDamaged, Rows, Shuffle};
 pub use error::{DataError, LoaderError};
 pub use loader::{Loader, LoaderStats};
 pub use normalize::Normalizer;
