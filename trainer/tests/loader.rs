@@ -15,7 +15,8 @@ use tch::{Device, Kind, Tensor};
 use trainer::data::augment::{crop_into, ten_crops, train_draw};
 use trainer::data::pixels;
 use trainer::data::{
-    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, Pipeline, PixelTransform, Rows, Shuffle,
+    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, OnDamaged, Pipeline, PixelTransform, Rows,
+    Shuffle,
 };
 
 fn build_dataset(dir: &Path, encoding: Encoding) -> PathBuf {
@@ -313,6 +314,41 @@ fn a_corrupt_jpeg_in_a_shard_is_an_error_naming_shard_and_row() {
     }
     let e = err.expect("the corrupt JPEG must be reported");
     assert!(e.contains("val-00000.parquet") && e.contains("row 3"), "{e}");
+}
+
+/// B2: one flipped pixel byte (file size unchanged, so the shard still opens) stops the
+/// loader with the shard and row named; with `OnDamaged::Skip` the row is left out and
+/// counted, and every other row is delivered.
+#[test]
+fn a_damaged_row_stops_the_loader_or_is_skipped_as_configured() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = build_dataset(t.path(), Encoding::Raw);
+    let shard = {
+        let val = split(&dir, Split::Val);
+        let s = &val.shards()[0];
+        let at = s.image_unchecked(4).as_ptr() as usize - s.bytes().as_ptr() as usize + 5000;
+        let mut file = std::fs::read(s.path()).unwrap();
+        file[at] ^= 0x40;
+        std::fs::write(s.path(), file).unwrap();
+        s.path().to_path_buf()
+    };
+    let run = |on_damaged| {
+        let mut c = cfg(4, 64, Crops::Center);
+        c.on_damaged = on_damaged;
+        let mut l = Loader::new(split(&dir, Split::Val), c).unwrap();
+        l.start(0);
+        let mut images = 0;
+        loop {
+            match l.next_batch() {
+                Ok(Some(b)) => images += b.len(),
+                Ok(None) => return Ok((images, l.stats().skipped)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let e = run(OnDamaged::Stop).unwrap_err();
+    assert!(e.contains(&format!("{}: row 4: key ", shard.display())) && e.contains("CRC-32C"), "{e}");
+    assert_eq!(run(OnDamaged::Skip).unwrap(), (14, 1));
 }
 
 #[test]
