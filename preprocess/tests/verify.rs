@@ -251,3 +251,28 @@ fn write_dictionary_shard(path: &Path) {
     w.write(&batch).unwrap();
     w.close().unwrap();
 }
+
+/// B19: `preprocess verify` prints one `problem:` line per problem, then one `error:`
+/// line, and exits 1 (no Rust panic report, nothing else on stderr).
+#[test]
+fn verify_reports_problems_as_lines_and_one_error_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = built(tmp.path());
+    let shard = first_shard(&out);
+    std::fs::remove_file(&shard).unwrap();
+    assert!(std::process::Command::new("mkfifo").arg(&shard).status().unwrap().success());
+    std::fs::write(out.join("rejects.tsv"), "path\treason\nx\ty\n").unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_preprocess"))
+        .arg("verify")
+        .arg(&out)
+        .env_remove("RUST_BACKTRACE")
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8(o.stderr).unwrap();
+    let lines: Vec<&str> = err.lines().collect();
+    assert_eq!(lines.len(), 3, "{err}");
+    assert!(lines[0].starts_with("problem: ") && lines[0].contains("train-00000.parquet: is a FIFO"), "{err}");
+    assert!(lines[1].starts_with("problem: ") && lines[1].contains("rejects.tsv: 1 entries"), "{err}");
+    assert!(lines[2].starts_with("error: ") && lines[2].contains("2 problem(s) found"), "{err}");
+}
