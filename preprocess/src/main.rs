@@ -262,7 +262,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 for p in &r.problems {
                     eprintln!("problem: {}: {}", dir.display(), p.replace('\n', " "));
                 }
-                eprintln!("error: {}: {} problem(s) found; the dataset is not usable as is", dir.display(), r.problems.len());
+                eprintln!(
+                    "error: {}: {} problem(s) found; the dataset is not usable as is",
+                    dir.display(),
+                    r.problems.len()
+                );
                 Ok(ExitCode::FAILURE)
             }
         }

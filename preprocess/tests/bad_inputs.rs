@@ -229,5 +229,8 @@ fn a_fixed_input_is_retried_on_rerun() {
     let (a, b) = (Manifest::load(&out).unwrap(), Manifest::load(&clean).unwrap());
     assert_eq!(a.stats, b.stats);
     assert_eq!(a.splits, b.splits);
-    assert_eq!(std::fs::read(out.join("mean_image.npy")).unwrap(), std::fs::read(clean.join("mean_image.npy")).unwrap());
+    assert_eq!(
+        std::fs::read(out.join("mean_image.npy")).unwrap(),
+        std::fs::read(clean.join("mean_image.npy")).unwrap()
+    );
 }

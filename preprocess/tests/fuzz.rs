@@ -54,19 +54,25 @@ fn archive_and_meta_mat_readers_survive_mutated_inputs() {
     failures.extend(fuzz("tar", &[tar_corpus()], 2000, 1024, limit, |b| {
         tar_index::index_members(b, 0, "fuzzed.tar").is_ok()
     }));
-    failures.extend(fuzz("zip", &[zip_corpus()], 2000, 512, limit, |b| {
-        zip_index::index_members(b, "fuzzed.zip").is_ok()
-    }));
+    failures
+        .extend(fuzz("zip", &[zip_corpus()], 2000, 512, limit, |b| zip_index::index_members(b, "fuzzed.zip").is_ok()));
     let meta = vec![
         preprocess::synth::archives::meta_mat(5, 1),
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/meta_scipy.mat")).unwrap(),
         std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/meta_scipy_compressed.mat")).unwrap(),
     ];
     // A compressed variable inflates to at most what its header says; the reader caps it.
-    failures.extend(fuzz("meta.mat", &meta, 3000, 0, |n| 64 * n + (4 << 20), |b| {
-        let vars = mat5::read_variables(b).is_ok();
-        let synsets = devkit::synsets(b).is_ok();
-        vars || synsets
-    }));
+    failures.extend(fuzz(
+        "meta.mat",
+        &meta,
+        3000,
+        0,
+        |n| 64 * n + (4 << 20),
+        |b| {
+            let vars = mat5::read_variables(b).is_ok();
+            let synsets = devkit::synsets(b).is_ok();
+            vars || synsets
+        },
+    ));
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

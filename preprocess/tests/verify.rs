@@ -102,7 +102,8 @@ fn a_format_1_dataset_still_reads_and_is_checked_by_sha256() {
             let keys: Vec<String> = (0..r.len()).map(|i| r.get(i).unwrap().key.to_string()).collect();
             let labels = r.labels().to_vec();
             drop(r);
-            *s = w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys }).unwrap();
+            *s =
+                w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys }).unwrap();
         }
     }
     m.format_version = 1;
@@ -143,8 +144,12 @@ fn fifos_in_place_of_dataset_files_are_refused_without_hanging() {
     std::thread::spawn(move || {
         let r = verify::run(&dir, 2).unwrap();
         let ds = Dataset::open(&dir).unwrap();
-        tx.send((r.problems, ds.split(Split::Train).unwrap_err().to_string(), ds.mean_image().unwrap_err().to_string()))
-            .unwrap();
+        tx.send((
+            r.problems,
+            ds.split(Split::Train).unwrap_err().to_string(),
+            ds.mean_image().unwrap_err().to_string(),
+        ))
+        .unwrap();
     });
     let (problems, split, mean) = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("must not hang");
     assert!(problems.iter().any(|p| p.contains("train-00000.parquet: is a FIFO")), "{problems:?}");

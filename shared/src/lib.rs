@@ -39,7 +39,7 @@ pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter};
 pub use manifest::{
     ArchiveInfo, BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry,
-    FORMAT_VERSION, MANIFEST_FILE, OLDEST_FORMAT_VERSION, MEAN_IMAGE_FILE, REJECTS_FILE,
+    FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION, REJECTS_FILE,
 };
 pub use open::{open_regular, read_regular};
 pub use reader::{max_shard_bytes, row_crc, Dataset, ImageRef, RowCheck, ShardReader, SplitReader, CRC_COLUMN};

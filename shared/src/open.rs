@@ -87,9 +87,13 @@ mod tests {
         std::fs::create_dir(d.join("folder")).unwrap();
         std::fs::write(d.join("big"), vec![1u8; 100]).unwrap();
         std::fs::write(d.join("ok"), b"abc").unwrap();
-        for (name, want) in
-            [("fifo", "FIFO"), ("to_fifo", "FIFO"), ("folder", "a folder"), ("dangling", "No such file"), ("big", "100 bytes")]
-        {
+        for (name, want) in [
+            ("fifo", "FIFO"),
+            ("to_fifo", "FIFO"),
+            ("folder", "a folder"),
+            ("dangling", "No such file"),
+            ("big", "100 bytes"),
+        ] {
             let e = read_regular(&d.join(name), 10).unwrap_err().to_string();
             assert!(e.contains(name) && e.contains(want), "{name}: {e}");
         }

@@ -318,7 +318,9 @@ mod tests {
     fn bad_mean_images_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("mean.npy");
-        for (bad, want) in [(f32::NAN, "value NaN"), (1e30, "value 1000000000000000000000000000000"), (-1.0, "value -1")] {
+        for (bad, want) in
+            [(f32::NAN, "value NaN"), (1e30, "value 1000000000000000000000000000000"), (-1.0, "value -1")]
+        {
             let mut mean = vec![100.0f32; IMAGE_BYTES];
             mean[77] = bad;
             write_mean_image(&p, &mean).unwrap();

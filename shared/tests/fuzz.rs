@@ -60,19 +60,26 @@ fn readers_survive_mutated_inputs() {
     for (name, corpus, encoding, cases) in
         [("shard-jpeg", &corpus_jpeg, Encoding::Jpeg, 1500), ("shard-raw", &corpus_raw, Encoding::Raw, 150)]
     {
-        failures.extend(fuzz(name, corpus, cases, 2048, |n| 2 * n + (4 << 20), |b| {
-            match ShardReader::from_bytes(path, bytes::Bytes::copy_from_slice(b), encoding) {
-                Ok(r) => {
-                    // Reading every row (and its check) must not panic either.
-                    (0..r.len()).for_each(|i| drop(r.get(i)));
-                    true
+        failures.extend(fuzz(
+            name,
+            corpus,
+            cases,
+            2048,
+            |n| 2 * n + (4 << 20),
+            |b| {
+                match ShardReader::from_bytes(path, bytes::Bytes::copy_from_slice(b), encoding) {
+                    Ok(r) => {
+                        // Reading every row (and its check) must not panic either.
+                        (0..r.len()).for_each(|i| drop(r.get(i)));
+                        true
+                    }
+                    Err(e) => {
+                        assert!(e.to_string().contains("fuzzed.parquet"), "unnamed error: {e}");
+                        false
+                    }
                 }
-                Err(e) => {
-                    assert!(e.to_string().contains("fuzzed.parquet"), "unnamed error: {e}");
-                    false
-                }
-            }
-        }));
+            },
+        ));
     }
     assert!(failures.is_empty(), "{} failures:\n{}", failures.len(), failures.join("\n"));
 }

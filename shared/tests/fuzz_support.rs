@@ -138,7 +138,10 @@ pub fn fuzz(
             failures.push(format!("{name}: seed {seed}: took {took:?}"));
         }
         if largest > alloc_limit(input.len()) {
-            failures.push(format!("{name}: seed {seed}: allocated {largest} bytes at once for {} input bytes", input.len()));
+            failures.push(format!(
+                "{name}: seed {seed}: allocated {largest} bytes at once for {} input bytes",
+                input.len()
+            ));
         }
     }
     // The unmutated corpus must be accepted, or the run tested only the error paths.

@@ -15,8 +15,7 @@ use tch::{Device, Kind, Tensor};
 use trainer::data::augment::{crop_into, ten_crops, train_draw};
 use trainer::data::pixels;
 use trainer::data::{
-    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, OnDamaged, Pipeline, PixelTransform, Rows,
-    Shuffle,
+    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, OnDamaged, Pipeline, PixelTransform, Rows, Shuffle,
 };
 
 fn build_dataset(dir: &Path, encoding: Encoding) -> PathBuf {

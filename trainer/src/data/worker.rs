@@ -159,9 +159,8 @@ impl WorkerCtx {
         if shard.encoding() != Encoding::Jpeg {
             return Ok((bytes, label));
         }
-        decode_jpeg(bytes, decoded).map_err(|message| {
-            Other(DataError::Image { shard: shard.path().to_path_buf(), row: r, message })
-        })?;
+        decode_jpeg(bytes, decoded)
+            .map_err(|message| Other(DataError::Image { shard: shard.path().to_path_buf(), row: r, message }))?;
         Ok((decoded, label))
     }
 }
