@@ -9,4 +9,8 @@ source scripts/setup.sh
 ds="$1"; workers="${2:-$(nproc)}"; batches="${3:-30}"
 cargo build --release --quiet -p trainer --example loader_bench
 echo "== $ds, $workers worker(s), $(nproc) core(s)"
+# What checking every row's bytes costs (CRC-32C, on by default): the loader with and without it.
+for checks in "" --no-row-checks; do
+    target/release/examples/loader_bench "$ds" --workers "$workers" --batches "$batches" $checks | sed -n 1,4p
+done
 exec "$ALEXNET_PYTHON" scripts/bench.py loader "$ds" --workers "$workers" --batches "$batches"

@@ -115,7 +115,7 @@ fn pixels<'a>(reader: &'a SplitReader, row: usize, decoded: &'a mut [u8]) -> Res
     let (s, r) =
         reader.locate(row).with_context(|| format!("row {row} is outside the split ({} rows)", reader.len()))?;
     let shard = &reader.shards()[s];
-    let bytes = shard.image(r);
+    let bytes = shard.image(r)?; // checked (CRC-32C or the shard's sha256)
     if shard.encoding() == Encoding::Raw {
         return Ok(bytes);
     }

@@ -5,22 +5,100 @@
 //! short)` (torchvision's `Resize(256)`); keep the central 256x256 at offset
 //! `round_half_even((side - 256) / 2)` (torchvision's `CenterCrop(256)`).
 //!
+//! Decoded size is bounded before anything is allocated (decompression bombs: a few
+//! bytes of header can claim 60000x60000 pixels): the header's dimensions give what the
+//! decode and the RGB conversion will allocate, a file over [`MAX_SIDE`] or
+//! [`MAX_IMAGE_BYTES`] is rejected with the reason, and the bytes of the images being
+//! decoded by all the build's threads together are held under [`DECODE_BUDGET_BYTES`]
+//! (a thread waits for room rather than each taking the per-image maximum).
+//!
 //! The filter is Pillow's antialiased bilinear (a triangle filter widened by the
 //! downscale factor), as torchvision's `Resize` applies it to PIL images; only the
 //! kept window is computed, with the same sample positions a full resize would use.
 
 use std::io::Cursor;
+use std::sync::{Condvar, Mutex};
 
 use alexnet_shared::{center_offset, IMAGE_BYTES, IMAGE_SIDE};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
-use image::{DynamicImage, ImageDecoder, ImageReader, RgbImage};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 /// The name recorded in the manifest.
 pub const RESIZE_FILTER: &str = "bilinear-antialias (Pillow/torchvision Resize(256)), center crop 256";
 
-/// Decodes an image file to 8-bit RGB with its EXIF orientation applied.
+/// The longest side decoded: JPEG's own limit (65535); ImageNet's largest images are
+/// under 10000 pixels a side.
+pub const MAX_SIDE: u32 = 65535;
+/// The most memory one image may take to decode: the decoded buffer, its RGB8 copy and
+/// a rotated copy (EXIF orientation). The image crate's own default limit.
+pub const MAX_IMAGE_BYTES: u64 = 512 << 20;
+/// The most memory the images being decoded at once may take, all threads together.
+pub const DECODE_BUDGET_BYTES: u64 = 2 << 30;
+
+/// Bytes of decode buffers shared by the build's threads: a thread takes what its image
+/// needs before decoding and gives it back after, waiting while the others hold too
+/// much. A request is at most the whole budget, so it is always granted eventually.
+pub struct DecodeBudget {
+    total: u64,
+    used: Mutex<u64>,
+    freed: Condvar,
+}
+
+/// The build's budget (one per process: every build thread draws from it).
+pub static DECODE_BUDGET: DecodeBudget = DecodeBudget::new(DECODE_BUDGET_BYTES);
+
+impl DecodeBudget {
+    pub const fn new(total: u64) -> Self {
+        Self { total, used: Mutex::new(0), freed: Condvar::new() }
+    }
+
+    /// Takes `bytes` (capped at the total), waiting for room; given back when the
+    /// returned guard is dropped.
+    pub fn take(&self, bytes: u64) -> BudgetGuard<'_> {
+        let bytes = bytes.min(self.total);
+        let mut used = self.used.lock().unwrap_or_else(|p| p.into_inner());
+        while *used + bytes > self.total {
+            used = self.freed.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        BudgetGuard { budget: self, bytes }
+    }
+
+    /// Bytes taken now.
+    pub fn used(&self) -> u64 {
+        *self.used.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+pub struct BudgetGuard<'a> {
+    budget: &'a DecodeBudget,
+    bytes: u64,
+}
+
+impl Drop for BudgetGuard<'_> {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().unwrap_or_else(|p| p.into_inner());
+        *used -= self.bytes;
+        self.budget.freed.notify_all();
+    }
+}
+
+/// What decoding an image of this header will allocate: the decoded buffer, an RGB8
+/// copy when it is not RGB8, and a rotated copy when its orientation turns it.
+fn decode_bytes(w: u32, h: u32, total: u64, rgb8: bool, turns: bool) -> u64 {
+    let rgb = w as u64 * h as u64 * 3;
+    total.saturating_add(if rgb8 { 0 } else { rgb }).saturating_add(if turns { rgb } else { 0 })
+}
+
+/// Decodes an image file to 8-bit RGB with its EXIF orientation applied, within the
+/// limits (see the module doc), drawing its memory from [`DECODE_BUDGET`].
 pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
+    decode_rgb_within(bytes, &DECODE_BUDGET)
+}
+
+/// [`decode_rgb`] drawing from `budget`.
+pub fn decode_rgb_within(bytes: &[u8], budget: &DecodeBudget) -> Result<RgbImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
@@ -32,8 +110,32 @@ pub fn decode_rgb(bytes: &[u8]) -> Result<RgbImage, String> {
         }
         _ => {}
     }
-    let mut decoder = reader.into_decoder().map_err(|e| format!("corrupt image: {e}"))?;
+    let mut decoder = reader.into_decoder().map_err(|e| match e {
+        image::ImageError::Limits(_) => format!("too large: {e}"),
+        _ => format!("corrupt image: {e}"),
+    })?;
     let orientation = decoder.orientation().unwrap_or(image::metadata::Orientation::NoTransforms);
+    let (w, h) = decoder.dimensions();
+    if w > MAX_SIDE || h > MAX_SIDE {
+        return Err(format!("too large: {w}x{h} pixels, a side over {MAX_SIDE}"));
+    }
+    use image::metadata::Orientation::*;
+    let turns = !matches!(orientation, NoTransforms | FlipHorizontal | FlipVertical | Rotate180);
+    let need = decode_bytes(w, h, decoder.total_bytes(), decoder.color_type() == image::ColorType::Rgb8, turns);
+    if need > MAX_IMAGE_BYTES {
+        return Err(format!(
+            "too large: {w}x{h} pixels would take {:.1} GB to decode, more than the {} MiB allowed per image",
+            need as f64 / 1e9,
+            MAX_IMAGE_BYTES >> 20
+        ));
+    }
+    // The decoder's own allocations are held to the same limit.
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_IMAGE_BYTES);
+    decoder.set_limits(limits).map_err(|e| format!("too large: {e}"))?;
+    let _held = budget.take(need);
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt image: {e}"))?;
     img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
@@ -71,21 +173,24 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
     bytes[sos..].windows(2).rev().any(|w| w == [0xFF, 0xD9])
 }
 
-/// The rescaled size: shorter side 256, longer `floor(256 * long / short)`.
-pub fn rescaled_size(w: u32, h: u32) -> (u32, u32) {
-    let s = IMAGE_SIDE as u64;
-    if w <= h {
-        (s as u32, (s * h as u64 / w as u64) as u32)
-    } else {
-        ((s * w as u64 / h as u64) as u32, s as u32)
+/// The rescaled size: shorter side 256, longer `floor(256 * long / short)` (in u64: an
+/// image too extreme in aspect for that to fit u32 is an error, the reject reason).
+pub fn rescaled_size(w: u32, h: u32) -> Result<(u32, u32), String> {
+    if w == 0 || h == 0 {
+        return Err("corrupt image: zero size".into());
     }
+    let s = IMAGE_SIDE as u64;
+    let (short, long) = (w.min(h) as u64, w.max(h) as u64);
+    let rescaled = u32::try_from(s * long / short)
+        .map_err(|_| format!("too extreme in aspect: {w}x{h} would rescale to a side of {}", s * long / short))?;
+    Ok(if w <= h { (s as u32, rescaled) } else { (rescaled, s as u32) })
 }
 
 /// Rescales `img` and writes its central 256x256 window into `out` (196608 bytes, HWC).
 pub fn resize_center_crop(resizer: &mut Resizer, img: &RgbImage, out: &mut [u8]) -> Result<(), String> {
     assert_eq!(out.len(), IMAGE_BYTES);
     let (w, h) = img.dimensions();
-    let (rw, rh) = rescaled_size(w, h);
+    let (rw, rh) = rescaled_size(w, h)?;
     let (left, top) = (center_offset(rw as usize - IMAGE_SIDE), center_offset(rh as usize - IMAGE_SIDE));
     // The window of the rescaled image, in source coordinates.
     let (sx, sy) = (w as f64 / rw as f64, h as f64 / rh as f64);
@@ -126,10 +231,79 @@ mod tests {
     #[test]
     fn torchvision_resize_sizes() {
         // torchvision Resize(256) on PIL: long = int(256 * long / short)
-        assert_eq!(rescaled_size(500, 375), (341, 256));
-        assert_eq!(rescaled_size(375, 500), (256, 341));
-        assert_eq!(rescaled_size(256, 256), (256, 256));
-        assert_eq!(rescaled_size(100, 30), (853, 256));
+        assert_eq!(rescaled_size(500, 375), Ok((341, 256)));
+        assert_eq!(rescaled_size(375, 500), Ok((256, 341)));
+        assert_eq!(rescaled_size(256, 256), Ok((256, 256)));
+        assert_eq!(rescaled_size(100, 30), Ok((853, 256)));
+    }
+
+    /// B16: 256 * 2^24 does not fit u32: the sizes were truncated (a 1x(2^24+1) image
+    /// squashed to 256x256); now it is a reason.
+    #[test]
+    fn rescaled_size_does_not_overflow() {
+        assert_eq!(rescaled_size(1, (1 << 24) - 1), Ok((256, 4_294_967_040)));
+        for (w, h) in [(1u32, 1u32 << 24), (1, (1 << 24) + 1), (u32::MAX, 1)] {
+            let e = rescaled_size(w, h).unwrap_err();
+            assert!(e.starts_with("too extreme in aspect") && e.contains(&format!("{w}x{h}")), "{e}");
+        }
+    }
+
+    /// A small valid file of each kind with its header patched to claim a huge size.
+    fn bomb_jpeg() -> Vec<u8> {
+        let rgb: Vec<u8> = (0..16 * 8 * 3).map(|i| (i * 7 % 256) as u8).collect();
+        let mut v = Vec::new();
+        jpeg_encoder::Encoder::new(&mut v, 80).encode(&rgb, 16, 8, jpeg_encoder::ColorType::Rgb).unwrap();
+        let sof = v.windows(2).position(|w| w == [0xFF, 0xC0]).expect("baseline SOF0");
+        // FF C0, length (2), precision (1), height (2), width (2)
+        v[sof + 5..sof + 9].copy_from_slice(&[0xEA, 0x60, 0xEA, 0x60]); // 60000 x 60000
+        v
+    }
+
+    pub(crate) fn bomb_png() -> Vec<u8> {
+        let img = RgbImage::from_fn(5, 3, |x, y| image::Rgb([x as u8 * 40, y as u8 * 80, 7]));
+        let mut v = Vec::new();
+        img.write_to(&mut Cursor::new(&mut v), image::ImageFormat::Png).unwrap();
+        // signature (8), length (4), "IHDR", width, height, ..., CRC over type + data
+        assert_eq!(&v[12..16], b"IHDR");
+        v[16..20].copy_from_slice(&1_000_000u32.to_be_bytes());
+        v[20..24].copy_from_slice(&1_000_000u32.to_be_bytes());
+        let crc = crc32fast::hash(&v[12..29]);
+        v[29..33].copy_from_slice(&crc.to_be_bytes());
+        v
+    }
+
+    /// B1: a 600-byte JPEG claiming 60000x60000 and a PNG claiming 10^6 x 10^6 are
+    /// rejected with the reason before anything is allocated (they took 10.6 GB, and
+    /// aborted the build).
+    #[test]
+    fn decompression_bombs_are_rejected_before_allocating() {
+        let mut out = vec![0u8; IMAGE_BYTES];
+        let jpeg = bomb_jpeg();
+        assert!(jpeg.len() < 1024);
+        let e = process(&mut Resizer::new(), &jpeg, &mut out).unwrap_err();
+        assert!(e.starts_with("too large: 60000x60000 pixels would take 10.8 GB"), "{e}");
+        let e = process(&mut Resizer::new(), &bomb_png(), &mut out).unwrap_err();
+        assert!(e.starts_with("too large: 1000000x1000000 pixels, a side over 65535"), "{e}");
+        assert_eq!(DECODE_BUDGET.used(), 0);
+    }
+
+    /// The budget is shared: a second taker waits until the first gives its bytes back.
+    #[test]
+    fn the_decode_budget_makes_threads_wait() {
+        let budget = DecodeBudget::new(100);
+        let first = budget.take(60);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let _second = budget.take(60);
+                tx.send(budget.used()).unwrap();
+            });
+            assert!(rx.recv_timeout(std::time::Duration::from_millis(200)).is_err(), "must wait");
+            drop(first);
+            assert_eq!(rx.recv_timeout(std::time::Duration::from_secs(10)).unwrap(), 60);
+        });
+        assert_eq!(budget.used(), 0);
+        drop(budget.take(1000)); // more than the total: capped, granted
     }
 
     /// An asymmetric gradient survives a no-op resize exactly, and the center crop of a

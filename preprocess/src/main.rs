@@ -258,10 +258,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
                 Ok(ExitCode::SUCCESS)
             } else {
+                // One line per problem, then the one `error:` line (README, "Errors").
                 for p in &r.problems {
-                    eprintln!("{}: {p}", dir.display());
+                    eprintln!("problem: {}: {}", dir.display(), p.replace('\n', " "));
                 }
-                eprintln!("{}: {} problem(s) found", dir.display(), r.problems.len());
+                eprintln!(
+                    "error: {}: {} problem(s) found; the dataset is not usable as is",
+                    dir.display(),
+                    r.problems.len()
+                );
                 Ok(ExitCode::FAILURE)
             }
         }

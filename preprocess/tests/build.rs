@@ -150,6 +150,7 @@ fn round_trip_matches_an_independent_resize() {
         write(&input.join("train").join(&key), &png_bytes(&DynamicImage::ImageRgb8(img.clone())));
         pics.push((key, i % 2, img));
     }
+    write(&input.join("val/n00000001/v.png"), &png_bytes(&DynamicImage::ImageRgb8(pattern(280, 260, 9))));
     let out = tmp.path().join("out");
     let s = build::run(&config(&input, &out)).unwrap();
     assert_eq!((s.train_rows, s.rejected), (sizes.len() as u64, 0));
@@ -192,6 +193,7 @@ fn odd_inputs_decode_like_the_rgb_original() {
     write(&input.join("train/n02/empty.JPEG"), b"");
     write(&input.join("train/n02/text.JPEG"), b"this is not an image\n");
     write(&input.join("train/n02/ok.JPEG"), &jpeg);
+    write(&input.join("val/n02/v.JPEG"), &jpeg);
     let out = tmp.path().join("out");
     let mut cfg = config(&input, &out);
     cfg.max_reject_rate = 0.5;
@@ -239,18 +241,19 @@ fn too_many_rejects_fail_the_build_with_the_reasons() {
         write(&input.join(format!("train/n01/{i}.png")), &png_bytes(&DynamicImage::ImageRgb8(pattern(90, 70, i))));
     }
     write(&input.join("train/n01/bad.JPEG"), b"garbage");
+    write(&input.join("val/n01/v.png"), &png_bytes(&DynamicImage::ImageRgb8(pattern(80, 90, 3))));
     let out = tmp.path().join("out");
     let mut cfg = config(&input, &out);
     cfg.max_reject_rate = 0.01;
     let e = build::run(&cfg).unwrap_err().to_string();
-    assert!(e.contains("1 of 9 inputs") && e.contains("not an image") && e.contains("--max-reject-rate"), "{e}");
+    assert!(e.contains("1 of 10 inputs") && e.contains("not an image") && e.contains("--max-reject-rate"), "{e}");
     assert!(!out.join("dataset.json").exists());
     assert!(std::fs::read_to_string(out.join("rejects.tsv")).unwrap().contains("bad.JPEG"));
     // Raising the threshold finishes the same build, keeping its shards.
     let mut cfg = config(&input, &out);
     cfg.max_reject_rate = 0.2;
     let s = build::run(&cfg).unwrap();
-    assert_eq!((s.shards_kept, s.shards_built, s.train_rows), (1, 0, 8));
+    assert_eq!((s.shards_kept, s.shards_built, s.train_rows), (2, 0, 8));
 }
 
 fn synth_input(dir: &Path, classes: usize, per_class: usize, val: usize) -> PathBuf {

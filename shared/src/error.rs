@@ -18,6 +18,10 @@ pub enum Error {
     Shard { path: PathBuf, message: String },
     #[error("{path}: sha256 is {actual}, the manifest says {expected}: the shard is damaged; rebuild it (rerun `preprocess build`)")]
     Checksum { path: PathBuf, expected: String, actual: String },
+    /// A row whose bytes differ from what the build wrote (its CRC-32C, or its shard's
+    /// sha256 for datasets built before the per-row check).
+    #[error("{path}: row {row}: {message}")]
+    Damaged { path: PathBuf, row: usize, message: String },
     #[error("{path}: {message}")]
     Parquet { path: PathBuf, message: String },
     #[error("row {row} is out of range: the {split} split has {rows} rows")]

@@ -6,7 +6,8 @@
 //! - `dataset.json`: the [`Manifest`] (classes, splits and shards with sha256, pixel
 //!   statistics and the PCA of the RGB covariance, build parameters);
 //! - `train-NNNNN.parquet`, `val-NNNNN.parquet`: shards with columns `image`
-//!   (256x256x3 HWC RGB bytes, raw or JPEG), `label` (int16), `key` (utf8), laid out so
+//!   (256x256x3 HWC RGB bytes, raw or JPEG), `label` (int16), `key` (utf8) and, from
+//!   format 2, `crc32c` (uint32, checked at every read), laid out so
 //!   that an image can be read straight out of a memory map ([`ShardReader`]);
 //! - `mean_image.npy`: the per-pixel train mean (float32, 256x256x3 HWC);
 //! - `rejects.tsv`: every input that could not be used, with the reason.
@@ -27,6 +28,7 @@ mod error;
 mod fsutil;
 pub mod guard;
 mod manifest;
+mod open;
 pub mod progress;
 mod reader;
 mod stats;
@@ -37,10 +39,13 @@ pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter};
 pub use manifest::{
     ArchiveInfo, BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry,
-    FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, REJECTS_FILE,
+    FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION, REJECTS_FILE,
 };
-pub use reader::{Dataset, ImageRef, ShardReader, SplitReader};
-pub use stats::{accumulate_region, read_mean_image, write_mean_image, Moments, PixelStats};
+pub use open::{open_regular, read_regular};
+pub use reader::{max_shard_bytes, row_crc, Dataset, ImageRef, RowCheck, ShardReader, SplitReader, CRC_COLUMN};
+pub use stats::{
+    accumulate_region, parse_mean_image, read_mean_image, write_mean_image, Moments, PixelStats, MEAN_IMAGE_MAX_BYTES,
+};
 pub use writer::{shard_file_name, ShardImages, ShardRows, ShardWriter, ROW_GROUP_ROWS};
 
 /// Side of the stored images (paper section 2: "down-sampled the images to a fixed

@@ -1,4 +1,8 @@
-//! `dataset.json`: the manifest of a built dataset (format v1).
+//! `dataset.json`: the manifest of a built dataset.
+//!
+//! Format versions (DESIGN.md, "Format versions"): 1 is the first format; 2 adds the
+//! per-row check, a `crc32c` column in every shard (see [`crate::ShardReader`]). This
+//! program reads both and writes 2; a newer version is refused by name.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -9,7 +13,12 @@ use crate::error::{Error, Result};
 use crate::fsutil::atomic_write;
 use crate::Split;
 
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this program writes.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest version this program reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
+/// The largest `dataset.json` read (ImageNet's is about 300 KB).
+const MAX_MANIFEST_BYTES: u64 = 64 << 20;
 pub const MANIFEST_FILE: &str = "dataset.json";
 pub const MEAN_IMAGE_FILE: &str = "mean_image.npy";
 pub const REJECTS_FILE: &str = "rejects.tsv";
@@ -118,14 +127,23 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Reads and checks `DIR/dataset.json`.
+    /// Reads and checks `DIR/dataset.json` (a regular file; see [`Manifest::check`]).
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io(&path, e))?;
-        let m: Manifest =
-            serde_json::from_str(&text).map_err(|e| Error::Manifest { path: path.clone(), message: e.to_string() })?;
-        m.validate().map_err(|message| Error::Manifest { path, message })?;
+        let bytes = crate::open::read_regular(&path, MAX_MANIFEST_BYTES)?;
+        Self::parse(&bytes).map_err(|message| Error::Manifest { path, message })
+    }
+
+    /// Parses and checks the bytes of a `dataset.json`.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<Self, String> {
+        let m: Manifest = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        m.check()?;
         Ok(m)
+    }
+
+    /// Whether the shards carry the per-row `crc32c` column (format 2 and later).
+    pub fn has_row_crc(&self) -> bool {
+        self.format_version >= 2
     }
 
     /// Writes `DIR/dataset.json` atomically.
@@ -143,12 +161,21 @@ impl Manifest {
         self.classes.iter().map(|c| c.wnid.clone()).collect()
     }
 
-    fn validate(&self) -> std::result::Result<(), String> {
-        if self.format_version != FORMAT_VERSION {
+    /// Everything a reader relies on: a known version, sorted classes, plain file names
+    /// inside the dataset folder (no shard listed twice), a non-empty train and val
+    /// split, and finite statistics a normalization can divide by. The build checks its
+    /// manifest with this before writing it, so it never writes one a reader refuses.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&self.format_version) {
             return Err(format!(
-                "format_version {} is not supported (this program reads {FORMAT_VERSION})",
-                self.format_version
+                "format_version {} is not supported (this program reads versions {OLDEST_FORMAT_VERSION} to \
+                 {FORMAT_VERSION}){}",
+                self.format_version,
+                if self.format_version > FORMAT_VERSION { ": it was built by a newer program" } else { "" }
             ));
+        }
+        if self.classes.is_empty() || self.classes.len() > i16::MAX as usize + 1 {
+            return Err(format!("{} classes (expected 1 to {})", self.classes.len(), i16::MAX as usize + 1));
         }
         if self.image_size as usize != crate::IMAGE_SIDE {
             return Err(format!("image_size {} (expected {})", self.image_size, crate::IMAGE_SIDE));
@@ -161,24 +188,177 @@ impl Manifest {
                 return Err(format!("classes are not in sorted wnid order at {}", c.wnid));
             }
         }
+        let mut files = std::collections::HashSet::new();
         for (name, split) in &self.splits {
-            let sum: u64 = split.shards.iter().map(|s| s.rows).sum();
-            if sum != split.rows {
-                return Err(format!("split {name}: shards hold {sum} rows, the split says {}", split.rows));
+            if name != "train" && name != "val" {
+                return Err(format!("split {name:?} is neither train nor val"));
+            }
+            let sum = split.shards.iter().try_fold(0u64, |a, s| a.checked_add(s.rows));
+            if sum != Some(split.rows) {
+                return Err(format!("split {name}: shards hold {sum:?} rows, the split says {}", split.rows));
             }
             for s in &split.shards {
-                if s.file.contains('/') || s.file.contains('\\') || s.file.starts_with('.') {
-                    return Err(format!("shard file name {:?} is not a plain file name", s.file));
+                check_file_name("shard", &s.file)?;
+                if !files.insert(s.file.as_str()) {
+                    return Err(format!("shard {} is listed twice", s.file));
                 }
             }
         }
+        check_file_name("mean_image", &self.mean_image)?;
+        if files.contains(self.mean_image.as_str()) {
+            return Err(format!("mean_image {} is also a shard", self.mean_image));
+        }
+        for split in Split::ALL {
+            match self.split(split) {
+                None => return Err(format!("the dataset has no {split} split; rebuild it with a {split} folder")),
+                Some(s) if s.rows == 0 => {
+                    return Err(format!("the {split} split is empty; rebuild it with {split} images"))
+                }
+                Some(_) => {}
+            }
+        }
+        check_stats(&self.stats)
+    }
+}
+
+/// A file of the dataset is named by a plain file name inside its folder: no folder
+/// part, no `..`, no absolute path, no hidden or temporary name.
+fn check_file_name(what: &str, name: &str) -> std::result::Result<(), String> {
+    let plain = !name.is_empty()
+        && name.len() <= 255
+        && !name.starts_with('.')
+        && !name.contains(['/', '\\', '\0'])
+        && Path::new(name).file_name() == Some(std::ffi::OsStr::new(name));
+    if plain {
         Ok(())
+    } else {
+        Err(format!("{what} file name {name:?} is not a plain file name inside the dataset folder"))
+    }
+}
+
+/// Statistics a normalization can use: finite, on the 0..255 scale, std above zero.
+fn check_stats(st: &PixelStatsSummary) -> std::result::Result<(), String> {
+    let finite = st.mean_rgb.iter().chain(&st.std_rgb).chain(&st.pca.eigenvalues).all(|v| v.is_finite())
+        && st.pca.eigenvectors.iter().flatten().all(|v| v.is_finite());
+    if !finite {
+        return Err("stats hold a non-finite value (NaN or infinity)".into());
+    }
+    if st.mean_rgb.iter().any(|m| !(0.0..=255.0).contains(m)) {
+        return Err(format!("stats.mean_rgb {:?} is outside 0..255", st.mean_rgb));
+    }
+    if st.std_rgb.iter().any(|s| !(*s > 0.0 && *s <= 128.0)) {
+        return Err(format!(
+            "stats.std_rgb {:?} is outside (0, 128]: a channel with std 0 cannot be normalized (every train \
+             pixel has the same value)",
+            st.std_rgb
+        ));
+    }
+    if st.pca.eigenvalues.iter().any(|v| *v < 0.0 || *v > 3.0 * 128.0 * 128.0) {
+        return Err(format!("stats.pca.eigenvalues {:?} are outside 0..49152", st.pca.eigenvalues));
+    }
+    Ok(())
+}
+
+impl Manifest {
+    /// A small valid manifest (tests of the readers).
+    #[doc(hidden)]
+    pub fn example() -> Self {
+        let shard = |file: &str, rows| ShardEntry { file: file.into(), rows, sha256: "0".repeat(64) };
+        let mut splits = BTreeMap::new();
+        splits.insert("train".into(), SplitEntry { rows: 3, shards: vec![shard("train-00000.parquet", 3)] });
+        splits.insert("val".into(), SplitEntry { rows: 2, shards: vec![shard("val-00000.parquet", 2)] });
+        Manifest {
+            format_version: FORMAT_VERSION,
+            image_size: crate::IMAGE_SIDE as u32,
+            encoding: Encoding::Raw,
+            classes: ["n01", "n02"]
+                .iter()
+                .enumerate()
+                .map(|(index, w)| ClassEntry { index, wnid: (*w).into(), name: (*w).into() })
+                .collect(),
+            splits,
+            stats: PixelStatsSummary {
+                mean_rgb: [120.0, 110.0, 100.0],
+                std_rgb: [60.0, 58.0, 57.0],
+                pca: PcaStats {
+                    eigenvalues: [9000.0, 200.0, 50.0],
+                    eigenvectors: [[0.57, 0.58, 0.58], [-0.7, 0.0, 0.7], [0.4, -0.8, 0.4]],
+                },
+            },
+            mean_image: MEAN_IMAGE_FILE.into(),
+            rejected: 0,
+            build: BuildInfo {
+                program: "preprocess".into(),
+                version: "0".into(),
+                seed: 0,
+                shard_rows: 16,
+                quality: None,
+                limit_per_class: None,
+                resize_filter: "f".into(),
+                source: "s".into(),
+                archives: Vec::new(),
+            },
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn refused(edit: impl FnOnce(&mut Manifest)) -> String {
+        let mut m = Manifest::example();
+        edit(&mut m);
+        m.check().expect_err("must be refused")
+    }
+
+    #[test]
+    fn the_example_is_valid_and_version_1_still_reads() {
+        let m = Manifest::example();
+        assert_eq!(Manifest::parse(&serde_json::to_vec(&m).unwrap()).unwrap(), m);
+        let mut old = m.clone();
+        old.format_version = 1;
+        assert!(!Manifest::parse(&serde_json::to_vec(&old).unwrap()).unwrap().has_row_crc());
+        assert!(refused(|m| m.format_version = 3).contains("format_version 3 is not supported"));
+    }
+
+    /// B3: the mean image is a plain file name inside the dataset folder.
+    #[test]
+    fn mean_image_outside_the_dataset_is_refused() {
+        for bad in ["../../../../etc/passwd", "/etc/passwd", "sub/mean.npy", "..", ".", "", ".mean.npy.tmp", "a\\b"] {
+            let e = refused(|m| m.mean_image = bad.into());
+            assert!(e.contains("mean_image file name") && e.contains("plain file name"), "{bad}: {e}");
+        }
+        assert!(refused(|m| m.splits.get_mut("val").unwrap().shards[0].file = "/dev/zero".into())
+            .contains("shard file name \"/dev/zero\""));
+    }
+
+    /// B8/B22: no val split, an empty one, a shard listed twice, bad statistics.
+    #[test]
+    fn unusable_splits_and_statistics_are_refused() {
+        assert!(refused(|m| {
+            m.splits.remove("val");
+        })
+        .contains("no val split"));
+        assert!(refused(|m| *m.splits.get_mut("val").unwrap() = SplitEntry::default()).contains("val split is empty"));
+        let e = refused(|m| {
+            let t = m.splits.get_mut("train").unwrap();
+            t.shards.push(t.shards[0].clone());
+            t.rows *= 2;
+        });
+        assert!(e.contains("train-00000.parquet is listed twice"), "{e}");
+        assert!(refused(|m| {
+            let s = m.splits["train"].shards[0].clone();
+            let v = m.splits.get_mut("val").unwrap();
+            v.rows += s.rows;
+            v.shards.push(s);
+        })
+        .contains("listed twice"));
+        assert!(refused(|m| m.stats.std_rgb[1] = 0.0).contains("std 0"));
+        assert!(refused(|m| m.stats.mean_rgb[2] = f64::NAN).contains("non-finite"));
+        assert!(refused(|m| m.stats.mean_rgb[0] = 1e30).contains("outside 0..255"));
+        assert!(refused(|m| m.stats.pca.eigenvalues[0] = f64::INFINITY).contains("non-finite"));
+    }
 
     /// `build.archives` is optional: a dataset built before it existed reads as before,
     /// and a build from folders writes no such key.

@@ -189,18 +189,41 @@ pub fn write_mean_image(path: &Path, mean: &[f32]) -> Result<()> {
     crate::fsutil::atomic_write(path, &bytes)
 }
 
-/// Reads a mean image written by [`write_mean_image`] (or numpy), checking its shape.
+/// The largest `.npy` a mean image can be: the float32 data and a header (numpy pads
+/// it to a multiple of 64 bytes; a few KiB leave room for any header numpy writes).
+pub const MEAN_IMAGE_MAX_BYTES: u64 = (IMAGE_BYTES * 4 + 4096) as u64;
+
+/// Reads a mean image written by [`write_mean_image`] (or numpy): a regular file of at
+/// most [`MEAN_IMAGE_MAX_BYTES`], shape [256, 256, 3] float32, every value finite and
+/// on the 0..255 scale.
 pub fn read_mean_image(path: &Path) -> Result<Vec<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let npy = npyz::NpyFile::new(&bytes[..]).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::open::read_regular(path, MEAN_IMAGE_MAX_BYTES)?;
+    parse_mean_image(&bytes).map_err(|m| Error::Invalid(format!("{}: {m}", path.display())))
+}
+
+/// Parses and checks the bytes of a mean image `.npy` (see [`read_mean_image`]).
+pub fn parse_mean_image(bytes: &[u8]) -> std::result::Result<Vec<f32>, String> {
+    let npy = npyz::NpyFile::new(bytes).map_err(|e| format!("not a .npy file: {e}"))?;
     if npy.shape() != [IMAGE_SIDE as u64, IMAGE_SIDE as u64, 3] {
-        return Err(Error::Invalid(format!(
-            "{}: mean image has shape {:?}, expected [256, 256, 3]",
-            path.display(),
-            npy.shape()
-        )));
+        return Err(format!("mean image has shape {:?}, expected [256, 256, 3]", npy.shape()));
     }
-    npy.into_vec::<f32>().map_err(|e| Error::io(path, e))
+    match npy.dtype() {
+        npyz::DType::Plain(t) if t.type_char() == npyz::TypeChar::Float && t.size_field() == 4 => {}
+        other => return Err(format!("mean image has dtype {}, expected float32", other.descr())),
+    }
+    // The data must be all there before it is decoded (a header cannot make the
+    // reader allocate past the file).
+    if (bytes.len() as u64) < (IMAGE_BYTES * 4) as u64 {
+        return Err(format!("{} bytes, too short for a 256x256x3 float32 array", bytes.len()));
+    }
+    let v = npy.into_vec::<f32>().map_err(|e| format!("unreadable .npy data: {e}"))?;
+    if v.len() != IMAGE_BYTES {
+        return Err(format!("{} values, expected {IMAGE_BYTES}", v.len()));
+    }
+    if let Some((i, x)) = v.iter().enumerate().find(|(_, x)| !(x.is_finite() && (0.0..=255.0).contains(*x))) {
+        return Err(format!("value {x} at index {i} is not a pixel mean on the 0..255 scale"));
+    }
+    Ok(v)
 }
 
 #[cfg(test)]
@@ -287,5 +310,28 @@ mod tests {
         assert_eq!(read_mean_image(&p).unwrap(), mean);
         let i = 3 * (7 * IMAGE_SIDE + 200) + 1; // y=7, x=200, green
         assert_eq!(mean[i], (imgs[i] as f32 + imgs[IMAGE_BYTES + i] as f32) / 2.0);
+    }
+
+    /// B3/B22: a mean image with a NaN or an absurd value, or one that is a FIFO or a
+    /// big file, is refused by name; nothing blocks.
+    #[test]
+    fn bad_mean_images_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("mean.npy");
+        for (bad, want) in
+            [(f32::NAN, "value NaN"), (1e30, "value 1000000000000000000000000000000"), (-1.0, "value -1")]
+        {
+            let mut mean = vec![100.0f32; IMAGE_BYTES];
+            mean[77] = bad;
+            write_mean_image(&p, &mean).unwrap();
+            let e = read_mean_image(&p).unwrap_err().to_string();
+            assert!(e.contains(want) && e.contains("index 77") && e.contains("mean.npy"), "{e}");
+        }
+        let fifo = dir.path().join("fifo.npy");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        assert!(read_mean_image(&fifo).unwrap_err().to_string().contains("FIFO"));
+        let big = dir.path().join("big.npy");
+        std::fs::File::create(&big).unwrap().set_len(1 << 40).unwrap(); // sparse
+        assert!(read_mean_image(&big).unwrap_err().to_string().contains("more than"));
     }
 }

@@ -7,6 +7,9 @@
 //! index) is kept; row groups hold at most [`ROW_GROUP_ROWS`] rows, which bounds what
 //! the writer buffers. The file is written to a temporary name, fsynced and renamed,
 //! and its sha256 is computed on the way out. The same rows give the same bytes.
+//!
+//! Format 2 adds a fourth column, `crc32c` (uint32, non-nullable): the CRC-32C of each
+//! row (see [`crate::row_crc`]), which readers check whenever they read the row.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -23,7 +26,8 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::fsutil::{commit, tmp_path, HashingWriter};
-use crate::manifest::{Encoding, ShardEntry};
+use crate::manifest::{Encoding, ShardEntry, FORMAT_VERSION};
+use crate::reader::row_crc;
 use crate::{Split, IMAGE_BYTES};
 
 /// Rows per row group: 128 raw images are 25 MB, the most the writer buffers.
@@ -60,21 +64,35 @@ impl ShardRows<'_> {
 #[derive(Debug, Clone)]
 pub struct ShardWriter {
     encoding: Encoding,
+    /// Whether rows carry the `crc32c` column (format 2 and later).
+    row_crc: bool,
     schema: Arc<Schema>,
     props: WriterProperties,
 }
 
 impl ShardWriter {
+    /// A writer of the current format ([`FORMAT_VERSION`]).
     pub fn new(encoding: Encoding) -> Self {
+        Self::with_format(encoding, FORMAT_VERSION)
+    }
+
+    /// A writer of `format_version`'s shards: 1 (no `crc32c` column) is kept to test
+    /// that datasets built before the per-row check still read.
+    pub fn with_format(encoding: Encoding, format_version: u32) -> Self {
+        let row_crc = format_version >= 2;
         let image_type = match encoding {
             Encoding::Raw => DataType::FixedSizeBinary(IMAGE_BYTES as i32),
             Encoding::Jpeg => DataType::Binary,
         };
-        let schema = Arc::new(Schema::new(vec![
+        let mut fields = vec![
             Field::new("image", image_type, false),
             Field::new("label", DataType::Int16, false),
             Field::new("key", DataType::Utf8, false),
-        ]));
+        ];
+        if row_crc {
+            fields.push(Field::new(crate::reader::CRC_COLUMN, DataType::UInt32, false));
+        }
+        let schema = Arc::new(Schema::new(fields));
         let image = ColumnPath::from("image");
         let props = WriterProperties::builder()
             .set_writer_version(WriterVersion::PARQUET_1_0)
@@ -87,7 +105,7 @@ impl ShardWriter {
             .set_column_statistics_enabled(image, EnabledStatistics::None)
             .set_offset_index_disabled(false)
             .build();
-        Self { encoding, schema, props }
+        Self { encoding, row_crc, schema, props }
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -143,6 +161,19 @@ impl ShardWriter {
         };
         let label: ArrayRef = Arc::new(Int16Array::from(rows.labels[start..end].to_vec()));
         let key: ArrayRef = Arc::new(StringArray::from_iter_values(rows.keys[start..end].iter()));
-        RecordBatch::try_new(self.schema.clone(), vec![image, label, key])
+        let mut columns = vec![image, label, key];
+        if self.row_crc {
+            let crcs: Vec<u32> = (start..end)
+                .map(|i| {
+                    let img = match &rows.images {
+                        ShardImages::Raw(b) => &b[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES],
+                        ShardImages::Jpeg(v) => &v[i][..],
+                    };
+                    row_crc(img, rows.labels[i], &rows.keys[i])
+                })
+                .collect();
+            columns.push(Arc::new(arrow_array::UInt32Array::from(crcs)));
+        }
+        RecordBatch::try_new(self.schema.clone(), columns)
     }
 }

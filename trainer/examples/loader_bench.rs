@@ -5,14 +5,16 @@
 //!
 //! usage: cargo run --release -p trainer --example loader_bench -- DATASET_DIR
 //!            [--workers N] [--batch 128] [--batches 40] [--crop 227] [--intra-op-threads T]
-//!            [--float-in workers|device] [--json]
+//!            [--float-in workers|device] [--no-row-checks] [--json]
 //!
 //! Prints three figures so that one can see where the time goes: the loader alone
 //! (crops in the ring), the float step alone (on one batch, repeated), and the two
 //! together, which is the number to compare with the anchor. `--float-in` overrides the
 //! pipeline's choice for the CPU (float crops made in the workers) to time the other
-//! path, uint8 crops converted by tensor ops. `--json` prints the figures as one JSON
-//! object instead (`images_per_s` is the end-to-end figure).
+//! path, uint8 crops converted by tensor ops. `--no-row-checks` turns off the check of
+//! each row's bytes (CRC-32C; on by default, as in training) to measure what it costs.
+//! `--json` prints the figures as one JSON object instead (`images_per_s` is the
+//! end-to-end figure).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -42,6 +44,9 @@ struct Args {
     /// (workers).
     #[arg(long, value_enum)]
     float_in: Option<FloatIn>,
+    /// Do not check each row's bytes (CRC-32C) as it is read: to measure the check's cost.
+    #[arg(long)]
+    no_row_checks: bool,
     /// Print one JSON object with the figures instead of the text.
     #[arg(long)]
     json: bool,
@@ -63,6 +68,8 @@ struct Report {
     crop: usize,
     encoding: String,
     float_in: FloatIn,
+    /// Whether each row's bytes were checked as read (the default).
+    row_checks: bool,
 }
 
 /// Runs `batches` batches (after one warm-up batch), wrapping epochs like the anchor;
@@ -102,6 +109,7 @@ fn main() -> anyhow::Result<()> {
     let transform = PixelTransform::new(ds.manifest(), None, Normalization::MeanRgb)?;
     let mut cfg = LoaderConfig::new(a.batch, a.crop, Crops::Train);
     cfg.workers = a.workers;
+    cfg.check_rows = !a.no_row_checks;
     let float_in = a.float_in.unwrap_or(FloatIn::for_device(Device::Cpu));
     let mut p = Pipeline::with_float_in(split, cfg, &transform, Device::Cpu, float_in)?;
 
@@ -131,6 +139,7 @@ fn main() -> anyhow::Result<()> {
         crop: a.crop,
         encoding: ds.manifest().encoding.name().to_string(),
         float_in,
+        row_checks: !a.no_row_checks,
     };
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -145,7 +154,14 @@ fn print_text(r: &Report, reps: usize) {
         FloatIn::Workers => ("float crops made in the workers", "device step (a view on the CPU)"),
         FloatIn::Device => ("uint8 crops", "float conversion as tensor ops"),
     };
-    println!("{} shards, {} workers, batch {}, crop {}, {what}:", r.encoding, r.workers, r.batch, r.crop);
+    println!(
+        "{} shards, {} workers, batch {}, crop {}, {what}, row checks {}:",
+        r.encoding,
+        r.workers,
+        r.batch,
+        r.crop,
+        if r.row_checks { "on" } else { "off" }
+    );
     println!("  loader alone (crops in the ring):         {:.0} images/s", r.loader_only_images_per_s);
     println!("  {conv}, alone (one batch x{reps}): {:.0} images/s", r.float_only_images_per_s);
     println!(

@@ -15,7 +15,7 @@ use tch::{Device, Kind, Tensor};
 use trainer::data::augment::{crop_into, ten_crops, train_draw};
 use trainer::data::pixels;
 use trainer::data::{
-    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, Pipeline, PixelTransform, Rows, Shuffle,
+    Crops, FloatIn, Loader, LoaderConfig, Normalization, Normalizer, OnDamaged, Pipeline, PixelTransform, Rows, Shuffle,
 };
 
 fn build_dataset(dir: &Path, encoding: Encoding) -> PathBuf {
@@ -315,14 +315,56 @@ fn a_corrupt_jpeg_in_a_shard_is_an_error_naming_shard_and_row() {
     assert!(e.contains("val-00000.parquet") && e.contains("row 3"), "{e}");
 }
 
+/// B2: one flipped pixel byte (file size unchanged, so the shard still opens) stops the
+/// loader with the shard and row named; with `OnDamaged::Skip` the row is left out and
+/// counted, and every other row is delivered.
+#[test]
+fn a_damaged_row_stops_the_loader_or_is_skipped_as_configured() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = build_dataset(t.path(), Encoding::Raw);
+    let shard = {
+        let val = split(&dir, Split::Val);
+        let s = &val.shards()[0];
+        let at = s.image_unchecked(4).as_ptr() as usize - s.bytes().as_ptr() as usize + 5000;
+        let mut file = std::fs::read(s.path()).unwrap();
+        file[at] ^= 0x40;
+        std::fs::write(s.path(), file).unwrap();
+        s.path().to_path_buf()
+    };
+    let run = |on_damaged| {
+        let mut c = cfg(4, 64, Crops::Center);
+        c.on_damaged = on_damaged;
+        let mut l = Loader::new(split(&dir, Split::Val), c).unwrap();
+        l.start(0);
+        let mut images = 0;
+        loop {
+            match l.next_batch() {
+                Ok(Some(b)) => images += b.len(),
+                Ok(None) => return Ok((images, l.stats().skipped)),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+    };
+    let e = run(OnDamaged::Stop).unwrap_err();
+    assert!(e.contains(&format!("{}: row 4: key ", shard.display())) && e.contains("CRC-32C"), "{e}");
+    assert_eq!(run(OnDamaged::Skip).unwrap(), (14, 1));
+}
+
 #[test]
 fn a_batch_too_large_for_memory_is_an_error_not_an_abort() {
-    // 2^36 crops of 227x227 (about 40 PB): libtorch refuses the buffer.
-    let e = match Loader::new(split(shared_dataset(), Split::Train), cfg(1 << 36, 227, Crops::Train)) {
-        Ok(_) => panic!("a 40 PB batch buffer was allocated"),
+    let err = |c: LoaderConfig| match Loader::new(split(shared_dataset(), Split::Train), c) {
+        Ok(_) => panic!("a batch ring beyond any machine was allocated"),
         Err(e) => e.to_string(),
     };
-    assert!(e.contains("could not be allocated") && e.contains("lower the batch size") && !e.contains('\n'), "{e}");
+    // 2^36 crops: out of range before anything is allocated.
+    let e = err(cfg(1 << 36, 227, Crops::Train));
+    assert!(e.contains("at most 65536") && e.contains("out of range") && !e.contains('\n'), "{e}");
+    // In range, but 1280 buffers of 65536 crops of 227x227 (12 TB): more than the
+    // machine has available, said before the ring is allocated (reliability review B12).
+    let mut c = cfg(65536, 227, Crops::Train);
+    (c.workers, c.prefetch) = (1024, 256);
+    let e = err(c);
+    assert!(e.contains("GiB") && e.contains("lower the workers, the prefetch or the batch size"), "{e}");
 }
 
 #[test]

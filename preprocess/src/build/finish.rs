@@ -98,6 +98,7 @@ pub(super) fn finish(
             archives: inputs.archive_info.clone(),
         },
     };
+    manifest.check().map_err(|m| anyhow::anyhow!("the dataset cannot be used: {m}"))?;
     manifest.save(out)?;
     let bytes =
         state.shards.values().map(|r| std::fs::metadata(out.join(&r.entry.file)).map(|m| m.len()).unwrap_or(0)).sum();

@@ -36,6 +36,9 @@ use shard::{make_shard, write_shard, ShardOutput};
 use state::{open_state, remove_temporaries, State};
 
 pub const STATE_FILE: &str = ".build-state.json";
+/// The lock a running build holds on its output folder (`flock`, released when the
+/// process ends, however it ends).
+pub const LOCK_FILE: &str = ".build.lock";
 
 /// Everything `build` needs, validated by the CLI.
 #[derive(Debug, Clone)]
@@ -116,6 +119,14 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         .build()
         .context("starting worker threads")?;
     let inputs = pool.install(|| discover(&cfg.input))?;
+    if inputs.val.is_empty() {
+        bail!(
+            "{}: no val images ({}): a dataset needs a val split (training checks the error on it after every \
+             epoch); give the val folder or archive",
+            cfg.input.root.display(),
+            inputs.val_layout
+        );
+    }
     let plan = plan_shards(&inputs, cfg);
     let identity = Identity {
         format_version: FORMAT_VERSION,
@@ -129,6 +140,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     };
     let out = &cfg.output;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    let _lock = lock_output(out)?;
 
     let mut state = open_state(out, identity, cfg.overwrite)?;
     // Claim the folder before the first shard lands, so that a build killed at any point
@@ -147,12 +159,27 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     });
     let mut counted = HashSet::new();
     let mut damaged = Vec::new();
+    // Shards with a rejected input file that changed since (fixed by the user): rebuilt,
+    // counting in the statistics only the rows of those inputs (the rest are counted).
+    let mut retry: std::collections::HashMap<String, HashSet<String>> = Default::default();
     for ((file, _), ok) in recorded.iter().zip(intact) {
-        if ok {
-            counted.insert(file.clone());
-        } else {
+        let changed = state.shards[file].changed_rejects();
+        if !changed.is_empty() {
+            retry.insert(file.clone(), changed.into_iter().collect());
+        } else if !ok {
             damaged.push(file.clone());
+        } else {
+            counted.insert(file.clone());
         }
+    }
+    if !retry.is_empty() {
+        let mut names: Vec<&String> = retry.keys().collect();
+        names.sort();
+        eprintln!(
+            "preprocess: {} rejected input(s) changed since the last run and are retried: rebuilding {}",
+            retry.values().map(HashSet::len).sum::<usize>(),
+            names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
+        );
     }
     if !damaged.is_empty() {
         eprintln!(
@@ -199,7 +226,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
                     .name("preprocess-prefetch".into())
                     .spawn_scoped(s, move || inputs.prefetch(&next.items));
             }
-            pool.install(|| make_shard(p, cfg, &inputs, &progress))
+            pool.install(|| make_shard(p, cfg, &inputs, &progress, retry.get(&p.file)))
         });
         if tx.send(output).is_err() {
             send_failed = true;
@@ -216,4 +243,36 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     }
     progress.finish();
     finish::finish(cfg, &inputs, &plan, state, shards_kept, pending.len(), pending_rows, t0)
+}
+
+/// Takes the output folder's lock, or says which build holds it.
+fn lock_output(out: &std::path::Path) -> Result<std::fs::File> {
+    use std::io::{Read, Seek, Write};
+    let path = out.join(LOCK_FILE);
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .with_context(|| format!("opening the lock {}", path.display()))?;
+    match fs4::FileExt::try_lock(&f) {
+        Ok(()) => {}
+        Err(fs4::TryLockError::WouldBlock) => {
+            let mut holder = String::new();
+            let _ = f.read_to_string(&mut holder);
+            bail!(
+                "{} is being built by another preprocess build ({}, holding the lock {}); wait for it to finish, \
+                 or stop it, or use another --output",
+                out.display(),
+                holder.trim().strip_prefix("pid ").map(|p| format!("pid {p}")).unwrap_or_else(|| "pid unknown".into()),
+                path.display()
+            )
+        }
+        Err(fs4::TryLockError::Error(e)) => {
+            return Err(e).with_context(|| format!("locking {}", path.display()));
+        }
+    }
+    f.set_len(0).and_then(|_| f.rewind()).and_then(|_| write!(f, "pid {}\n", std::process::id())).ok();
+    Ok(f)
 }

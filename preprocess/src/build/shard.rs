@@ -13,10 +13,10 @@ use anyhow::{Context, Result};
 use rayon::prelude::*;
 
 use super::plan::PlannedShard;
-use super::state::{ShardRecord, State};
+use super::state::{stamp, RejectedFile, ShardRecord, State};
 use super::BuildConfig;
 use crate::imageproc::{encode_jpeg, process};
-use crate::inputs::Inputs;
+use crate::inputs::{Inputs, Source};
 
 /// A decoded shard on its way to the writer.
 pub(super) struct ShardOutput {
@@ -28,12 +28,21 @@ pub(super) struct ShardOutput {
     labels: Vec<i16>,
     keys: Vec<String>,
     rejects: Vec<(String, String)>,
+    rejected_files: Vec<RejectedFile>,
     stats: Option<PixelStats>,
 }
 
 /// Decodes and resizes one shard's images in parallel into one buffer, drops rejects,
 /// adds up the statistics (train) and encodes (JPEG). Runs inside the worker pool.
-pub(super) fn make_shard(p: &PlannedShard, cfg: &BuildConfig, inputs: &Inputs, progress: &Progress) -> ShardOutput {
+/// `count_only`: the statistics cover only the rows of these keys (a shard rebuilt to
+/// retry its changed rejects: the other rows are already counted).
+pub(super) fn make_shard(
+    p: &PlannedShard,
+    cfg: &BuildConfig,
+    inputs: &Inputs,
+    progress: &Progress,
+    count_only: Option<&HashSet<String>>,
+) -> ShardOutput {
     let n = p.items.len();
     let mut pixels = vec![0u8; n * IMAGE_BYTES];
     let results: Vec<Result<(), String>> = pixels
@@ -49,6 +58,7 @@ pub(super) fn make_shard(p: &PlannedShard, cfg: &BuildConfig, inputs: &Inputs, p
     let mut labels = Vec::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
     let mut rejects = Vec::new();
+    let mut rejected_files = Vec::new();
     let mut kept = 0;
     for (i, (item, r)) in p.items.iter().zip(results).enumerate() {
         match r {
@@ -60,10 +70,26 @@ pub(super) fn make_shard(p: &PlannedShard, cfg: &BuildConfig, inputs: &Inputs, p
                 keys.push(item.key.clone());
                 kept += 1;
             }
-            Err(reason) => rejects.push((inputs.describe(item), reason)),
+            Err(reason) => {
+                if let Source::File(path) = &item.source {
+                    rejected_files.push(RejectedFile { key: item.key.clone(), path: path.clone(), stamp: stamp(path) });
+                }
+                rejects.push((inputs.describe(item), reason))
+            }
         }
     }
     pixels.truncate(kept * IMAGE_BYTES);
+    let counted: std::borrow::Cow<[u8]> = match count_only {
+        None => std::borrow::Cow::Borrowed(&pixels),
+        Some(count_only_keys) => std::borrow::Cow::Owned(
+            pixels
+                .chunks_exact(IMAGE_BYTES)
+                .zip(&keys)
+                .filter(|(_, k)| count_only_keys.contains(*k))
+                .flat_map(|(px, _)| px.iter().copied())
+                .collect(),
+        ),
+    };
 
     let stats = (p.split == Split::Train).then(|| {
         const REGION: usize = 3 * 2048;
@@ -72,9 +98,9 @@ pub(super) fn make_shard(p: &PlannedShard, cfg: &BuildConfig, inputs: &Inputs, p
             .pixel_sum
             .par_chunks_mut(REGION)
             .enumerate()
-            .map(|(k, sums)| accumulate_region(&pixels, k * REGION, sums))
+            .map(|(k, sums)| accumulate_region(&counted, k * REGION, sums))
             .reduce(Moments::default, Moments::merge);
-        s.add_counted(kept, m);
+        s.add_counted(counted.len() / IMAGE_BYTES, m);
         s
     });
     let jpeg = (cfg.encoding == Encoding::Jpeg).then(|| {
@@ -83,7 +109,8 @@ pub(super) fn make_shard(p: &PlannedShard, cfg: &BuildConfig, inputs: &Inputs, p
             .map(|img| encode_jpeg(img, cfg.quality).expect("encoding a 256x256 RGB image cannot fail"))
             .collect()
     });
-    ShardOutput { split: p.split, file: p.file.clone(), pixels, jpeg, labels, keys, rejects, stats }
+    drop(counted);
+    ShardOutput { split: p.split, file: p.file.clone(), pixels, jpeg, labels, keys, rejects, rejected_files, stats }
 }
 
 pub(super) fn write_shard(
@@ -106,6 +133,9 @@ pub(super) fn write_shard(
             state.train_stats.merge(stats);
         }
     }
-    state.shards.insert(shard.file.clone(), ShardRecord { split: shard.split, entry, rejects: shard.rejects });
+    state.shards.insert(
+        shard.file.clone(),
+        ShardRecord { split: shard.split, entry, rejects: shard.rejects, rejected_files: shard.rejected_files },
+    );
     state.save(dir)
 }

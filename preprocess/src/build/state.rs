@@ -18,6 +18,35 @@ pub(super) struct ShardRecord {
     pub(super) entry: ShardEntry,
     /// (source path, reason) of the inputs of this shard that could not be used.
     pub(super) rejects: Vec<(String, String)>,
+    /// The rejected input files as they were (size, modification time): one that
+    /// changed since is retried by a rerun (its shard is rebuilt).
+    #[serde(default)]
+    pub(super) rejected_files: Vec<RejectedFile>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(super) struct RejectedFile {
+    pub(super) key: String,
+    pub(super) path: PathBuf,
+    pub(super) stamp: Option<(u64, i128)>,
+}
+
+/// A file's size and modification time (ns), or None when it cannot be read.
+pub(super) fn stamp(path: &Path) -> Option<(u64, i128)> {
+    let m = std::fs::metadata(path).ok()?;
+    let t = m.modified().ok()?;
+    let ns = match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_nanos() as i128,
+        Err(e) => -(e.duration().as_nanos() as i128),
+    };
+    Some((m.len(), ns))
+}
+
+impl ShardRecord {
+    /// The keys of the rejected inputs whose files changed since the shard was made.
+    pub(super) fn changed_rejects(&self) -> Vec<String> {
+        self.rejected_files.iter().filter(|r| stamp(&r.path) != r.stamp).map(|r| r.key.clone()).collect()
+    }
 }
 
 #[derive(Debug, Serialize, Deserialize)]

@@ -10,6 +10,12 @@
 //!
 //! Both `ROOT/{train,val}` and Kaggle's `ROOT/ILSVRC/Data/CLS-LOC/{train,val}` are found.
 //! Class names come from `LOC_synset_mapping.txt` when present.
+//!
+//! Every entry of a class folder is either an input or a line in rejects.tsv: a dangling
+//! symlink, a symlink loop, a FIFO, a device, a folder named like an image and a file
+//! name that is not UTF-8 are rejected with the reason (and count in the reject rate;
+//! nothing is opened to find out). A class folder that is empty, a symlink loop, or
+//! named in non-UTF-8 is refused (torchvision's ImageFolder refuses an empty class).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -49,12 +55,7 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
     };
 
     // Classes: the sub-folders of train.
-    let mut class_dirs = Vec::new();
-    for entry in read_dir_sorted(&train_dir)? {
-        if entry.is_dir() {
-            class_dirs.push(entry);
-        }
-    }
+    let class_dirs = class_folders(&train_dir)?;
     let wnids: Vec<String> = class_dirs.iter().map(|d| file_name(d)).collect();
     let classes = ClassIndex::new(wnids.clone())
         .with_context(|| format!("{}: no class sub-folders (train/<wnid>/*.JPEG)", train_dir.display()))?;
@@ -67,10 +68,20 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
     };
 
     let mut train = Vec::new();
+    let mut list_rejects = Vec::new();
     for dir in &class_dirs {
         let wnid = file_name(dir);
         let label = classes.index(&wnid).expect("class from train") as i16;
-        let files = image_files(dir)?;
+        let (files, rejects) = image_files(dir)?;
+        if files.is_empty() {
+            bail!(
+                "{}: the class folder holds no images{}: every class needs train images (torchvision's \
+                 ImageFolder refuses an empty class too); remove the folder or add its images",
+                dir.display(),
+                if rejects.is_empty() { String::new() } else { format!(" ({} unusable entries)", rejects.len()) }
+            );
+        }
+        list_rejects.extend(rejects);
         let take = opt.limit_per_class.unwrap_or(usize::MAX);
         for f in files.into_iter().take(take) {
             let key = format!("{wnid}/{}", file_name(&f));
@@ -81,10 +92,11 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         bail!("{}: the class folders hold no files", train_dir.display());
     }
 
-    let (val, list_rejects, val_layout) = match &val_dir {
+    let (val, val_rejects, val_layout) = match &val_dir {
         None => (Vec::new(), Vec::new(), "none (no val folder)".to_string()),
         Some(dir) => list_val(dir, &classes, opt, &find)?,
     };
+    list_rejects.extend(val_rejects);
     Ok(Inputs {
         classes,
         names,
@@ -112,23 +124,26 @@ fn list_val(
     let take = opt.limit_per_class.unwrap_or(usize::MAX);
     let mut items = Vec::new();
     if entries.iter().any(|e| e.is_dir()) {
-        for d in entries.iter().filter(|e| e.is_dir()) {
-            let wnid = file_name(d);
+        let mut rejects = Vec::new();
+        for d in class_folders(dir)? {
+            let wnid = file_name(&d);
             let label = classes
                 .index(&wnid)
                 .with_context(|| format!("val class folder {wnid} ({}) is not a class of train", d.display()))?
                 as i16;
-            for f in image_files(d)?.into_iter().take(take) {
+            let (files, r) = image_files(&d)?;
+            rejects.extend(r);
+            for f in files.into_iter().take(take) {
                 items.push(Item { key: format!("{wnid}/{}", file_name(&f)), label, source: Source::File(f) });
             }
         }
-        return Ok((items, Vec::new(), "class folders".into()));
+        return Ok((items, rejects, "class folders".into()));
     }
 
     // Flat: labels from a file.
-    let candidates: Vec<Candidate> = entries
+    let (files, entry_rejects) = image_files(dir)?;
+    let candidates: Vec<Candidate> = files
         .into_iter()
-        .filter(|e| e.is_file() && !is_hidden(&file_name(e)))
         .map(|f| Candidate { name: file_name(&f), path: f.display().to_string(), source: Source::File(f) })
         .collect();
     let labels_path =
@@ -153,7 +168,7 @@ fn list_val(
             format!("flat, devkit labels from {}", labels_path.display()),
         )
     };
-    let (items, rejects) = labels::label_flat(
+    let (items, mut rejects) = labels::label_flat(
         candidates,
         &by_stem,
         classes,
@@ -161,6 +176,7 @@ fn list_val(
         &labels_path.display().to_string(),
         &file_name(&labels_path),
     )?;
+    rejects.extend(entry_rejects);
     Ok((items, rejects, layout))
 }
 
@@ -192,9 +208,88 @@ fn read_dir_sorted(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(v)
 }
 
-/// The regular files of a class folder, sorted, hidden files skipped.
-fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
-    Ok(read_dir_sorted(dir)?.into_iter().filter(|p| p.is_file() && !is_hidden(&file_name(p))).collect())
+/// The class folders of a split folder, sorted: its sub-folders (following symlinks).
+/// A symlink that leads nowhere or into a loop, and a name that is not UTF-8, are
+/// refused (they would be a missing or a lossy, colliding class); files are not classes.
+fn class_folders(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut v = Vec::new();
+    for p in read_dir_sorted(dir)? {
+        let Some(name) = p.file_name() else { continue };
+        if is_hidden(&name.to_string_lossy()) {
+            continue;
+        }
+        let link = std::fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+        match std::fs::metadata(&p) {
+            Ok(m) if m.is_dir() => {}
+            Ok(_) => continue,
+            Err(e) if link => bail!("{}: a symlink that cannot be followed ({e}): fix or remove it", p.display()),
+            Err(e) => bail!("{}: {e}", p.display()),
+        }
+        if name.to_str().is_none() {
+            bail!(
+                "{}: the class folder name is not UTF-8: rename it to its wnid (names that differ only in \
+                 invalid bytes would be one class)",
+                p.display()
+            );
+        }
+        v.push(p);
+    }
+    Ok(v)
+}
+
+/// The image files of a class (or flat val) folder, sorted, hidden files skipped, and
+/// the entries that cannot be inputs with the reason. Nothing is opened.
+fn image_files(dir: &Path) -> Result<(Vec<PathBuf>, Vec<ListReject>)> {
+    let mut files = Vec::new();
+    let mut rejects = Vec::new();
+    for p in read_dir_sorted(dir)? {
+        let Some(name) = p.file_name() else { continue };
+        if is_hidden(&name.to_string_lossy()) {
+            continue;
+        }
+        match entry_problem(&p) {
+            None => files.push(p),
+            Some(reason) => rejects.push(ListReject { path: p.display().to_string(), reason }),
+        }
+    }
+    Ok((files, rejects))
+}
+
+/// Why an entry of a class folder cannot be an input, or None for a regular file with
+/// a UTF-8 name.
+fn entry_problem(p: &Path) -> Option<String> {
+    use std::os::unix::fs::FileTypeExt;
+    let link = std::fs::symlink_metadata(p).map(|m| m.file_type().is_symlink()).unwrap_or(false);
+    let meta = match std::fs::metadata(p) {
+        Ok(m) => m,
+        Err(e) if e.raw_os_error() == Some(40) => return Some("not a file: a symlink loop".into()),
+        Err(e) if link && e.kind() == std::io::ErrorKind::NotFound => {
+            return Some("not a file: a dangling symlink".into())
+        }
+        Err(e) => return Some(format!("unreadable: {e}")),
+    };
+    let t = meta.file_type();
+    let via = if link { "a symlink to " } else { "" };
+    let what = if t.is_file() {
+        None
+    } else if t.is_dir() {
+        Some("a folder")
+    } else if t.is_fifo() {
+        Some("a FIFO")
+    } else if t.is_char_device() || t.is_block_device() {
+        Some("a device")
+    } else if t.is_socket() {
+        Some("a socket")
+    } else {
+        Some("not a regular file")
+    };
+    if let Some(w) = what {
+        return Some(format!("not a file: {via}{w}"));
+    }
+    if p.file_name().and_then(|n| n.to_str()).is_none() {
+        return Some("bad name: the file name is not UTF-8; rename it".into());
+    }
+    None
 }
 
 fn file_name(p: &Path) -> String {

@@ -12,7 +12,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::data::{Normalization, Shuffle, MAX_BATCH, MAX_PREFETCH, MAX_WORKERS};
+use crate::data::{Normalization, OnDamaged, Shuffle, MAX_BATCH, MAX_PREFETCH, MAX_WORKERS};
 use crate::model::ModelConfig;
 use crate::schedule::Schedule;
 use overrides::list;
@@ -80,6 +80,10 @@ pub struct DataSection {
     /// when more than 0 their error drives the plateau schedule instead of val's, so
     /// val stays untouched by any training decision. Drawn once from the seed.
     pub holdout: usize,
+    /// A row whose bytes fail their check when read (format 2's per-row CRC-32C, a
+    /// format 1 shard's sha256): `stop` (an error naming the shard and row) or `skip`
+    /// (left out of its batch, with a warning line naming it).
+    pub on_damaged: OnDamaged,
 }
 
 impl Default for DataSection {
@@ -92,6 +96,7 @@ impl Default for DataSection {
             flip: true,
             pca_noise: true,
             holdout: 0,
+            on_damaged: OnDamaged::Stop,
         }
     }
 }

@@ -21,6 +21,8 @@ pub(super) struct HostBuffer {
     pub(super) alphas: Vec<[f32; 3]>,
     pub(super) specs: Vec<CropSpec>,
     pub(super) rows: Vec<usize>,
+    /// Rows left out of this batch because their bytes failed the check (skip mode).
+    pub(super) skipped: u64,
 }
 
 // SAFETY: a HostBuffer is owned by exactly one thread at a time (it moves through the
@@ -59,6 +61,7 @@ impl HostBuffer {
             alphas: Vec::with_capacity(capacity),
             specs: Vec::with_capacity(capacity),
             rows: Vec::with_capacity(capacity),
+            skipped: 0,
         })
     }
 
@@ -68,6 +71,7 @@ impl HostBuffer {
         self.alphas.clear();
         self.specs.clear();
         self.rows.clear();
+        self.skipped = 0;
     }
 
     /// Crops held: images x crops per image.

@@ -75,6 +75,19 @@ fn available_memory() -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// What a loader does with a row whose bytes fail their check (the shard's per-row
+/// CRC-32C, or a format 1 shard's sha256).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnDamaged {
+    /// Stop with an error naming the shard and row (the default).
+    #[default]
+    Stop,
+    /// Leave the row out of its batch, print a warning naming it and count it in
+    /// [`super::LoaderStats::skipped`].
+    Skip,
+}
+
 #[derive(Debug, Clone)]
 pub struct LoaderConfig {
     /// Images per batch (a ten-crop batch holds 10x as many crops).
@@ -102,6 +115,11 @@ pub struct LoaderConfig {
     pub transform: Option<PixelTransform>,
     /// The rows of the split this loader covers.
     pub rows: Rows,
+    /// Check every row's bytes when a worker reads it (default on; off only to measure
+    /// what the check costs).
+    pub check_rows: bool,
+    /// What to do with a row that fails the check.
+    pub on_damaged: OnDamaged,
 }
 
 impl LoaderConfig {
@@ -121,6 +139,8 @@ impl LoaderConfig {
             pin_memory: None,
             transform: None,
             rows: Rows::All,
+            check_rows: true,
+            on_damaged: OnDamaged::Stop,
         }
     }
 

@@ -40,6 +40,8 @@ pub struct LoaderStats {
     pub wait: Duration,
     /// Batches ready when the last one was taken (queue depth).
     pub ready_depth: usize,
+    /// Rows left out because their bytes failed the check ([`super::OnDamaged::Skip`]).
+    pub skipped: u64,
 }
 
 /// The loader of one split in one mode (train crops, center or ten crops).
@@ -170,6 +172,7 @@ impl Loader {
         self.stats.wait += t.elapsed();
         self.stats.batches += 1;
         self.stats.images += (buf.len() / self.cfg.crops.per_image()) as u64;
+        self.stats.skipped += buf.skipped;
         self.stats.ready_depth = self.ready_rx.len() + self.pending.len();
         self.next += 1;
         Ok(Some(Batch::new(buf, self.free_tx.clone(), self.cfg.crop)))

@@ -56,7 +56,7 @@ pub mod seed;
 mod worker;
 
 pub use batch::Batch;
-pub use config::{Crops, LoaderConfig, Rows, Shuffle, MAX_BATCH, MAX_PREFETCH, MAX_WORKERS};
+pub use config::{Crops, LoaderConfig, OnDamaged, Rows, Shuffle, MAX_BATCH, MAX_PREFETCH, MAX_WORKERS};
 pub use error::{DataError, LoaderError};
 pub use loader::{Loader, LoaderStats};
 pub use normalize::Normalizer;

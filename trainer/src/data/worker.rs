@@ -1,9 +1,12 @@
 //! One loader worker thread: take a free buffer, then the next job (one batch of a
 //! pass), decode each row's image when the shard holds JPEG, crop, flip and draw its
 //! colour noise ([`super::augment`]), write the crops in place into the buffer (uint8,
-//! or float through [`super::PixelTransform`]), and hand it to the ready queue. A
-//! damaged row is an error naming its shard and row, and a panic is caught and reported,
-//! so the consumer never hangs on a dead worker.
+//! or float through [`super::PixelTransform`]), and hand it to the ready queue. Each
+//! row's bytes are checked as they are read (its CRC-32C, or a format 1 shard's sha256
+//! once; see `alexnet_shared::ShardReader::check_row`). A damaged row is an error
+//! naming its shard and row (or, with [`super::OnDamaged::Skip`], left out with a
+//! warning), and a panic is caught and reported, so the consumer never hangs on a dead
+//! worker.
 
 use std::sync::Arc;
 use std::thread::JoinHandle;
@@ -13,7 +16,7 @@ use crossbeam_channel::{select, Receiver, Sender};
 
 use super::augment::{center_crop, crop_into, ten_crops, train_draw, CropSpec};
 use super::batch::HostBuffer;
-use super::config::{Crops, LoaderConfig};
+use super::config::{Crops, LoaderConfig, OnDamaged};
 use super::error::DataError;
 
 /// One batch of a pass.
@@ -91,7 +94,15 @@ impl WorkerCtx {
         let ten = ten_crops(crop);
         let mut slot = 0;
         for &(position, row) in &job.items {
-            let (src, label) = self.image(row, decoded)?;
+            let (src, label) = match self.image(row, decoded) {
+                Ok(x) => x,
+                Err(Damaged(e)) if self.cfg.on_damaged == OnDamaged::Skip => {
+                    eprintln!("warning: {e} (skipped: on_damaged = skip)");
+                    buf.skipped += 1;
+                    continue;
+                }
+                Err(Damaged(e) | Other(e)) => return Err(e),
+            };
             let one: [CropSpec; 1];
             let (specs, alpha): (&[CropSpec], [f32; 3]) = match self.cfg.crops {
                 Crops::Train => {
@@ -118,29 +129,49 @@ impl WorkerCtx {
                 slot += 1;
             }
         }
+        if slot == 0 && !job.items.is_empty() {
+            return Err(DataError::Config(format!("every row of batch {} is damaged (skipped)", job.index)));
+        }
         Ok(())
     }
 
     /// The 256x256x3 pixels of split row `row` (a slice of the map, or decoded into
     /// `decoded`) and its label.
-    fn image<'a>(&'a self, row: usize, decoded: &'a mut [u8]) -> Result<(&'a [u8], i64), DataError> {
+    fn image<'a>(&'a self, row: usize, decoded: &'a mut [u8]) -> Result<(&'a [u8], i64), RowError> {
         let Some((s, r)) = self.split.locate(row) else {
-            return Err(DataError::Config(format!("row {row} is outside the split ({} rows)", self.split.len())));
+            return Err(Other(DataError::Config(format!(
+                "row {row} is outside the split ({} rows)",
+                self.split.len()
+            ))));
         };
         let shard = &self.split.shards()[s];
-        let bytes = shard.image(r);
+        if self.cfg.check_rows {
+            shard.check_row(r).map_err(|e| {
+                let message = match e {
+                    alexnet_shared::Error::Damaged { message, .. } => message,
+                    other => other.to_string(),
+                };
+                Damaged(DataError::Image { shard: shard.path().to_path_buf(), row: r, message })
+            })?;
+        }
+        let bytes = shard.image_unchecked(r);
         let label = shard.labels()[r] as i64;
         if shard.encoding() != Encoding::Jpeg {
             return Ok((bytes, label));
         }
-        decode_jpeg(bytes, decoded).map_err(|message| DataError::Image {
-            shard: shard.path().to_path_buf(),
-            row: r,
-            message,
-        })?;
+        decode_jpeg(bytes, decoded)
+            .map_err(|message| Other(DataError::Image { shard: shard.path().to_path_buf(), row: r, message }))?;
         Ok((decoded, label))
     }
 }
+
+/// Why a row could not be read: its bytes failed their check (skippable), or anything
+/// else (a row outside the split, a JPEG that does not decode).
+enum RowError {
+    Damaged(DataError),
+    Other(DataError),
+}
+use RowError::{Damaged, Other};
 
 /// Decodes a 256x256 RGB JPEG of a shard into `out` (196608 bytes).
 fn decode_jpeg(bytes: &[u8], out: &mut [u8]) -> Result<(), String> {

@@ -201,6 +201,7 @@ fn pipelines(
         c.shuffle = cfg.data.shuffle;
         c.flip = cfg.data.flip;
         c.pca_noise = cfg.data.pca_noise;
+        c.on_damaged = cfg.data.on_damaged;
         c.rows = rows;
         c
     };
