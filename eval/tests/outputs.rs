@@ -94,13 +94,13 @@ fn non_finite_weights_and_probabilities_are_errors() {
     let e = format!("{:#}", eval::kernels::conv1(&nan).unwrap_err());
     assert!(e.contains("features.0.weight holds a non-finite value"), "{e}");
     let inf = checkpoint(&t.path().join("inf.safetensors"), &data, |vs| {
-        let _ = vs.variables()["classifier.6.bias"].fill_(f64::INFINITY);
+        let _ = vs.variables()["classifier.6.bias"].shallow_clone().fill_(f64::INFINITY);
     });
     let e = format!("{:#}", run(&config(&inf, &data)).unwrap_err());
     assert!(e.contains("classifier.6.bias holds a non-finite value (inf"), "{e}");
     // Finite weights whose outputs overflow to inf, and softmax to NaN.
     let big = checkpoint(&t.path().join("big.safetensors"), &data, |vs| {
-        let _ = vs.variables()["classifier.6.weight"].fill_(3e38);
+        let _ = vs.variables()["classifier.6.weight"].shallow_clone().fill_(3e38);
     });
     let mut cfg = config(&big, &data);
     cfg.predictions = Some(t.path().join("p.csv"));

@@ -44,7 +44,7 @@ unsafe impl GlobalAlloc for Tracking {
 #[global_allocator]
 static ALLOC: Tracking = Tracking;
 
-const CASES_PER_FILE: u64 = 400;
+const CASES_PER_FILE: u64 = 1000;
 const DEADLINE: Duration = Duration::from_secs(120);
 
 /// The tiny paper model of the corpus: 2 classes, width 0.01, crop 67.
