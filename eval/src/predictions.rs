@@ -129,7 +129,9 @@ impl PredictionWriter {
     pub fn finish(mut self) -> Result<()> {
         self.flush_batch()?;
         let file = match self.sink {
-            Sink::Csv(w) => w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", self.tmp.display()))?,
+            Sink::Csv(w) => {
+                w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", self.tmp.display()))?
+            }
             Sink::Parquet(ps) => ps.writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?,
         };
         file.commit().with_context(|| format!("writing {}", self.path.display()))?;

@@ -75,7 +75,11 @@ fn eval_bin(args: &[&str]) -> (i32, String, String) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let o = child.wait_with_output().unwrap();
-    (o.status.code().unwrap_or(-1), String::from_utf8_lossy(&o.stdout).into(), String::from_utf8_lossy(&o.stderr).into())
+    (
+        o.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&o.stdout).into(),
+        String::from_utf8_lossy(&o.stderr).into(),
+    )
 }
 
 /// B4: a NaN weight or an infinite bias is refused naming the tensor, in score and in
@@ -109,7 +113,14 @@ fn non_finite_weights_and_probabilities_are_errors() {
     assert!(!t.path().join("p.csv").exists() && !t.path().join(".p.csv.tmp").exists());
     // Through the binary: one error line, exit 1.
     let (code, _, err) = eval_bin(&[
-        "score", "--checkpoint", nan.to_str().unwrap(), "--data", data.to_str().unwrap(), "--crops", "center", "--quiet",
+        "score",
+        "--checkpoint",
+        nan.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--crops",
+        "center",
+        "--quiet",
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.starts_with("error: ") && err.trim_end().lines().count() == 1, "{err}");
@@ -166,9 +177,17 @@ fn outputs_go_through_links_and_into_fifos_and_fifo_checkpoints_are_refused() {
     for (p, what) in [(&fifo, "a FIFO"), (&to_fifo, "a FIFO"), (&folder, "a directory")] {
         let (code, _, err) = eval_bin(&["score", "--checkpoint", p.to_str().unwrap(), "--data", data_s]);
         assert_eq!(code, 1, "{err}");
-        assert!(err.contains(&format!("is {what}, not a checkpoint file")) && err.trim_end().lines().count() == 1, "{err}");
-        let (code, _, err) =
-            eval_bin(&["kernels", "--checkpoint", p.to_str().unwrap(), "--out", t.path().join("k.png").to_str().unwrap()]);
+        assert!(
+            err.contains(&format!("is {what}, not a checkpoint file")) && err.trim_end().lines().count() == 1,
+            "{err}"
+        );
+        let (code, _, err) = eval_bin(&[
+            "kernels",
+            "--checkpoint",
+            p.to_str().unwrap(),
+            "--out",
+            t.path().join("k.png").to_str().unwrap(),
+        ]);
         assert!(code == 1 && err.contains(&format!("is {what}")), "{err}");
     }
 }

@@ -147,13 +147,43 @@ fn mutate(b: &[u8], rng: &mut Rng) -> Vec<u8> {
             let (_, h) = safetensors::SafeTensors::read_metadata(b).unwrap();
             let mut meta = h.metadata().clone().unwrap_or_default();
             let keys = [
-                "num_classes", "crop", "width", "lrn_alpha", "lrn_towers", "epoch", "step", "wnids", "model",
-                "normalization", "format", "batch", "global_step", "val_errors", "best_top1", "tensors_sha256",
+                "num_classes",
+                "crop",
+                "width",
+                "lrn_alpha",
+                "lrn_towers",
+                "epoch",
+                "step",
+                "wnids",
+                "model",
+                "normalization",
+                "format",
+                "batch",
+                "global_step",
+                "val_errors",
+                "best_top1",
+                "tensors_sha256",
                 "model_tensors_sha256",
             ];
             let values = [
-                "NaN", "inf", "-1", "0", "1e308", "18446744073709551616", "", "[", "[\"n01\"]", "1000000000",
-                "4", "0.5", "owt", "paper", "alexnet-checkpoint-v1", "alexnet-optim-v1", "[1e309]", "3",
+                "NaN",
+                "inf",
+                "-1",
+                "0",
+                "1e308",
+                "18446744073709551616",
+                "",
+                "[",
+                "[\"n01\"]",
+                "1000000000",
+                "4",
+                "0.5",
+                "owt",
+                "paper",
+                "alexnet-checkpoint-v1",
+                "alexnet-optim-v1",
+                "[1e309]",
+                "3",
             ];
             meta.insert(keys[rng.below(keys.len())].into(), values[rng.below(values.len())].into());
             v = safetensors::serialize(st.tensors(), Some(meta)).unwrap();

@@ -161,11 +161,29 @@ impl View<'_> {
 /// None for integer dtypes or when every value is finite.
 fn non_finite(dtype: Dtype, data: &[u8]) -> Option<(usize, String)> {
     match dtype {
-        Dtype::F32 => data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).enumerate().find(|(_, x)| !x.is_finite()).map(|(i, x)| (i, x.to_string())),
-        Dtype::F64 => data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8]))).enumerate().find(|(_, x)| !x.is_finite()).map(|(i, x)| (i, x.to_string())),
+        Dtype::F32 => data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .enumerate()
+            .find(|(_, x)| !x.is_finite())
+            .map(|(i, x)| (i, x.to_string())),
+        Dtype::F64 => data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().unwrap_or([0; 8])))
+            .enumerate()
+            .find(|(_, x)| !x.is_finite())
+            .map(|(i, x)| (i, x.to_string())),
         // Exponent bits all ones: NaN or infinity.
-        Dtype::F16 => data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).position(|x| x & 0x7c00 == 0x7c00).map(|i| (i, "NaN or inf".into())),
-        Dtype::BF16 => data.chunks_exact(2).map(|b| u16::from_le_bytes([b[0], b[1]])).position(|x| x & 0x7f80 == 0x7f80).map(|i| (i, "NaN or inf".into())),
+        Dtype::F16 => data
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .position(|x| x & 0x7c00 == 0x7c00)
+            .map(|i| (i, "NaN or inf".into())),
+        Dtype::BF16 => data
+            .chunks_exact(2)
+            .map(|b| u16::from_le_bytes([b[0], b[1]]))
+            .position(|x| x & 0x7f80 == 0x7f80)
+            .map(|i| (i, "NaN or inf".into())),
         _ => None,
     }
 }
@@ -205,9 +223,8 @@ impl TensorFile {
                 _ => true,
             };
             if first_bad.is_none() && suspect {
-                first_bad = non_finite(v.dtype, v.data).map(|(i, x)| {
-                    format!("{name} holds a non-finite value ({x} at element {i} of {})", v.shape_len())
-                });
+                first_bad = non_finite(v.dtype, v.data)
+                    .map(|(i, x)| format!("{name} holds a non-finite value ({x} at element {i} of {})", v.shape_len()));
             }
         }
         let got = h.finish();

@@ -43,8 +43,11 @@ pub struct CheckpointMeta {
 /// fingerprint although their `dataset.json` differ (build parameters, sources).
 pub fn data_fingerprint(manifest: &alexnet_shared::Manifest) -> String {
     use sha2::{Digest, Sha256};
-    let splits: std::collections::BTreeMap<&String, Vec<(u64, &String)>> =
-        manifest.splits.iter().map(|(name, s)| (name, s.shards.iter().map(|sh| (sh.rows, &sh.sha256)).collect())).collect();
+    let splits: std::collections::BTreeMap<&String, Vec<(u64, &String)>> = manifest
+        .splits
+        .iter()
+        .map(|(name, s)| (name, s.shards.iter().map(|sh| (sh.rows, &sh.sha256)).collect()))
+        .collect();
     let canonical = serde_json::json!({ "wnids": manifest.wnids(), "splits": splits });
     hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }

@@ -15,7 +15,11 @@ use super::{bad, CheckpointError, CheckpointMeta};
 /// Writes every variable of `vs` (float32, contiguous, on the CPU) to `path` with the
 /// metadata (and `tensors_sha256`), atomically. Returns the tensors' hash (None without
 /// metadata).
-pub fn save_model(path: &Path, vs: &VarStore, meta: Option<&CheckpointMeta>) -> Result<Option<String>, CheckpointError> {
+pub fn save_model(
+    path: &Path,
+    vs: &VarStore,
+    meta: Option<&CheckpointMeta>,
+) -> Result<Option<String>, CheckpointError> {
     let map = meta.map(|m| m.to_map()).transpose().map_err(|e| bad(path, format!("metadata: {e}")))?;
     write_tensors(path, vs.variables().into_iter().collect(), map)
 }
@@ -79,7 +83,10 @@ impl Checkpoint {
             crate::model::Arch::Owt => ("classifier.6.weight", "classifier.4.weight"),
         };
         let mismatch = |what: String| {
-            bad(self.path(), format!("its metadata does not describe its tensors: {what} (a damaged or hand-edited file?)"))
+            bad(
+                self.path(),
+                format!("its metadata does not describe its tensors: {what} (a damaged or hand-edited file?)"),
+            )
         };
         match shapes.get(fc8).map(Vec::as_slice) {
             Some([rows, _]) if *rows == m.num_classes => {}
@@ -327,8 +334,11 @@ mod tests {
         assert_eq!(recorded.len(), 64);
         drop(ckpt);
         let bad = dir.path().join("flipped.safetensors");
-        std::fs::write(&bad, with_tensor_bytes(&path, "features.4.weight", |d| d[8..72].iter_mut().for_each(|b| *b ^= 0x5a)))
-            .unwrap();
+        std::fs::write(
+            &bad,
+            with_tensor_bytes(&path, "features.4.weight", |d| d[8..72].iter_mut().for_each(|b| *b ^= 0x5a)),
+        )
+        .unwrap();
         let e = Checkpoint::open(&bad).unwrap_err();
         assert!(matches!(e, CheckpointError::Damaged { .. }) && e.is_damage(), "{e}");
         let e = e.to_string();
@@ -354,7 +364,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("m.safetensors");
         let vs = saved(&path, Some(&meta()));
-        for (name, value, shown) in [("features.0.weight", f32::NAN, "NaN"), ("classifier.6.bias", f32::INFINITY, "inf")] {
+        for (name, value, shown) in
+            [("features.0.weight", f32::NAN, "NaN"), ("classifier.6.bias", f32::INFINITY, "inf")]
+        {
             let mut v = vs.variables();
             let t = v.get_mut(name).unwrap();
             tch::no_grad(|| {
@@ -365,7 +377,10 @@ mod tests {
             let e = Checkpoint::open(&p).unwrap_err();
             assert!(matches!(e, CheckpointError::NonFinite { .. }), "{e}");
             let e = e.to_string();
-            assert!(e.contains(&format!("nan.safetensors: {name} holds a non-finite value ({shown} at element 3")), "{e}");
+            assert!(
+                e.contains(&format!("nan.safetensors: {name} holds a non-finite value ({shown} at element 3")),
+                "{e}"
+            );
             tch::no_grad(|| {
                 let _ = t.flatten(0, -1).get(3).fill_(0.0);
             });
@@ -388,7 +403,10 @@ mod tests {
             let p = dir.path().join("edited.safetensors");
             write_tensors(&p, vs.variables().into_iter().collect(), Some(m)).unwrap();
             let e = Checkpoint::open(&p).unwrap_err().to_string();
-            assert!(e.contains("edited.safetensors: its metadata does not describe its tensors") && e.contains(want), "{e}");
+            assert!(
+                e.contains("edited.safetensors: its metadata does not describe its tensors") && e.contains(want),
+                "{e}"
+            );
         }
     }
 
@@ -413,12 +431,15 @@ mod tests {
         std::thread::spawn(move || {
             let r: Vec<String> = paths
                 .iter()
-                .map(|p| Checkpoint::open(p).unwrap_err().to_string() + " | " + &read_header(p).unwrap_err().to_string())
+                .map(|p| {
+                    Checkpoint::open(p).unwrap_err().to_string() + " | " + &read_header(p).unwrap_err().to_string()
+                })
                 .collect();
             tx.send(r).unwrap();
         });
         let got = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("an open blocked");
-        for (e, (name, what)) in got.iter().zip([("fifo", "a FIFO"), ("folder", "a directory"), ("to-fifo", "a FIFO")]) {
+        for (e, (name, what)) in got.iter().zip([("fifo", "a FIFO"), ("folder", "a directory"), ("to-fifo", "a FIFO")])
+        {
             assert_eq!(e.matches(&format!("{name}.safetensors: is {what}, not a checkpoint file")).count(), 2, "{e}");
         }
         assert!(Checkpoint::open(&to_good).unwrap().meta().is_some());

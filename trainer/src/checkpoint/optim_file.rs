@@ -150,7 +150,8 @@ mod tests {
         let b = Tensor::from_slice(&[0.125f64, 3.0]); // stored as float32
         write_optim(&path, &pos, vec![("w".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())], Some("ab12"))
             .unwrap();
-        let OptimState { pos: got, momentum: bufs, model_sha256 } = read_optim(&path, &["w".into(), "b".into()]).unwrap();
+        let OptimState { pos: got, momentum: bufs, model_sha256 } =
+            read_optim(&path, &["w".into(), "b".into()]).unwrap();
         assert_eq!(got, pos);
         assert_eq!(model_sha256.as_deref(), Some("ab12"));
         assert_eq!(bufs.len(), 2);
@@ -182,7 +183,10 @@ mod tests {
         let nan = Tensor::from_slice(&[1.0f32, f32::NAN]);
         write_optim(&path, &pos, vec![("w".into(), nan)], None).unwrap();
         let e = read_optim(&path, &["w".into()]).unwrap_err();
-        assert!(e.is_damage() && e.to_string().contains("momentum.w holds a non-finite value (NaN at element 1"), "{e}");
+        assert!(
+            e.is_damage() && e.to_string().contains("momentum.w holds a non-finite value (NaN at element 1"),
+            "{e}"
+        );
         // An absurd best top-1.
         let odd = Position { best_top1: 7.0, ..pos.clone() };
         write_optim(&path, &odd, vec![], None).unwrap();

@@ -297,7 +297,8 @@ mod tests {
         assert_eq!(survey.unusable.len(), 2);
         assert!(survey.unusable[0].1.contains("no optimizer file epoch-002.optim.safetensors"), "{survey:?}");
 
-        for (stem, step) in [("epoch-998", 9980), ("epoch-999", 9990), ("step-000009995", 9995), ("epoch-1000", 10000)] {
+        for (stem, step) in [("epoch-998", 9980), ("epoch-999", 9990), ("step-000009995", 9995), ("epoch-1000", 10000)]
+        {
             run.write(stem, &vs, &meta, &at(step), vec![]).unwrap();
         }
         run.prune(2, &run.path_of("epoch-1000")).unwrap();

@@ -171,8 +171,7 @@ fn resume_latest(
     opt: &RunOptions,
     main: bool,
 ) -> Result<(PathBuf, Position)> {
-    let mut skipped: Vec<String> =
-        survey.unusable.iter().map(|(p, why)| format!("{}: {why}", p.display())).collect();
+    let mut skipped: Vec<String> = survey.unusable.iter().map(|(p, why)| format!("{}: {why}", p.display())).collect();
     for path in &survey.candidates {
         match resume(learner, path, want, cfg, train_rows, opt, main) {
             Ok(pos) => {
@@ -259,7 +258,9 @@ fn resume(
     let ckpt = Checkpoint::open(path)?;
     let meta = ckpt.meta().cloned().with_context(|| format!("{shown}: checkpoint without metadata"))?;
     if meta.model != want.model {
-        return Err(anyhow::anyhow!("{shown}: a checkpoint of another model ({:?}), not {:?}", meta.model, want.model).into());
+        return Err(
+            anyhow::anyhow!("{shown}: a checkpoint of another model ({:?}), not {:?}", meta.model, want.model).into()
+        );
     }
     if meta.wnids != want.wnids {
         return Err(anyhow::anyhow!("{shown}: made for other classes than {}", opt.data.display()).into());
