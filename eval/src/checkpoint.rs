@@ -4,7 +4,8 @@
 //! AlexNet saved with safetensors), whose model is read off the tensor names and
 //! shapes ([`Checkpoint::infer_config`]). The file is opened once
 //! ([`trainer::checkpoint`] owns the format); classes are matched to the dataset's by
-//! wnid.
+//! wnid. Opening checks the file ([`Checkpoint::open`]): a regular file, intact
+//! (its `tensors_sha256`), finite weights, metadata that describes its tensors.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -31,6 +32,8 @@ pub struct LoadedModel {
     pub bf16: bool,
     /// sha256 of the manifest of the data it was trained on (from the metadata).
     pub manifest_sha256: Option<String>,
+    /// The content of the data it was trained on (`data_fingerprint`; None: not recorded).
+    pub data_fingerprint: Option<String>,
 }
 
 impl LoadedModel {
@@ -139,7 +142,18 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
     vs.freeze();
     let class_map = class_map.map(|m| Tensor::from_slice(&m).to_device(device));
     let manifest_sha256 = meta.map(|m| m.manifest_sha256.clone()).filter(|h| !h.is_empty());
-    Ok(LoadedModel { path: path.to_path_buf(), model, vs, normalization, imported, class_map, bf16, manifest_sha256 })
+    let data_fingerprint = meta.and_then(|m| m.data_fingerprint.clone());
+    Ok(LoadedModel {
+        path: path.to_path_buf(),
+        model,
+        vs,
+        normalization,
+        imported,
+        class_map,
+        bf16,
+        manifest_sha256,
+        data_fingerprint,
+    })
 }
 
 /// For each dataset class (by wnid), its index among the checkpoint's outputs; `None`

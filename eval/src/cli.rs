@@ -10,14 +10,28 @@ use crate::kernels::KernelsConfig;
 use crate::neighbors::{grid, grid_size, spread_rows, write_list, NeighborsConfig};
 use crate::score::ScoreConfig;
 
-/// `eval score`: the per-class table and the summary; the report as JSON to `json`.
-pub fn score(cfg: &ScoreConfig, json: Option<&std::path::Path>) -> Result<String> {
+/// What `eval score` prints: `stdout` for standard output, `stderr` for standard error.
+#[derive(Debug, Default, PartialEq)]
+pub struct Printed {
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// `eval score`: the per-class table and the summary; the report as JSON to `json`
+/// (written as [`alexnet_shared::OutputFile`] does: through symlinks, in place into a
+/// FIFO or device). `-` prints the JSON on standard output and the table on standard
+/// error, so `eval score ... --json - | jq` reads JSON only.
+pub fn score(cfg: &ScoreConfig, json: Option<&std::path::Path>) -> Result<Printed> {
     let report = crate::score::run(cfg)?;
-    if let Some(p) = json {
-        let text = serde_json::to_string_pretty(&report)? + "\n";
-        alexnet_shared::atomic_write(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+    let text = serde_json::to_string_pretty(&report)? + "\n";
+    match json {
+        Some(p) if p == std::path::Path::new("-") => return Ok(Printed { stdout: text, stderr: report.render() }),
+        Some(p) => {
+            alexnet_shared::atomic_write(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?
+        }
+        None => {}
     }
-    Ok(report.render())
+    Ok(Printed { stdout: report.render(), stderr: String::new() })
 }
 
 /// `eval kernels`: writes the picture.

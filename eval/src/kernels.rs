@@ -118,10 +118,17 @@ pub fn run(cfg: &KernelsConfig) -> Result<(u32, u32, usize)> {
     ensure!((1..=64).contains(&cfg.scale), "--scale must be in 1..=64");
     let (w, shape, towers) = conv1(&cfg.checkpoint)?;
     let img = kernel_grid(&w, shape, towers, cfg.scale, cfg.columns);
-    let tmp = cfg.out.with_extension("png.tmp");
-    img.save_with_format(&tmp, image::ImageFormat::Png).with_context(|| format!("writing {}", tmp.display()))?;
-    std::fs::rename(&tmp, &cfg.out).with_context(|| format!("writing {}", cfg.out.display()))?;
+    write_png(&img, &cfg.out)?;
     Ok((img.width(), img.height(), shape[0]))
+}
+
+/// Writes `img` as a PNG to `out` (atomically for a regular file; through symlinks;
+/// in place into a FIFO: see [`alexnet_shared::OutputFile`]).
+pub fn write_png(img: &RgbImage, out: &Path) -> Result<()> {
+    let mut png = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut png, image::ImageFormat::Png).with_context(|| format!("encoding {}", out.display()))?;
+    alexnet_shared::atomic_write(out, png.get_ref()).with_context(|| format!("writing {}", out.display()))?;
+    Ok(())
 }
 
 #[cfg(test)]

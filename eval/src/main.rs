@@ -90,7 +90,8 @@ enum Command {
         /// torch.autocast; softmax and averaging in float32/float64.
         #[arg(long)]
         bf16: bool,
-        /// Write the scores as JSON (top1, top5, images, crops, per_class, ...).
+        /// Write the scores as JSON (top1, top5, images, crops, per_class, ...); `-`:
+        /// on standard output (the table then goes to standard error).
         #[arg(long)]
         json: Option<PathBuf>,
         /// Write every image's top-5 with probabilities: CSV, or Parquet for *.parquet.
@@ -167,7 +168,9 @@ fn run(cli: Cli) -> Result<()> {
             (cfg.split, cfg.crops, cfg.batch_size, cfg.workers) = (split, crops, batch_size, run.workers);
             (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());
             (cfg.predictions, cfg.limit, cfg.progress) = (predictions, limit, !run.quiet);
-            eval::cli::score(&cfg, json.as_deref())?
+            let printed = eval::cli::score(&cfg, json.as_deref())?;
+            eprint!("{}", printed.stderr);
+            printed.stdout
         }
         Command::Kernels { checkpoint, out, scale, columns } => {
             eval::cli::kernels(&eval::kernels::KernelsConfig { checkpoint, out, scale, columns })?

@@ -10,7 +10,6 @@
 //! Queries and train images go through the same input pipeline: the center crop and the
 //! checkpoint's normalization.
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -218,8 +217,7 @@ pub fn write_list(path: &std::path::Path, data: &std::path::Path, split: Split, 
             );
         }
     }
-    let mut f = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
+    alexnet_shared::atomic_write(path, text.as_bytes()).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 

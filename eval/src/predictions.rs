@@ -2,11 +2,14 @@
 //! name ends in `.parquet`. Columns: `key` (the image's source path in its split),
 //! `label` (class index), then `class_1, prob_1, ..., class_k, prob_k` with
 //! k = min(5, classes), ordered by probability, ties to the lower class index.
-//! Written under a temporary name and renamed when complete.
+//! Written as [`OutputFile`] writes: a regular file under a temporary name renamed when
+//! complete (left as it was when scoring fails), a symlink through to its target, a
+//! FIFO or device in place.
 
-use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
+
+use alexnet_shared::OutputFile;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -24,7 +27,7 @@ pub struct Prediction<'a> {
 }
 
 struct ParquetSink {
-    writer: ArrowWriter<File>,
+    writer: ArrowWriter<OutputFile>,
     schema: Arc<Schema>,
     keys: StringBuilder,
     labels: Int32Builder,
@@ -32,12 +35,13 @@ struct ParquetSink {
 }
 
 enum Sink {
-    Csv(BufWriter<File>),
+    Csv(BufWriter<OutputFile>),
     Parquet(Box<ParquetSink>),
 }
 
 pub struct PredictionWriter {
     path: PathBuf,
+    /// What is written now (the temporary file, or the target in place), for messages.
     tmp: PathBuf,
     k: usize,
     sink: Sink,
@@ -49,9 +53,8 @@ const PARQUET_BATCH: usize = 8192;
 impl PredictionWriter {
     /// `k`: columns of classes (min(5, classes)).
     pub fn create(path: &Path, k: usize) -> Result<Self> {
-        let name = path.file_name().with_context(|| format!("{}: not a file name", path.display()))?;
-        let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
-        let file = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+        let file = OutputFile::create(path).with_context(|| format!("creating {}", path.display()))?;
+        let tmp = file.writing().to_path_buf();
         let parquet = path.extension().is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
         let sink = if parquet {
             let mut fields =
@@ -125,16 +128,13 @@ impl PredictionWriter {
     /// Completes the file and moves it to its name.
     pub fn finish(mut self) -> Result<()> {
         self.flush_batch()?;
-        match self.sink {
-            Sink::Csv(mut w) => {
-                w.flush()?;
-                w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+        let file = match self.sink {
+            Sink::Csv(w) => {
+                w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", self.tmp.display()))?
             }
-            Sink::Parquet(ps) => {
-                ps.writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?.sync_all()?;
-            }
-        }
-        std::fs::rename(&self.tmp, &self.path).with_context(|| format!("renaming to {}", self.path.display()))?;
+            Sink::Parquet(ps) => ps.writer.into_inner().with_context(|| format!("closing {}", self.tmp.display()))?,
+        };
+        file.commit().with_context(|| format!("writing {}", self.path.display()))?;
         Ok(())
     }
 }

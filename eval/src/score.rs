@@ -116,7 +116,7 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
     cfg.validate()?;
     let ds = Dataset::open(&cfg.data)?;
     let manifest = ds.manifest();
-    let models = open_models(cfg, &manifest.wnids())?;
+    let models = open_models(cfg, manifest)?;
     let split = Arc::new(ds.split(cfg.split)?);
     ensure!(!split.is_empty(), "{}: the {} split is empty", cfg.data.display(), cfg.split);
     let images = cfg.limit.map_or(split.len(), |l| l.min(split.len()));
@@ -153,14 +153,22 @@ pub fn run(cfg: &ScoreConfig) -> Result<ScoreReport> {
 
 /// The checkpoints of `cfg`, for the classes `wnids`; a note for each one trained on
 /// another build of the data.
-fn open_models(cfg: &ScoreConfig, wnids: &[String]) -> Result<Vec<LoadedModel>> {
+fn open_models(cfg: &ScoreConfig, manifest: &Manifest) -> Result<Vec<LoadedModel>> {
+    let wnids = &manifest.wnids();
     let models: Vec<LoadedModel> =
         cfg.checkpoints.iter().map(|p| open(p, &cfg.overrides, wnids, cfg.device, cfg.bf16)).collect::<Result<_>>()?;
     let sha = alexnet_shared::sha256_file(&cfg.data.join(alexnet_shared::MANIFEST_FILE))?;
-    for m in models.iter().filter(|m| m.manifest_sha256.as_ref().is_some_and(|h| *h != sha)) {
+    let content = trainer::checkpoint::data_fingerprint(manifest);
+    // The same images (same fingerprint) in another build of the manifest: no note.
+    let other = |m: &LoadedModel| match &m.data_fingerprint {
+        Some(f) => *f != content,
+        None => m.manifest_sha256.as_ref().is_some_and(|h| *h != sha),
+    };
+    for m in models.iter().filter(|m| other(m)) {
         // Legitimate (another encoding or build of the same images), but the mean image
         // and the statistics come from this dataset, not the one it was trained on.
-        eprintln!("note: {} was trained on another build of the data (manifest sha256 differs)", m.path.display());
+        let why = if m.data_fingerprint.is_some() { "its images differ" } else { "manifest sha256 differs" };
+        eprintln!("note: {} was trained on another build of the data ({why})", m.path.display());
     }
     Ok(models)
 }
@@ -277,6 +285,18 @@ impl Tally {
     fn record(&mut self, s: Scored, split: &SplitReader, mut writer: Option<&mut PredictionWriter>) -> Result<usize> {
         // Device -> host: the only sync point of a step.
         let probs = s.probs.f_to_device(Device::Cpu)?;
+        // NaN or infinite outputs are not scores (a NaN row "ties" every class and
+        // counts as a top-5 hit): the first such image stops the run, by name.
+        let finite: Vec<bool> = Vec::try_from(probs.f_isfinite()?.f_all_dim(1, false)?)?;
+        if let Some(j) = finite.iter().position(|ok| !ok) {
+            let key = split.get(s.rows[j]).map(|i| i.key.to_string()).unwrap_or_default();
+            bail!(
+                "the probabilities of image {key} (row {} of the split, image {} of the scoring) are NaN or infinite: \
+                 the model's outputs overflow on it (weights too large, or a bad mean image); nothing was scored",
+                s.rows[j],
+                self.images + j
+            );
+        }
         let top = topk_classes(&probs, 5)?; // [B, min(5, C)], ties to the lower index
         let top_p = probs.f_gather(1, &top, false)?.f_to_kind(Kind::Float)?;
         let kk = top.size()[1] as usize;

@@ -51,6 +51,7 @@ fn checkpoint(
         step: 10,
         manifest_sha256: "00".repeat(32),
         wnids: wnids.unwrap_or_else(|| ds.manifest().wnids()),
+        data_fingerprint: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()
@@ -233,7 +234,7 @@ fn bad_checkpoints_are_one_line_errors() {
         save_model(&other, &vs, Some(&meta)).unwrap();
     }
     let e = err(&other, Overrides::default());
-    assert!(e.contains("other.safetensors") && e.contains("does not match the model"), "{e}");
+    assert!(e.contains("other.safetensors") && e.contains("its metadata does not describe its tensors"), "{e}");
     // Made for other classes: one wnid differs; and an import with 5 outputs for 3 classes.
     let mut wnids = Dataset::open(&data).unwrap().manifest().wnids();
     let replaced = std::mem::replace(&mut wnids[1], "n09999999".into());

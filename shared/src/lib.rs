@@ -36,7 +36,7 @@ mod writer;
 
 pub use classes::{parse_synset_mapping, ClassIndex};
 pub use error::{Error, Result};
-pub use fsutil::{atomic_write, sha256_file, HashingWriter};
+pub use fsutil::{atomic_write, sha256_file, HashingWriter, OutputFile};
 pub use manifest::{
     ArchiveInfo, BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry,
     FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION, REJECTS_FILE,

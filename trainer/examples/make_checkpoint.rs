@@ -17,7 +17,7 @@ use anyhow::Result;
 use clap::Parser;
 use serde::de::DeserializeOwned;
 use tch::{nn::VarStore, Device};
-use trainer::checkpoint::{save_model, CheckpointMeta};
+use trainer::checkpoint::{data_fingerprint, save_model, CheckpointMeta};
 use trainer::data::Normalization;
 use trainer::model::{AlexNet, Arch, ModelConfig};
 
@@ -71,6 +71,7 @@ fn main() -> Result<()> {
         step: 0,
         manifest_sha256: sha256_file(&args.data.join(MANIFEST_FILE))?,
         wnids: manifest.wnids(),
+        data_fingerprint: Some(data_fingerprint(&manifest)),
     };
     save_model(&args.out, &vs, (!args.no_metadata).then_some(&meta))?;
     println!("make_checkpoint: wrote {} ({} classes)", args.out.display(), classes);

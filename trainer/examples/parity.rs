@@ -56,6 +56,7 @@ fn main() -> anyhow::Result<()> {
                     step: 0,
                     manifest_sha256: String::new(),
                     wnids: (0..cfg.num_classes).map(|i| format!("n{i:08}")).collect(),
+                    data_fingerprint: None,
                 };
                 save_model(&dir.join(format!("{name}.safetensors")), &vs, Some(&meta))?;
                 Tensor::write_safetensors(

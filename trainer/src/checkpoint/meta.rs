@@ -3,6 +3,11 @@
 //! names (`paper`, `owt`; `mean-image`, `mean-rgb`, `torchvision`), the names of the
 //! config files; numbers in Rust's shortest form (`0.25`, `1`, `0.0001`). Keys not listed
 //! here are ignored, so files carrying newer optional keys still load.
+//!
+//! Optional keys (a file without one loads as before): `data_fingerprint`
+//! ([`data_fingerprint`]) and `tensors_sha256` (added by the writer, see `file.rs`).
+//! Numbers must be finite, counts whole and non-negative: `lrn_alpha = NaN` or
+//! `num_classes = 1e30` are errors naming the key.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -28,13 +33,30 @@ pub struct CheckpointMeta {
     pub manifest_sha256: String,
     /// The class wnids, in output order.
     pub wnids: Vec<String>,
+    /// [`data_fingerprint`] of the data it was trained on (None: written before the key).
+    pub data_fingerprint: Option<String>,
+}
+
+/// The content of a dataset build, as a sha256 in hex: its classes (wnids, in index
+/// order) and, per split, each shard's row count and sha256 from the manifest. Two
+/// builds of the same images (from folders or from the archives) give the same
+/// fingerprint although their `dataset.json` differ (build parameters, sources).
+pub fn data_fingerprint(manifest: &alexnet_shared::Manifest) -> String {
+    use sha2::{Digest, Sha256};
+    let splits: std::collections::BTreeMap<&String, Vec<(u64, &String)>> = manifest
+        .splits
+        .iter()
+        .map(|(name, s)| (name, s.shards.iter().map(|sh| (sh.rows, &sh.sha256)).collect()))
+        .collect();
+    let canonical = serde_json::json!({ "wnids": manifest.wnids(), "splits": splits });
+    hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
 }
 
 impl CheckpointMeta {
     /// The metadata as written in the file.
     pub fn to_map(&self) -> Result<HashMap<String, String>, serde_json::Error> {
         let m = &self.model;
-        Ok(HashMap::from([
+        let mut map = HashMap::from([
             ("format".into(), FORMAT.into()),
             ("model".into(), serde_name(&m.arch)?),
             ("num_classes".into(), m.num_classes.to_string()),
@@ -47,14 +69,34 @@ impl CheckpointMeta {
             ("step".into(), self.step.to_string()),
             ("manifest_sha256".into(), self.manifest_sha256.clone()),
             ("wnids".into(), serde_json::to_string(&self.wnids)?),
-        ]))
+        ]);
+        if let Some(f) = &self.data_fingerprint {
+            map.insert("data_fingerprint".into(), f.clone());
+        }
+        Ok(map)
     }
 
     /// Reads the metadata of the file `path` (which must be `format` [`FORMAT`]).
     pub fn from_map(path: &Path, m: &HashMap<String, String>) -> Result<Self, CheckpointError> {
         let get = |k: &str| m.get(k).ok_or_else(|| bad(path, format!("metadata has no {k:?}")));
         let num = |k: &str| -> Result<f64, CheckpointError> {
-            get(k)?.parse::<f64>().map_err(|_| bad(path, format!("metadata {k:?} is not a number")))
+            let v = get(k)?;
+            let x = v.parse::<f64>().map_err(|_| bad(path, format!("metadata {k:?} is not a number")))?;
+            if !x.is_finite() {
+                return Err(bad(path, format!("metadata {k:?} is {v}, not a finite number")));
+            }
+            Ok(x)
+        };
+        // A count: a whole number, written as one ("227"; "227.0" from a hand-made file).
+        let count = |k: &str| -> Result<u64, CheckpointError> {
+            let v = get(k)?;
+            if let Ok(n) = v.parse::<u64>() {
+                return Ok(n);
+            }
+            match num(k)? {
+                x if x >= 0.0 && x.fract() == 0.0 && x < 2f64.powi(53) => Ok(x as u64),
+                _ => Err(bad(path, format!("metadata {k:?} is {v}, not a whole number"))),
+            }
         };
         if get("format")? != FORMAT {
             return Err(bad(path, format!("format {:?}, expected {FORMAT:?}", get("format")?)));
@@ -63,11 +105,11 @@ impl CheckpointMeta {
         let arch = by_serde_name(model).ok_or_else(|| bad(path, format!("unknown model {model:?}")))?;
         let model = ModelConfig {
             arch,
-            num_classes: num("num_classes")? as usize,
-            crop: num("crop")? as usize,
+            num_classes: count("num_classes")? as usize,
+            crop: count("crop")? as usize,
             width: num("width")?,
             lrn_alpha: num("lrn_alpha")?,
-            lrn_towers: num("lrn_towers")? as usize,
+            lrn_towers: count("lrn_towers")? as usize,
         };
         let norm = get("normalization")?;
         let normalization =
@@ -77,10 +119,11 @@ impl CheckpointMeta {
         Ok(Self {
             model,
             normalization,
-            epoch: num("epoch")? as u64,
-            step: num("step")? as u64,
+            epoch: count("epoch")?,
+            step: count("step")?,
             manifest_sha256: get("manifest_sha256")?.clone(),
             wnids,
+            data_fingerprint: m.get("data_fingerprint").cloned(),
         })
     }
 }
@@ -111,6 +154,7 @@ mod tests {
             step: 120,
             manifest_sha256: "ab".repeat(32),
             wnids: vec!["n01".into(), "n02".into()],
+            data_fingerprint: None,
         }
     }
 
@@ -164,5 +208,32 @@ mod tests {
         m.remove("epoch");
         let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
         assert_eq!(e, r#"m.safetensors: metadata has no "epoch""#);
+    }
+
+    /// B4: NaN or infinite numbers, and counts that are not whole, are refused by name
+    /// (they parsed before: `lrn_alpha = NaN` scored NaN probabilities).
+    #[test]
+    fn non_finite_numbers_and_absurd_counts_are_refused() {
+        let p = Path::new("m.safetensors");
+        for (k, v, want) in [
+            ("lrn_alpha", "NaN", r#"metadata "lrn_alpha" is NaN, not a finite number"#),
+            ("width", "inf", r#"metadata "width" is inf, not a finite number"#),
+            ("num_classes", "1e30", r#"metadata "num_classes" is 1e30, not a whole number"#),
+            ("crop", "-5", r#"metadata "crop" is -5, not a whole number"#),
+            ("epoch", "2.5", r#"metadata "epoch" is 2.5, not a whole number"#),
+        ] {
+            let mut m = meta().to_map().unwrap();
+            m.insert(k.into(), v.into());
+            let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+            assert_eq!(e, format!("m.safetensors: {want}"));
+        }
+        let mut m = meta().to_map().unwrap();
+        m.insert("crop".into(), "99.0".into()); // a hand-made file
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), meta());
+        // The fingerprint round-trips; without it the file loads as before.
+        let with = CheckpointMeta { data_fingerprint: Some("cd".repeat(32)), ..meta() };
+        let m = with.to_map().unwrap();
+        assert_eq!(m["data_fingerprint"], "cd".repeat(32));
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
     }
 }

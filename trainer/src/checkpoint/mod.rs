@@ -23,6 +23,14 @@
 //! modified afterwards; [`Checkpoint::open`] maps a model file once and serves its
 //! metadata, shapes, tensors and the loading into a model from that one map.
 //!
+//! What is checked on every open (model and optimizer files alike): the file is a
+//! regular file (a FIFO, directory or device is refused before it is read); its header
+//! is within the file and describes it exactly; the tensors hash to the
+//! `tensors_sha256` the file records (files written before that key, and PyTorch
+//! exports, are not hashed); every value is finite. The optimizer file records the
+//! `model_tensors_sha256` of its model file, and the model file the
+//! `data_fingerprint` of its dataset ([`data_fingerprint`]); the resume compares both.
+//!
 //! ```no_run
 //! use trainer::checkpoint::{Checkpoint, Overrides};
 //! # fn main() -> Result<(), trainer::checkpoint::CheckpointError> {
@@ -47,12 +55,12 @@ pub mod model_file;
 pub mod optim_file;
 pub mod run_dir;
 
-pub use file::write_tensors;
+pub use file::{write_tensors, TENSORS_SHA256};
 pub use infer::Overrides;
-pub use meta::CheckpointMeta;
+pub use meta::{data_fingerprint, CheckpointMeta};
 pub use model_file::{load_model, read_meta, save_model, Checkpoint};
-pub use optim_file::{optim_path, read_optim, write_optim, Position, OPTIM_FORMAT};
-pub use run_dir::RunDir;
+pub use optim_file::{optim_path, read_optim, write_optim, OptimState, Position, OPTIM_FORMAT};
+pub use run_dir::{RunDir, Survey};
 
 /// `format` of a model file's metadata.
 pub const FORMAT: &str = "alexnet-checkpoint-v1";
@@ -60,8 +68,16 @@ pub const FORMAT: &str = "alexnet-checkpoint-v1";
 /// Errors of the checkpoint files: each names the file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
+    /// A file this program did not accept (not a checkpoint, another model, bad metadata).
     #[error("{path}: {message}")]
     Bad { path: String, message: String },
+    /// A file damaged after it was written: truncated, a header that does not parse or
+    /// describe the file, tensor bytes that do not match their recorded hash.
+    #[error("{path}: {message}")]
+    Damaged { path: String, message: String },
+    /// A NaN or an infinity among the weights (or momentum buffers), naming the tensor.
+    #[error("{path}: {message}")]
+    NonFinite { path: String, message: String },
     #[error("{0}")]
     Io(#[from] alexnet_shared::Error),
     #[error("{0}")]
@@ -70,6 +86,24 @@ pub enum CheckpointError {
 
 fn bad(path: &Path, message: impl Into<String>) -> CheckpointError {
     CheckpointError::Bad { path: path.display().to_string(), message: message.into() }
+}
+
+fn damaged(path: &Path, message: impl Into<String>) -> CheckpointError {
+    CheckpointError::Damaged { path: path.display().to_string(), message: message.into() }
+}
+
+impl CheckpointError {
+    /// True when the file is damaged or holds non-finite values, or vanished: a resume
+    /// falls back to the previous checkpoint instead of stopping.
+    pub fn is_damage(&self) -> bool {
+        match self {
+            CheckpointError::Damaged { .. } | CheckpointError::NonFinite { .. } => true,
+            CheckpointError::Io(alexnet_shared::Error::Io { source, .. }) => {
+                source.kind() == std::io::ErrorKind::NotFound || source.kind() == std::io::ErrorKind::UnexpectedEof
+            }
+            _ => false,
+        }
+    }
 }
 
 fn io(path: &Path, e: std::io::Error) -> CheckpointError {

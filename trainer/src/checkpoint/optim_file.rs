@@ -2,7 +2,9 @@
 //! momentum buffers, float32, as `momentum.{parameter name}`, and the run's
 //! [`Position`] in the metadata (`format` = [`OPTIM_FORMAT`], `epoch`, `batch`,
 //! `global_step`, `val_errors` as a JSON list, `best_top1`), so that a resumed run
-//! continues exactly where it stopped.
+//! continues exactly where it stopped. It also records `model_tensors_sha256`, the
+//! `tensors_sha256` of the model file written with it, which ties the pair together
+//! (optional: files written before it have none), and its own `tensors_sha256`.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -35,12 +37,31 @@ pub fn optim_path(model: &Path) -> PathBuf {
     PathBuf::from(s.trim_end_matches(".safetensors").to_string() + ".optim.safetensors")
 }
 
+/// Metadata key of the model file's `tensors_sha256` in its optimizer file.
+pub const MODEL_TENSORS_SHA256: &str = "model_tensors_sha256";
+
+/// What an optimizer file holds.
+#[derive(Debug)]
+pub struct OptimState {
+    pub pos: Position,
+    /// The momentum buffers (on the CPU) in the order asked for.
+    pub momentum: Vec<Tensor>,
+    /// The `tensors_sha256` of the model file it was written with (None: an older file).
+    pub model_sha256: Option<String>,
+}
+
 /// Writes the position and the momentum buffers, atomically. `momentum`: (parameter
-/// name, buffer), stored as `momentum.{name}`.
-pub fn write_optim(path: &Path, pos: &Position, momentum: Vec<(String, Tensor)>) -> Result<(), CheckpointError> {
+/// name, buffer), stored as `momentum.{name}`; `model_sha256`: the `tensors_sha256` of
+/// the model file it goes with.
+pub fn write_optim(
+    path: &Path,
+    pos: &Position,
+    momentum: Vec<(String, Tensor)>,
+    model_sha256: Option<&str>,
+) -> Result<(), CheckpointError> {
     let named: Vec<(String, Tensor)> = momentum.into_iter().map(|(n, t)| (format!("momentum.{n}"), t)).collect();
     let val_errors = serde_json::to_string(&pos.val_errors).map_err(|e| bad(path, format!("val_errors: {e}")))?;
-    let meta: HashMap<String, String> = HashMap::from([
+    let mut meta: HashMap<String, String> = HashMap::from([
         ("format".into(), OPTIM_FORMAT.into()),
         ("epoch".into(), pos.epoch.to_string()),
         ("batch".into(), pos.batch.to_string()),
@@ -48,15 +69,19 @@ pub fn write_optim(path: &Path, pos: &Position, momentum: Vec<(String, Tensor)>)
         ("val_errors".into(), val_errors),
         ("best_top1".into(), pos.best_top1.to_string()),
     ]);
-    write_tensors(path, named, Some(meta))
+    if let Some(h) = model_sha256 {
+        meta.insert(MODEL_TENSORS_SHA256.into(), h.into());
+    }
+    write_tensors(path, named, Some(meta)).map(|_| ())
 }
 
 /// The position and the momentum buffers (on the CPU) in the order of `names`; every
-/// buffer must be there, in float32.
-pub fn read_optim(path: &Path, names: &[String]) -> Result<(Position, Vec<Tensor>), CheckpointError> {
+/// buffer must be there, in float32, hashing to the file's `tensors_sha256` (when it
+/// records one) and finite.
+pub fn read_optim(path: &Path, names: &[String]) -> Result<OptimState, CheckpointError> {
     let file = TensorFile::open(path, "damaged optimizer state")?;
     let pos = position(path, file.metadata())?;
-    let mut bufs = Vec::with_capacity(names.len());
+    let mut views = Vec::with_capacity(names.len());
     for n in names {
         let v = file.view(&format!("momentum.{n}")).ok_or_else(|| bad(path, format!("no momentum for {n}")))?;
         if v.dtype != Dtype::F32 {
@@ -68,10 +93,16 @@ pub fn read_optim(path: &Path, names: &[String]) -> Result<(Position, Vec<Tensor
                 ),
             ));
         }
-        let shape: Vec<i64> = v.shape.iter().map(|&d| d as i64).collect();
-        bufs.push(Tensor::f_from_data_size(v.data, &shape, Kind::Float)?);
+        views.push(v);
     }
-    Ok((pos, bufs))
+    file.verify()?;
+    let mut momentum = Vec::with_capacity(names.len());
+    for v in views {
+        let shape: Vec<i64> = v.shape.iter().map(|&d| d as i64).collect();
+        momentum.push(Tensor::f_from_data_size(v.data, &shape, Kind::Float)?);
+    }
+    let model_sha256 = file.metadata().and_then(|m| m.get(MODEL_TENSORS_SHA256)).cloned();
+    Ok(OptimState { pos, momentum, model_sha256 })
 }
 
 /// The position in an optimizer file's metadata.
@@ -82,12 +113,19 @@ fn position(path: &Path, m: Option<&HashMap<String, String>>) -> Result<Position
     fn parse<T: std::str::FromStr>(path: &Path, k: &str, v: &str) -> Result<T, CheckpointError> {
         v.parse().map_err(|_| bad(path, format!("{k} {v:?} is not a number")))
     }
+    let val_errors: Vec<f64> =
+        serde_json::from_str(get("val_errors")?).map_err(|e| bad(path, format!("val_errors: {e}")))?;
+    let best_top1: f64 = parse(path, "best_top1", get("best_top1")?)?;
+    // best_top1 is -1 before the first validation.
+    if !(-1.0..=1.0).contains(&best_top1) || val_errors.iter().any(|e| !(0.0..=1.0).contains(e)) {
+        return Err(bad(path, format!("best_top1 {best_top1} or val_errors {val_errors:?} outside [0, 1]")));
+    }
     Ok(Position {
         epoch: parse(path, "epoch", get("epoch")?)?,
         batch: parse(path, "batch", get("batch")?)?,
         global_step: parse(path, "global_step", get("global_step")?)?,
-        val_errors: serde_json::from_str(get("val_errors")?).map_err(|e| bad(path, format!("val_errors: {e}")))?,
-        best_top1: parse(path, "best_top1", get("best_top1")?)?,
+        val_errors,
+        best_top1,
     })
 }
 
@@ -110,18 +148,21 @@ mod tests {
         let pos = Position { epoch: 2, batch: 3, global_step: 15, val_errors: vec![0.75, 0.5, 0.625], best_top1: 0.5 };
         let a = Tensor::from_slice(&[1.5f32, -2.0, 0.25, 8.0]).reshape([2, 2]);
         let b = Tensor::from_slice(&[0.125f64, 3.0]); // stored as float32
-        write_optim(&path, &pos, vec![("w".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())]).unwrap();
-        let (got, bufs) = read_optim(&path, &["w".into(), "b".into()]).unwrap();
+        write_optim(&path, &pos, vec![("w".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())], Some("ab12"))
+            .unwrap();
+        let OptimState { pos: got, momentum: bufs, model_sha256 } =
+            read_optim(&path, &["w".into(), "b".into()]).unwrap();
         assert_eq!(got, pos);
+        assert_eq!(model_sha256.as_deref(), Some("ab12"));
         assert_eq!(bufs.len(), 2);
         assert!(bufs[0].equal(&a), "{bufs:?}");
         assert!(bufs[1].equal(&b.to_kind(Kind::Float)), "{bufs:?}");
         // A fresh run's position (best top-1 -1, no errors yet) survives too.
         let fresh = Position { best_top1: -1.0, ..Default::default() };
-        write_optim(&path, &fresh, vec![]).unwrap();
-        assert_eq!(read_optim(&path, &[]).unwrap().0, fresh);
+        write_optim(&path, &fresh, vec![], None).unwrap();
+        assert_eq!(read_optim(&path, &[]).unwrap().pos, fresh);
         // A parameter without momentum, and a model file given as an optimizer file.
-        write_optim(&path, &pos, vec![("w".into(), a)]).unwrap();
+        write_optim(&path, &pos, vec![("w".into(), a.shallow_clone())], None).unwrap();
         let e = read_optim(&path, &["w".into(), "v".into()]).unwrap_err().to_string();
         assert!(e.contains("step-000000007.optim.safetensors") && e.contains("no momentum for v"), "{e}");
         let model = dir.path().join("m.safetensors");
@@ -131,5 +172,25 @@ mod tests {
         std::fs::write(&model, b"junk").unwrap();
         let e = read_optim(&model, &[]).unwrap_err().to_string();
         assert!(e.contains("m.safetensors") && e.contains("damaged optimizer state"), "{e}");
+        // B7: damaged momentum bytes, and (B5) a NaN momentum buffer.
+        write_optim(&path, &pos, vec![("w".into(), a.shallow_clone())], None).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let n = bytes.len();
+        bytes[n - 3] ^= 0x40;
+        std::fs::write(&path, &bytes).unwrap();
+        let e = read_optim(&path, &["w".into()]).unwrap_err();
+        assert!(e.is_damage() && e.to_string().contains("tensor data damaged"), "{e}");
+        let nan = Tensor::from_slice(&[1.0f32, f32::NAN]);
+        write_optim(&path, &pos, vec![("w".into(), nan)], None).unwrap();
+        let e = read_optim(&path, &["w".into()]).unwrap_err();
+        assert!(
+            e.is_damage() && e.to_string().contains("momentum.w holds a non-finite value (NaN at element 1"),
+            "{e}"
+        );
+        // An absurd best top-1.
+        let odd = Position { best_top1: 7.0, ..pos.clone() };
+        write_optim(&path, &odd, vec![], None).unwrap();
+        let e = read_optim(&path, &[]).unwrap_err().to_string();
+        assert!(e.contains("best_top1 7"), "{e}");
     }
 }

@@ -2,7 +2,12 @@
 //! (the best val top-1 so far), `step-NNNNNNNNN` mid-epoch (on a stop, or every
 //! `run.checkpoint_minutes`). Each is a model file and an optimizer file, written in
 //! that order, so a checkpoint counts only when both exist: a stop between the two
-//! leaves the previous checkpoint the latest.
+//! leaves the previous checkpoint the latest. Rewriting a name removes its old
+//! optimizer file first, so a model file is never paired with an older optimizer file.
+//!
+//! [`RunDir::survey`] lists what a resume can use, newest first, and what it cannot
+//! (and why); [`RunDir::prune`] goes by the epoch number in the name, and never
+//! removes the checkpoint just written.
 
 use std::path::{Path, PathBuf};
 
@@ -10,6 +15,24 @@ use tch::{nn::VarStore, Tensor};
 
 use super::file::read_header;
 use super::{io, optim_path, save_model, write_optim, CheckpointError, CheckpointMeta, Position};
+
+/// The checkpoints of a run folder, as a resume sees them.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Survey {
+    /// Model files whose optimizer file exists and has a readable header, the highest
+    /// global step first.
+    pub candidates: Vec<PathBuf>,
+    /// Checkpoint files a resume cannot use, each with the reason (no optimizer file,
+    /// an unreadable one, `best`).
+    pub unusable: Vec<(PathBuf, String)>,
+}
+
+impl Survey {
+    /// No checkpoint file at all: a new run.
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty() && self.unusable.is_empty()
+    }
+}
 
 /// The checkpoint folder of a run.
 #[derive(Debug, Clone)]
@@ -41,28 +64,51 @@ impl RunDir {
     /// file exists (`best` and dotfiles aside); None in a new run. Only the optimizer
     /// files' headers are read; an unreadable one does not count.
     pub fn latest(&self) -> Result<Option<PathBuf>, CheckpointError> {
+        Ok(self.survey()?.candidates.into_iter().next())
+    }
+
+    /// Every checkpoint of the folder: those a resume may use (a model file with an
+    /// optimizer file whose header reads), the highest global step first (then the
+    /// later name), and the others with the reason. Only the optimizer files' headers
+    /// are read; dotfiles (temporary files) are ignored.
+    pub fn survey(&self) -> Result<Survey, CheckpointError> {
         if !self.dir.exists() {
-            return Ok(None);
+            return Ok(Survey::default());
         }
-        let mut best: Option<(u64, PathBuf)> = None;
+        let mut found: Vec<(u64, PathBuf)> = Vec::new();
+        let mut unusable = Vec::new();
         for p in self.files()? {
             let name = file_name(&p);
-            if !name.ends_with(".optim.safetensors") || name.starts_with("best") || name.starts_with('.') {
+            if !name.ends_with(".safetensors") || name.ends_with(".optim.safetensors") || name.starts_with('.') {
                 continue;
             }
-            let header = match read_header(&p) {
-                Ok(h) => h,
-                Err(CheckpointError::Bad { .. }) => continue,
+            let optim = optim_path(&p);
+            if name == "best.safetensors" {
+                unusable.push((p, "best is kept for eval, a resume starts from the latest checkpoint".into()));
+                continue;
+            }
+            if !optim.exists() {
+                unusable.push((p, format!("no optimizer file {}", file_name(&optim))));
+                continue;
+            }
+            match read_header(&optim) {
+                Ok(header) => {
+                    let step = header
+                        .metadata()
+                        .as_ref()
+                        .and_then(|m| m.get("global_step"))
+                        .and_then(|s| s.parse().ok())
+                        .unwrap_or(0);
+                    found.push((step, p));
+                }
+                Err(e @ (CheckpointError::Bad { .. } | CheckpointError::Damaged { .. })) => {
+                    unusable.push((p, e.to_string()))
+                }
                 Err(e) => return Err(e),
-            };
-            let step: u64 =
-                header.metadata().as_ref().and_then(|m| m.get("global_step")).and_then(|s| s.parse().ok()).unwrap_or(0);
-            let model = PathBuf::from(p.to_string_lossy().replace(".optim.safetensors", ".safetensors"));
-            if model.exists() && best.as_ref().is_none_or(|(s, _)| step > *s) {
-                best = Some((step, model));
             }
         }
-        Ok(best.map(|(_, p)| p))
+        found.sort_by(|a, b| b.cmp(a));
+        Ok(Survey { candidates: found.into_iter().map(|(_, p)| p).collect(), unusable })
     }
 
     /// Writes the checkpoint `stem`: the model file, then the optimizer file (a
@@ -77,29 +123,49 @@ impl RunDir {
         momentum: Vec<(String, Tensor)>,
     ) -> Result<PathBuf, CheckpointError> {
         let path = self.path_of(stem);
-        save_model(&path, vs, Some(meta))?;
-        write_optim(&optim_path(&path), pos, momentum)?;
+        let optim = optim_path(&path);
+        // An older pair of this name must not be completed by the new model file.
+        match std::fs::remove_file(&optim) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&optim, e)),
+            _ => {}
+        }
+        let hash = save_model(&path, vs, Some(meta))?;
+        write_optim(&optim, pos, momentum, hash.as_deref())?;
         Ok(path)
     }
 
-    /// Keeps the `keep` newest epoch checkpoints (and `best`); step checkpoints older
-    /// than the newest epoch checkpoint go too.
-    pub fn prune(&self, keep: usize) -> Result<(), CheckpointError> {
-        let mut epochs: Vec<PathBuf> = Vec::new();
-        let mut steps: Vec<PathBuf> = Vec::new();
+    /// After the epoch checkpoint `written` (`epoch-NNN`): keeps it and the `keep - 1`
+    /// highest-numbered epoch checkpoints below it (and `best`); removes the other epoch
+    /// checkpoints below it and the step checkpoints of global steps before its own.
+    /// Numbers are read from the names (`epoch-NNN`, `step-NNNNNNNNN`), not their
+    /// order; checkpoints numbered above `written` (left by a run that went back to an
+    /// earlier checkpoint) are not touched: they are replaced as the run reaches them.
+    pub fn prune(&self, keep: usize, written: &Path) -> Result<(), CheckpointError> {
+        let number = |p: &Path, prefix: &str| -> Option<u64> {
+            file_name(p).strip_prefix(prefix)?.strip_suffix(".safetensors")?.parse().ok()
+        };
+        let Some(current) = number(written, "epoch-") else { return Ok(()) };
+        let step = read_header(&optim_path(written))?
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get("global_step"))
+            .and_then(|s| s.parse::<u64>().ok())
+            .unwrap_or(0);
+        let mut epochs: Vec<(u64, PathBuf)> = Vec::new();
+        let mut old_steps: Vec<PathBuf> = Vec::new();
         for p in self.files()? {
-            let name = file_name(&p);
-            if name.ends_with(".optim.safetensors") {
+            if file_name(&p).ends_with(".optim.safetensors") {
                 continue;
             }
-            if name.starts_with("epoch-") {
-                epochs.push(p);
-            } else if name.starts_with("step-") {
-                steps.push(p);
+            if let Some(e) = number(&p, "epoch-").filter(|&e| e < current) {
+                epochs.push((e, p));
+            } else if number(&p, "step-").is_some_and(|s| s < step) {
+                old_steps.push(p);
             }
         }
-        let old = epochs.len().saturating_sub(keep.max(1));
-        for p in epochs.iter().take(old).chain(steps.iter()) {
+        epochs.sort();
+        let old = epochs.len().saturating_sub(keep.max(1) - 1);
+        for p in epochs.iter().take(old).map(|(_, p)| p).chain(old_steps.iter()) {
             let _ = std::fs::remove_file(p);
             let _ = std::fs::remove_file(optim_path(p));
         }
@@ -138,6 +204,7 @@ mod tests {
             step: 0,
             manifest_sha256: String::new(),
             wnids: vec!["n01".into(), "n02".into()],
+            data_fingerprint: None,
         };
         (vs, meta)
     }
@@ -170,7 +237,7 @@ mod tests {
         save_model(&run.path_of("epoch-002"), &vs, Some(&meta)).unwrap();
         assert_eq!(run.latest().unwrap(), Some(run.path_of("step-000000015")));
         // An optimizer file without its model file, and a damaged optimizer file.
-        write_optim(&optim_path(&run.path_of("step-000000030")), &at(30), momentum()).unwrap();
+        write_optim(&optim_path(&run.path_of("step-000000030")), &at(30), momentum(), None).unwrap();
         let s25 = run.write("step-000000025", &vs, &meta, &at(25), momentum()).unwrap();
         let bytes = std::fs::read(optim_path(&s25)).unwrap();
         std::fs::write(optim_path(&s25), &bytes[..bytes.len() - 4]).unwrap();
@@ -190,7 +257,7 @@ mod tests {
         {
             run.write(stem, &vs, &meta, &at(step), vec![]).unwrap();
         }
-        run.prune(2).unwrap();
+        run.prune(2, &run.path_of("epoch-003")).unwrap();
         assert_eq!(
             names(&run),
             [
@@ -202,8 +269,63 @@ mod tests {
                 "epoch-003.safetensors"
             ]
         );
-        run.prune(0).unwrap(); // keeps at least one
+        run.prune(0, &run.path_of("epoch-003")).unwrap(); // keeps at least one
         assert_eq!(names(&run)[2..], ["epoch-003.optim.safetensors", "epoch-003.safetensors"]);
         assert_eq!(run.latest().unwrap(), Some(run.path_of("epoch-003")));
+    }
+
+    /// B6: the review's case. Stale epoch-002/003 (their optimizer files gone) sort
+    /// after a new epoch-001 by name: pruning by name order deleted the new one. By
+    /// number, the checkpoint just written stays, with the ones below it; the stale
+    /// ones above it are left for the run to replace; `epoch-1000` is above
+    /// `epoch-999` although it sorts before it.
+    #[test]
+    fn prune_goes_by_epoch_number_and_keeps_what_was_just_written() {
+        let t = tempfile::tempdir().unwrap();
+        let run = RunDir::new(t.path());
+        run.create().unwrap();
+        let (vs, meta) = model();
+        for stem in ["epoch-002", "epoch-003"] {
+            save_model(&run.path_of(stem), &vs, Some(&meta)).unwrap();
+        }
+        run.write("epoch-001", &vs, &meta, &at(10), vec![]).unwrap();
+        run.prune(1, &run.path_of("epoch-001")).unwrap();
+        assert!(run.path_of("epoch-001").exists() && optim_path(&run.path_of("epoch-001")).exists());
+        assert!(run.path_of("epoch-003").exists());
+        let survey = run.survey().unwrap();
+        assert_eq!(survey.candidates, [run.path_of("epoch-001")]);
+        assert_eq!(survey.unusable.len(), 2);
+        assert!(survey.unusable[0].1.contains("no optimizer file epoch-002.optim.safetensors"), "{survey:?}");
+
+        for (stem, step) in [("epoch-998", 9980), ("epoch-999", 9990), ("step-000009995", 9995), ("epoch-1000", 10000)]
+        {
+            run.write(stem, &vs, &meta, &at(step), vec![]).unwrap();
+        }
+        run.prune(2, &run.path_of("epoch-1000")).unwrap();
+        let left: Vec<String> = names(&run).into_iter().filter(|n| !n.contains(".optim.")).collect();
+        assert_eq!(left, ["epoch-1000.safetensors", "epoch-999.safetensors"]);
+    }
+
+    /// Rewriting a name removes its old optimizer file before the new model file is
+    /// written: a stop in between leaves no mismatched pair.
+    #[test]
+    fn a_rewritten_checkpoint_never_pairs_with_the_old_optimizer_file() {
+        let t = tempfile::tempdir().unwrap();
+        let run = RunDir::new(t.path());
+        run.create().unwrap();
+        let (vs, meta) = model();
+        let p = run.write("epoch-001", &vs, &meta, &at(10), vec![]).unwrap();
+        let first = super::super::read_optim(&optim_path(&p), &[]).unwrap().model_sha256.unwrap();
+        assert_eq!(first, super::super::Checkpoint::open(&p).unwrap().tensors_sha256());
+        // Rewritten with other weights: the optimizer file names the new model file.
+        tch::no_grad(|| {
+            for (_, mut v) in vs.variables() {
+                let _ = v.fill_(0.5);
+            }
+        });
+        run.write("epoch-001", &vs, &meta, &at(11), vec![]).unwrap();
+        let second = super::super::read_optim(&optim_path(&p), &[]).unwrap().model_sha256.unwrap();
+        assert_ne!(first, second);
+        assert_eq!(second, super::super::Checkpoint::open(&p).unwrap().tensors_sha256());
     }
 }

@@ -144,6 +144,13 @@ pub fn for_run(
     let (mut table, origin) = match (preset, saved_table) {
         (Some(p), _) => (read_table(p)?, p.display().to_string()),
         (None, Some(t)) => (t, saved_path.display().to_string()),
+        (None, None) if resume => {
+            return Err(ConfigError::Invalid(format!(
+                "--resume: {} is missing (the run folder's saved configuration): give --config with the preset the \
+                 run was started with",
+                saved_path.display()
+            )))
+        }
         (None, None) => {
             return Err(ConfigError::Invalid("give --config (a preset from configs/), or --resume a run".into()))
         }

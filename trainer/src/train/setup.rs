@@ -12,7 +12,9 @@ use anyhow::{bail, ensure, Context, Result};
 use super::metrics::MetricsSink;
 use super::step::Learner;
 use super::RunOptions;
-use crate::checkpoint::{load_model, optim_path, read_optim, CheckpointMeta, Position, RunDir};
+use crate::checkpoint::{
+    data_fingerprint, optim_path, read_optim, Checkpoint, CheckpointError, CheckpointMeta, Position, RunDir, Survey,
+};
 use crate::config::TrainConfig;
 use crate::data::sampler::held_out_rows;
 use crate::data::{Crops, LoaderConfig, Pipeline, Rows};
@@ -56,8 +58,8 @@ impl<'a> Run<'a> {
         let ds = Dataset::open(&opt.data)?;
         let manifest = ds.manifest().clone();
         let ckpts = RunDir::new(&opt.run_dir);
-        let latest = ckpts.latest()?;
-        if latest.is_some() && !opt.resume {
+        let survey = ckpts.survey()?;
+        if !survey.is_empty() && !opt.resume {
             bail!(
                 "{} already holds checkpoints: use --resume to continue it, or another run folder",
                 opt.run_dir.display()
@@ -74,11 +76,17 @@ impl<'a> Run<'a> {
             step: 0,
             manifest_sha256: sha256_file(&opt.data.join(MANIFEST_FILE))?,
             wnids: manifest.wnids(),
+            data_fingerprint: Some(data_fingerprint(&manifest)),
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
         let mut pos = Position { best_top1: -1.0, ..Default::default() };
-        if let Some(path) = &latest {
-            pos = resume(&mut learner, path, &meta, opt)?;
+        let mut latest = None;
+        if !survey.is_empty() {
+            let train_rows = manifest.split(Split::Train).map_or(0, |s| s.rows as usize);
+            let (path, p) = resume_latest(&mut learner, &ckpts, &survey, &meta, &cfg, train_rows, opt, main)?;
+            pos = p;
+            latest = Some(path.clone());
+            let path = &path;
             if main {
                 eprintln!(
                     "train: resuming from {} (epoch {}, batch {}, step {})",
@@ -163,21 +171,179 @@ impl<'a> Run<'a> {
     }
 }
 
+/// Resumes from the newest usable checkpoint of `survey` (`--resume` of a folder that
+/// holds checkpoints). A damaged one (truncated, tensor bytes that do not match their
+/// hash, non-finite values: model or optimizer file alike) is skipped with a warning
+/// naming it, for the one before it. A checkpoint that is intact but does not belong to
+/// this run (another model, classes, data build; an optimizer file of another model
+/// file; a position beyond the config or the data) stops the resume with the reason.
+/// No usable checkpoint at all is an error listing why each was left out: never a
+/// silent new start over a folder of checkpoints.
+#[allow(clippy::too_many_arguments)]
+fn resume_latest(
+    learner: &mut Learner,
+    ckpts: &RunDir,
+    survey: &Survey,
+    want: &CheckpointMeta,
+    cfg: &TrainConfig,
+    train_rows: usize,
+    opt: &RunOptions,
+    main: bool,
+) -> Result<(PathBuf, Position)> {
+    let mut skipped: Vec<String> = survey.unusable.iter().map(|(p, why)| format!("{}: {why}", p.display())).collect();
+    for path in &survey.candidates {
+        match resume(learner, path, want, cfg, train_rows, opt, main) {
+            Ok(pos) => {
+                if main {
+                    for (p, why) in survey.unusable.iter().filter(|(p, _)| !p.ends_with("best.safetensors")) {
+                        eprintln!("train: warning: skipped {}: {why}", p.display());
+                    }
+                }
+                return Ok((path.clone(), pos));
+            }
+            Err(e) if e.is_damage() => {
+                if main {
+                    eprintln!("train: warning: skipped {}: {e}", path.display());
+                }
+                skipped.push(e.to_string());
+            }
+            Err(e) => return Err(e.into_anyhow()),
+        }
+    }
+    bail!(
+        "--resume: {} holds checkpoints but none can be resumed ({}); restore the missing or damaged files, or \
+         start a new run in another --run-dir",
+        ckpts.dir().display(),
+        skipped.join("; ")
+    )
+}
+
+/// Why a checkpoint was not resumed: damage (the resume tries the one before) or a
+/// refusal (it stops).
+#[derive(Debug)]
+enum ResumeError {
+    Checkpoint(CheckpointError),
+    Refused(anyhow::Error),
+}
+
+impl From<CheckpointError> for ResumeError {
+    fn from(e: CheckpointError) -> Self {
+        ResumeError::Checkpoint(e)
+    }
+}
+
+impl From<anyhow::Error> for ResumeError {
+    fn from(e: anyhow::Error) -> Self {
+        ResumeError::Refused(e)
+    }
+}
+
+impl std::fmt::Display for ResumeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ResumeError::Checkpoint(e) => write!(f, "{e}"),
+            ResumeError::Refused(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl ResumeError {
+    fn into_anyhow(self) -> anyhow::Error {
+        match self {
+            ResumeError::Checkpoint(e) => e.into(),
+            ResumeError::Refused(e) => e,
+        }
+    }
+
+    fn is_damage(&self) -> bool {
+        matches!(self, ResumeError::Checkpoint(e) if e.is_damage())
+    }
+}
+
 /// Loads the checkpoint at `path` (model and optimizer file) into `learner`; it must be
-/// one of this model and these classes.
-fn resume(learner: &mut Learner, path: &std::path::Path, want: &CheckpointMeta, opt: &RunOptions) -> Result<Position> {
-    let meta = load_model(path, &mut learner.vs)?.context("checkpoint without metadata")?;
-    ensure!(
-        meta.model == want.model,
-        "{}: a checkpoint of another model ({:?}), not {:?}",
-        path.display(),
-        meta.model,
-        want.model
-    );
-    ensure!(meta.wnids == want.wnids, "{}: made for other classes than {}", path.display(), opt.data.display());
+/// one of this model, these classes and this data, its optimizer file the one written
+/// with it, its position within the config and the data. Both files are read and
+/// checked before anything is loaded.
+fn resume(
+    learner: &mut Learner,
+    path: &std::path::Path,
+    want: &CheckpointMeta,
+    cfg: &TrainConfig,
+    train_rows: usize,
+    opt: &RunOptions,
+    main: bool,
+) -> Result<Position, ResumeError> {
+    let shown = path.display();
+    let ckpt = Checkpoint::open(path)?;
+    let meta = ckpt.meta().cloned().with_context(|| format!("{shown}: checkpoint without metadata"))?;
+    if meta.model != want.model {
+        return Err(
+            anyhow::anyhow!("{shown}: a checkpoint of another model ({:?}), not {:?}", meta.model, want.model).into()
+        );
+    }
+    if meta.wnids != want.wnids {
+        return Err(anyhow::anyhow!("{shown}: made for other classes than {}", opt.data.display()).into());
+    }
+    match (&meta.data_fingerprint, &want.data_fingerprint) {
+        (Some(had), Some(now)) if had != now => {
+            return Err(anyhow::anyhow!(
+                "{shown}: trained on another build of the data than {} (the classes or the shards' contents differ: \
+                 data_fingerprint {had} in the checkpoint, {now} here); resume with the data it was trained on, or \
+                 start a new run",
+                opt.data.display()
+            )
+            .into())
+        }
+        (None, _) if main => eprintln!(
+            "train: warning: {shown} records no data fingerprint (written by an older trainer): the data is not checked \
+             against the one it was trained on"
+        ),
+        _ => {}
+    }
     let optim = optim_path(path);
-    let (pos, bufs) = read_optim(&optim, &learner.names)?;
-    learner.sgd.set_buffers(bufs, pos.global_step > 0).with_context(|| optim.display().to_string())?;
+    let state = read_optim(&optim, &learner.names)?;
+    let pos = state.pos;
+    let oshown = optim.display();
+    if let Some(link) = &state.model_sha256 {
+        if link != ckpt.tensors_sha256() {
+            return Err(anyhow::anyhow!(
+                "{oshown}: belongs to another model file than {shown} (model_tensors_sha256 {link}, the model file's \
+                 tensors hash to {}): an optimizer file of another checkpoint or run",
+                ckpt.tensors_sha256()
+            )
+            .into());
+        }
+    }
+    if (meta.epoch, meta.step) != (pos.epoch as u64, pos.global_step) {
+        return Err(anyhow::anyhow!(
+            "{oshown}: at epoch {} step {}, its model file {shown} at epoch {} step {}: an optimizer file of another \
+             checkpoint or run",
+            pos.epoch,
+            pos.global_step,
+            meta.epoch,
+            meta.step
+        )
+        .into());
+    }
+    if pos.epoch > cfg.optim.epochs {
+        return Err(anyhow::anyhow!(
+            "{oshown}: at epoch {}, beyond the run's optim.epochs = {}",
+            pos.epoch,
+            cfg.optim.epochs
+        )
+        .into());
+    }
+    if pos.batch.saturating_mul(cfg.optim.batch_size) > train_rows {
+        return Err(anyhow::anyhow!(
+            "{oshown}: at batch {} of epoch {}, beyond the {train_rows} train images at batch size {}",
+            pos.batch,
+            pos.epoch,
+            cfg.optim.batch_size
+        )
+        .into());
+    }
+    ckpt.load_into(&mut learner.vs)?;
+    learner.sgd.set_buffers(state.momentum, pos.global_step > 0).with_context(|| oshown.to_string())?;
     Ok(pos)
 }
 

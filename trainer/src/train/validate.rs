@@ -148,7 +148,7 @@ impl Run<'_> {
             if improved {
                 self.checkpoint("best")?;
             }
-            self.ckpts.prune(self.cfg.run.keep_last)?;
+            self.ckpts.prune(self.cfg.run.keep_last, &self.last_ckpt)?;
         }
         Ok(())
     }
