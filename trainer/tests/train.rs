@@ -377,33 +377,28 @@ fn checkpoint_files(run_dir: &Path) -> Vec<String> {
 fn a_diverged_model_is_never_checkpointed_nor_called_good() {
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml");
-    let d = data.to_str().unwrap();
     // 48 train images, batch 48: one step per epoch; lr 1e300 is inf in float32.
-    let run1 = t.path().join("r1");
-    let (code, out) = train_binary(
-        &["run", "--config", preset, "--data", d, "--run-dir", run1.to_str().unwrap(), "--threads", "1"]
-            .into_iter()
-            .chain(["--set", "optim.batch_size=48", "--set", "optim.lr=1e300"])
-            .collect::<Vec<_>>(),
-        None,
-    );
+    let (code, out, ck) =
+        tiny_run(&data, &t.path().join("r1"), &["--set", "optim.batch_size=48", "--set", "optim.lr=1e300"], None);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("diverged") && out.contains("last good checkpoint is none"), "{out}");
     assert_eq!(out.lines().filter(|l| l.starts_with("error:")).count(), 1, "{out}");
-    assert!(checkpoint_files(&run1).is_empty(), "{:?}", checkpoint_files(&run1));
+    assert!(ck.is_empty(), "{ck:?}");
     // A diverging step stopped by --max-steps: the stop's checkpoint is refused.
-    let run2 = t.path().join("r2");
-    let (code, out) = train_binary(
-        &["run", "--config", preset, "--data", d, "--run-dir", run2.to_str().unwrap(), "--threads", "1"]
-            .into_iter()
-            .chain(["--set", "optim.lr=1e300", "--max-steps", "1"])
-            .collect::<Vec<_>>(),
-        None,
-    );
+    let (code, out, ck) = tiny_run(&data, &t.path().join("r2"), &["--set", "optim.lr=1e300", "--max-steps", "1"], None);
     assert_eq!(code, 1, "{out}");
     assert!(out.contains("diverged: weight ") && out.contains("no checkpoint written"), "{out}");
-    assert!(checkpoint_files(&run2).is_empty(), "{:?}", checkpoint_files(&run2));
+    assert!(ck.is_empty(), "{ck:?}");
+}
+
+/// `train run` of the tests' preset on `data` into `run_dir` with `extra` flags: (exit
+/// code, output, the checkpoint files left), with no internal error or C++ backtrace.
+fn tiny_run(data: &Path, run_dir: &Path, extra: &[&str], sh: Option<&str>) -> (i32, String, Vec<String>) {
+    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml");
+    let base = ["run", "--config", preset, "--data", data.to_str().unwrap(), "--run-dir", run_dir.to_str().unwrap()];
+    let (code, out) = train_binary(&[&base[..], &["--threads", "1"], extra].concat(), sh);
+    assert!(!out.contains("internal error") && !out.contains("frame #"), "{out}");
+    (code, out, checkpoint_files(run_dir))
 }
 
 /// Reliability review B12, B13, B18: sizes no machine has, memory the model cannot get
@@ -414,17 +409,7 @@ fn a_diverged_model_is_never_checkpointed_nor_called_good() {
 fn sizes_and_memory_out_of_reach_are_one_line_errors() {
     let t = tempfile::tempdir().unwrap();
     let data = dataset(t.path());
-    let preset = concat!(env!("CARGO_MANIFEST_DIR"), "/../configs/smoke-tiny.toml");
-    let d = data.to_str().unwrap();
-    let run = |name: &str, extra: &[&str], sh: Option<&str>| {
-        let r = t.path().join(name);
-        let args =
-            [&["run", "--config", preset, "--data", d, "--run-dir", r.to_str().unwrap(), "--threads", "1"], extra]
-                .concat();
-        let (code, out) = train_binary(&args, sh);
-        assert!(!out.contains("internal error") && !out.contains("frame #"), "{name}: {out}");
-        (code, out, checkpoint_files(&r))
-    };
+    let run = |name: &str, extra: &[&str], sh: Option<&str>| tiny_run(&data, &t.path().join(name), extra, sh);
     let one_error = |out: &str| out.lines().filter(|l| l.starts_with("error:")).count() == 1;
     let (code, out, _) = run("prefetch", &["--set", "data.prefetch=1000000000"], None);
     assert!(code == 1 && one_error(&out) && out.contains("data.prefetch"), "{out}");
