@@ -273,6 +273,6 @@ fn lock_output(out: &std::path::Path) -> Result<std::fs::File> {
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
     }
-    f.set_len(0).and_then(|_| f.rewind()).and_then(|_| write!(f, "pid {}\n", std::process::id())).ok();
+    f.set_len(0).and_then(|_| f.rewind()).and_then(|_| writeln!(f, "pid {}", std::process::id())).ok();
     Ok(f)
 }
