@@ -48,6 +48,7 @@ impl Curves {
                 Record::Holdout { epoch, step, top1, top5, loss, .. } => {
                     c.holdout.insert(epoch, (step, top1, top5, loss));
                 }
+                Record::World { .. } => {}
             }
         }
         Ok(c)

@@ -237,14 +237,8 @@ fn two_ranks_equal_one_process_on_the_union_of_their_batches() {
     }
     eprintln!("largest difference between two ranks and one process after {K} steps: {worst:e}");
 
-    // A resume keeps the world size: one process cannot continue a two-rank run.
-    let o = clean(Command::new(TRAIN))
-        .args(["run", "--data", data.to_str().unwrap(), "--run-dir", dir_t.to_str().unwrap(), "--resume"])
-        .output()
-        .unwrap();
-    let e = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && e.contains("dist.world_size = 2 but 1 process"), "{e}");
-    // Two ranks can: they finish the run.
+    // Resumed at the world size it stopped at (other world sizes:
+    // `a_run_stopped_at_two_ranks_resumes_at_one_and_at_three`): two ranks finish the run.
     let args = ["run", "--data", data.to_str().unwrap(), "--run-dir", dir_t.to_str().unwrap(), "--resume"];
     let o = torchrun_train(&args);
     let out = text(&o);
@@ -469,4 +463,120 @@ fn the_store_rank_0_hosts_listens_on_master_addrs_interface_only() {
     let _ = rank0.wait();
     assert!(!all.is_empty(), "no listener on port {port} within 15 s");
     assert!(all.iter().all(|ip| ip == "0100007F"), "listening on {all:?} (0100007F is 127.0.0.1)");
+}
+
+/// Copies the folder `from` into `to` (a run folder, to resume it twice).
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dest = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &dest);
+        } else {
+            std::fs::copy(e.path(), dest).unwrap();
+        }
+    }
+}
+
+/// The rows each step trained on, from `ALEXNET_TRACE_ROWS`'s files in `dir`:
+/// (epoch, rank, batch, rows).
+fn traced_rows(dir: &Path) -> Vec<(usize, usize, usize, Vec<usize>)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        let rank: usize = name.trim_start_matches("rows-rank").trim_end_matches(".txt").parse().unwrap();
+        for line in std::fs::read_to_string(dir.join(&name)).unwrap().lines() {
+            let v: Vec<usize> = line.split(' ').map(|x| x.parse().unwrap()).collect();
+            out.push((v[0], rank, v[1], v[2..].to_vec()));
+        }
+    }
+    out
+}
+
+/// A run of two ranks stopped mid-epoch and resumed at one rank and at three (a node
+/// lost, or added): the images of the stopped epoch that no rank had read are dealt
+/// over the new ranks, so every image of it is trained on exactly once except the
+/// remainder that does not fill a batch on every rank; the global batch follows the
+/// world size (the per-rank batch stays), the change is logged, recorded in
+/// config.toml and in metrics.jsonl, and the run finishes. (Not identical to a run that
+/// never stopped: the steps after the change average another number of images. At the
+/// same world size a resume is bit-identical:
+/// `two_ranks_equal_one_process_on_the_union_of_their_batches`.)
+#[test]
+fn a_run_stopped_at_two_ranks_resumes_at_one_and_at_three() {
+    let t = tempfile::tempdir().unwrap();
+    let data = dataset(t.path());
+    let cfg_path = config(t.path(), 60, 2);
+    let train_args = |dir: &Path| -> Vec<String> {
+        ["run", "--config", cfg_path.to_str().unwrap(), "--data", data.to_str().unwrap(), "--run-dir"]
+            .iter()
+            .map(|s| s.to_string())
+            .chain([dir.display().to_string()])
+            .collect()
+    };
+    let launch = |world: usize, args: &[String], trace: &Path| -> String {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let port = free_port();
+        let ranks: Vec<Child> = (0..world)
+            .map(|r| {
+                let mut c = if world == 1 { clean(Command::new(TRAIN)) } else { slurm_rank(r, world, port, &[]) };
+                c.args(&args).env("ALEXNET_TRACE_ROWS", trace).stdout(Stdio::piped()).stderr(Stdio::piped());
+                c.spawn().unwrap()
+            })
+            .collect();
+        let mut all = String::new();
+        for c in ranks {
+            let o = c.wait_with_output().unwrap();
+            assert!(o.status.success(), "{}", text(&o));
+            all += &text(&o);
+        }
+        all
+    };
+    // 48 train rows, 4 per batch: at two ranks 6 steps an epoch; stopped after 2.
+    let stopped = t.path().join("stopped");
+    let trace = t.path().join("trace-stopped");
+    std::fs::create_dir(&trace).unwrap();
+    let mut args = train_args(&stopped);
+    args.extend(["--max-steps".to_string(), "2".to_string()]);
+    launch(2, &args, &trace);
+    for (world, left_steps, epoch_steps) in [(1usize, 8usize, 12usize), (3, 2, 4)] {
+        let run = t.path().join(format!("at-{world}"));
+        let tr = t.path().join(format!("trace-{world}"));
+        copy_dir(&stopped, &run);
+        copy_dir(&trace, &tr);
+        let mut args = train_args(&run);
+        args.push("--resume".into());
+        let out = launch(world, &args, &tr);
+        let said = format!("resuming a run of 2 rank(s) at {world} rank(s): global batch 8 -> {}", 4 * world);
+        assert!(out.contains(&said), "{out}");
+        assert!(out.contains("are dealt over the"), "{out}");
+        let steps = 2 + left_steps + epoch_steps;
+        assert!(out.contains(&format!("epochs 2 steps {steps}")), "{out}");
+        let saved = TrainConfig::from_toml(&std::fs::read_to_string(run.join("config.toml")).unwrap()).unwrap();
+        assert_eq!((saved.dist.world_size, saved.dist.global_batch), (Some(world), Some(4 * world)));
+        let metrics = std::fs::read_to_string(run.join("metrics.jsonl")).unwrap();
+        assert!(
+            metrics.lines().any(|l| l.contains("\"kind\":\"world\"")
+                && l.contains("\"from\":2")
+                && l.contains(&format!("\"to\":{world}"))),
+            "{metrics}"
+        );
+        let traced = traced_rows(&tr);
+        for epoch in 0..2 {
+            let mut rows: Vec<usize> = traced.iter().filter(|s| s.0 == epoch).flat_map(|s| s.3.clone()).collect();
+            let n = rows.len();
+            rows.sort();
+            rows.dedup();
+            assert_eq!(rows.len(), n, "epoch {epoch} at {world}: an image trained on twice");
+            assert!(rows.iter().all(|&r| r < 48));
+            // Epoch 0: 2 steps of 2 ranks, then the 32 unread rows dealt over `world`
+            // ranks in whole batches of 4 (at 3 ranks: 10 each, 8 taken, 8 left out).
+            // Epoch 1: a whole epoch at `world` ranks.
+            let want = if epoch == 0 { 16 + left_steps * 4 * world } else { epoch_steps * 4 * world };
+            assert_eq!(n, want, "epoch {epoch} at {world} rank(s)");
+        }
+        // Epoch 0's steps: 2 on each of the 2 ranks, then `left_steps` on each of the new ones.
+        assert_eq!(traced.iter().filter(|s| s.0 == 0).count(), 2 * 2 + left_steps * world, "{traced:?}");
+    }
 }

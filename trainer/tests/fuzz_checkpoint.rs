@@ -75,7 +75,8 @@ fn regenerate(dir: &Path) {
         wnids: vec!["n01".into(), "n02".into()],
         data_fingerprint: Some("cd".repeat(32)),
     };
-    let pos = Position { epoch: 1, batch: 0, global_step: 6, val_errors: vec![0.5], best_top1: 0.5 };
+    let pos =
+        Position { epoch: 1, batch: 0, global_step: 6, val_errors: vec![0.5], best_top1: 0.5, ..Default::default() };
     let momentum = vs.variables().into_iter().collect();
     let p = run.write("epoch-001", &vs, &meta, &pos, momentum).unwrap();
     std::fs::create_dir_all(dir).unwrap();

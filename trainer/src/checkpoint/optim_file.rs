@@ -1,8 +1,10 @@
 //! The optimizer file beside each model file (`{stem}.optim.safetensors`): the SGD
 //! momentum buffers, float32, as `momentum.{parameter name}`, and the run's
 //! [`Position`] in the metadata (`format` = [`OPTIM_FORMAT`], `epoch`, `batch`,
-//! `global_step`, `val_errors` as a JSON list, `best_top1`), so that a resumed run
-//! continues exactly where it stopped. It also records `model_tensors_sha256`, the
+//! `global_step`, `val_errors` as a JSON list, `best_top1`; `world` and `batch_size`,
+//! the world size and per-rank batch `batch` counts in; `epoch_parts`, a JSON list of
+//! the parts of the epoch trained at other world sizes, when there are any), so that a
+//! resumed run continues exactly where it stopped, at its world size or another one. It also records `model_tensors_sha256`, the
 //! `tensors_sha256` of the model file written with it, which ties the pair together
 //! (optional: files written before it have none), and its own `tensors_sha256`.
 
@@ -14,6 +16,11 @@ use tch::{Kind, Tensor};
 
 use super::file::{write_tensors, TensorFile};
 use super::{bad, CheckpointError};
+use crate::data::sampler::Trained;
+use crate::data::MAX_BATCH;
+
+/// The largest world size an optimizer file may record.
+const MAX_WORLD: usize = 1 << 20;
 
 /// `format` of an optimizer file's metadata.
 pub const OPTIM_FORMAT: &str = "alexnet-optim-v1";
@@ -22,13 +29,65 @@ pub const OPTIM_FORMAT: &str = "alexnet-optim-v1";
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Position {
     pub epoch: usize,
-    /// Batches of `epoch` already trained.
+    /// Batches of `epoch` already trained, at the world size and per-rank batch of
+    /// `part` (after the earlier parts `parts`).
     pub batch: usize,
     pub global_step: u64,
     /// The top-1 error of each finished epoch that drives the plateau schedule: on val,
     /// or on the held-out slice of train when the run holds one out.
     pub val_errors: Vec<f64>,
     pub best_top1: f64,
+    /// The parts of `epoch` trained at other world sizes before the current one (a run
+    /// stopped mid-epoch and resumed at another world size; empty otherwise).
+    pub parts: Vec<Trained>,
+    /// (world size, per-rank batch) that `batch` counts in. `None`: a file written
+    /// before it was recorded (its run's config.toml says).
+    pub part: Option<(usize, usize)>,
+}
+
+impl Position {
+    /// The parts of the current epoch trained so far, in order, the current one last
+    /// (`batch` batches at `part`, or at `(world, batch_size)` where the file does
+    /// not say): what the loader needs to deal the rest of the epoch.
+    pub fn trained(&self, world: usize, batch_size: usize) -> Vec<Trained> {
+        let (w, b) = self.part.unwrap_or((world, batch_size));
+        let mut v = self.parts.clone();
+        v.push(Trained { world: w, batch: b, batches: self.batch });
+        v
+    }
+
+    /// Batches trained in the earlier parts of the epoch (as counted at their own world
+    /// sizes): the offset of this part's batches in the epoch's numbering.
+    pub fn batches_before(&self) -> usize {
+        self.parts.iter().fold(0usize, |n, t| n.saturating_add(t.batches))
+    }
+
+    /// Images of the epoch trained in its earlier parts, over all ranks.
+    pub fn images_before(&self) -> usize {
+        self.parts.iter().fold(0usize, |n, t| n.saturating_add(t.batches.saturating_mul(t.batch * t.world)))
+    }
+
+    /// Continues the position at `world` ranks of `batch_size` images: at the world
+    /// size and batch of the current part it stays as it is; at another one mid-epoch,
+    /// the current part is closed (kept in `parts`) and the new one starts at batch 0.
+    /// `recorded` is the run's world size where the file does not say. Returns whether
+    /// the part changed.
+    pub fn continue_at(&mut self, world: usize, batch_size: usize, recorded: usize) -> bool {
+        let (w, b) = self.part.unwrap_or((recorded, batch_size));
+        self.part = Some((world, batch_size));
+        if (w, b) == (world, batch_size) || self.batch == 0 {
+            return false;
+        }
+        self.parts.push(Trained { world: w, batch: b, batches: self.batch });
+        self.batch = 0;
+        true
+    }
+
+    /// The position at the start of the next epoch.
+    pub fn next_epoch(&mut self) {
+        (self.epoch, self.batch) = (self.epoch + 1, 0);
+        self.parts.clear();
+    }
 }
 
 /// The optimizer file of the model file `model` (`x.safetensors` -> `x.optim.safetensors`).
@@ -69,6 +128,14 @@ pub fn write_optim(
         ("val_errors".into(), val_errors),
         ("best_top1".into(), pos.best_top1.to_string()),
     ]);
+    if !pos.parts.is_empty() {
+        let parts = serde_json::to_string(&pos.parts).map_err(|e| bad(path, format!("epoch_parts: {e}")))?;
+        meta.insert("epoch_parts".into(), parts);
+    }
+    if let Some((w, b)) = pos.part {
+        meta.insert("world".into(), w.to_string());
+        meta.insert("batch_size".into(), b.to_string());
+    }
     if let Some(h) = model_sha256 {
         meta.insert(MODEL_TENSORS_SHA256.into(), h.into());
     }
@@ -120,18 +187,56 @@ fn position(path: &Path, m: Option<&HashMap<String, String>>) -> Result<Position
     if !(-1.0..=1.0).contains(&best_top1) || val_errors.iter().any(|e| !(0.0..=1.0).contains(e)) {
         return Err(bad(path, format!("best_top1 {best_top1} or val_errors {val_errors:?} outside [0, 1]")));
     }
+    let parts: Vec<Trained> = match m.get("epoch_parts") {
+        Some(v) => serde_json::from_str(v).map_err(|e| bad(path, format!("epoch_parts: {e}")))?,
+        None => Vec::new(),
+    };
+    let part = match (m.get("world"), m.get("batch_size")) {
+        (Some(w), Some(b)) => Some((parse(path, "world", w)?, parse(path, "batch_size", b)?)),
+        (None, None) => None,
+        _ => return Err(bad(path, "world without batch_size, or batch_size without world")),
+    };
+    let mut counts = parts.iter().map(|t| (t.world, t.batch)).chain(part);
+    if counts.any(|(w, b)| w == 0 || b == 0 || w > MAX_WORLD || b > MAX_BATCH) {
+        return Err(bad(path, format!("epoch parts {parts:?} or part {part:?}: a world size or batch out of range")));
+    }
     Ok(Position {
         epoch: parse(path, "epoch", get("epoch")?)?,
         batch: parse(path, "batch", get("batch")?)?,
         global_step: parse(path, "global_step", get("global_step")?)?,
         val_errors,
         best_top1,
+        parts,
+        part,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_position_continued_at_another_world_size_closes_its_part() {
+        let t = |world, batch, batches| Trained { world, batch, batches };
+        let mut p = Position { epoch: 1, batch: 3, part: Some((2, 8)), ..Default::default() };
+        assert!(!p.continue_at(2, 8, 2), "the same world size and batch: the same part");
+        assert_eq!((p.batch, p.parts.len(), p.trained(2, 8)), (3, 0, vec![t(2, 8, 3)]));
+        assert!(p.continue_at(3, 8, 2));
+        assert_eq!((p.batch, p.part, p.parts.clone()), (0, Some((3, 8)), vec![t(2, 8, 3)]));
+        p.batch = 2;
+        assert_eq!(p.trained(3, 8), [t(2, 8, 3), t(3, 8, 2)]);
+        assert_eq!((p.batches_before(), p.images_before()), (3, 48));
+        // A file of an older trainer: its part is at the run's recorded world size.
+        let mut q = Position { batch: 2, ..Default::default() };
+        assert!(q.continue_at(1, 8, 2));
+        assert_eq!(q.parts, [t(2, 8, 2)]);
+        // At an epoch's start there is nothing to close.
+        let mut r = Position { part: Some((2, 8)), ..Default::default() };
+        assert!(!r.continue_at(4, 8, 2));
+        assert_eq!((r.parts.len(), r.part), (0, Some((4, 8))));
+        p.next_epoch();
+        assert_eq!((p.epoch, p.batch, p.parts.len()), (2, 0, 0));
+    }
 
     #[test]
     fn optim_path_is_beside_the_model_file() {
@@ -145,7 +250,15 @@ mod tests {
     fn read_optim_gives_back_what_write_optim_wrote() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("step-000000007.optim.safetensors");
-        let pos = Position { epoch: 2, batch: 3, global_step: 15, val_errors: vec![0.75, 0.5, 0.625], best_top1: 0.5 };
+        let pos = Position {
+            epoch: 2,
+            batch: 3,
+            global_step: 15,
+            val_errors: vec![0.75, 0.5, 0.625],
+            best_top1: 0.5,
+            parts: vec![Trained { world: 2, batch: 4, batches: 5 }],
+            part: Some((3, 4)),
+        };
         let a = Tensor::from_slice(&[1.5f32, -2.0, 0.25, 8.0]).reshape([2, 2]);
         let b = Tensor::from_slice(&[0.125f64, 3.0]); // stored as float32
         write_optim(&path, &pos, vec![("w".into(), a.shallow_clone()), ("b".into(), b.shallow_clone())], Some("ab12"))
@@ -157,6 +270,12 @@ mod tests {
         assert_eq!(bufs.len(), 2);
         assert!(bufs[0].equal(&a), "{bufs:?}");
         assert!(bufs[1].equal(&b.to_kind(Kind::Float)), "{bufs:?}");
+        // A file of an older trainer (no world, no parts) reads as a single part at the run's world size.
+        let old = Position { parts: vec![], part: None, ..pos.clone() };
+        write_optim(&path, &old, vec![], None).unwrap();
+        let got = read_optim(&path, &[]).unwrap().pos;
+        assert_eq!(got, old);
+        assert_eq!(got.trained(2, 4), [Trained { world: 2, batch: 4, batches: 3 }]);
         // A fresh run's position (best top-1 -1, no errors yet) survives too.
         let fresh = Position { best_top1: -1.0, ..Default::default() };
         write_optim(&path, &fresh, vec![], None).unwrap();

@@ -365,6 +365,28 @@ impl TrainConfig {
         Ok(())
     }
 
+    /// [`Self::resolve`] for a resumed run, which may continue at another world size
+    /// than the one its config records (a node lost or added): the saved world size,
+    /// global batch and scaled learning rate are then re-derived for `world` (the
+    /// per-rank batch stays, so the global batch follows the world size and the rate
+    /// `dist.lr_scaling`), and the change is returned for the log and the metrics.
+    pub fn resolve_resumed(&self, world: usize) -> Result<(TrainConfig, Option<WorldChange>), ConfigError> {
+        let Some(from) = self.dist.world_size.filter(|&w| w != world) else {
+            return Ok((self.resolve(world)?, None));
+        };
+        let before = self.resolve(from)?;
+        let mut fresh = self.clone();
+        (fresh.dist.world_size, fresh.dist.global_batch, fresh.dist.scaled_lr) = (None, None, None);
+        let after = fresh.resolve(world)?;
+        let change = WorldChange {
+            from,
+            to: world,
+            global_batch: (before.dist.global_batch.unwrap_or(0), after.dist.global_batch.unwrap_or(0)),
+            lr: (before.dist.scaled_lr.unwrap_or(0.0), after.dist.scaled_lr.unwrap_or(0.0)),
+        };
+        Ok((after, Some(change)))
+    }
+
     /// The configuration with `dist.world_size`, `dist.global_batch` and
     /// `dist.scaled_lr` filled in for `world` ranks (saved as the run's config). Values
     /// already there (a preset that states them, or a resumed run's saved config) must
@@ -375,9 +397,8 @@ impl TrainConfig {
         if let Some(w) = d.world_size {
             if w != world {
                 return bad(format!(
-                    "the run's config says dist.world_size = {w} but {world} process(es) were launched: resume with \
-                     {w} (the world size cannot change mid-run: the epoch's slices and the learning rate depend on \
-                     it), or start a new run folder"
+                    "the config says dist.world_size = {w} but {world} process(es) were launched: launch {w}, or \
+                     leave dist.world_size out of the config (it is derived; a resumed run may change it)"
                 ));
             }
         }
@@ -405,6 +426,17 @@ impl TrainConfig {
         out.dist.scaled_lr = Some(lr);
         Ok(out)
     }
+}
+
+/// A resumed run continuing at another world size ([`TrainConfig::resolve_resumed`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorldChange {
+    pub from: usize,
+    pub to: usize,
+    /// (before, after): images per step over all ranks.
+    pub global_batch: (usize, usize),
+    /// (before, after): the scaled learning rate.
+    pub lr: (f64, f64),
 }
 
 pub(crate) fn read_table(path: &Path) -> Result<toml::Table, ConfigError> {
@@ -528,9 +560,18 @@ mod tests {
         // The saved config round-trips and resolves again to itself (a resume).
         let saved = TrainConfig::from_toml(&r.to_toml()).unwrap();
         assert_eq!(saved.resolve(4).unwrap(), r);
-        // Another world size is refused, naming both.
+        // Another world size is refused for a new run, naming both...
         let e = saved.resolve(2).unwrap_err().to_string();
         assert!(e.contains("dist.world_size = 4") && e.contains("2 process"), "{e}");
+        // ...and re-derived for a resumed one: the per-rank batch stays, the global
+        // batch and the linearly scaled rate follow the world size.
+        let (at2, change) = saved.resolve_resumed(2).unwrap();
+        assert_eq!((at2.dist.world_size, at2.dist.global_batch, at2.optim.batch_size), (Some(2), Some(64), 32));
+        assert!((at2.dist.scaled_lr.unwrap() - 0.02).abs() < 1e-15);
+        let change = change.unwrap();
+        assert_eq!((change.from, change.to, change.global_batch), (4, 2, (128, 64)));
+        assert!((change.lr.0 - 0.04).abs() < 1e-15 && (change.lr.1 - 0.02).abs() < 1e-15);
+        assert_eq!(saved.resolve_resumed(4).unwrap(), (r.clone(), None));
         c.dist.global_batch = Some(100);
         let e = c.resolve(4).unwrap_err().to_string();
         assert!(e.contains("global_batch = 100"), "{e}");

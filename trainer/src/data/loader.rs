@@ -28,7 +28,7 @@ use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 use super::batch::{Batch, HostBuffer};
 use super::config::LoaderConfig;
 use super::error::DataError;
-use super::sampler::EpochPlan;
+use super::sampler::{EpochPlan, Trained};
 use super::worker::{Done, Job, WorkerCtx};
 
 /// Counters a training loop reports: did it wait for data?
@@ -116,14 +116,25 @@ impl Loader {
     /// the number of batches it will yield. Batches of an unfinished earlier pass are
     /// discarded.
     pub fn start(&mut self, epoch: u64) -> usize {
+        self.start_after(epoch, &[])
+    }
+
+    /// [`Self::start`] of the rest of a train epoch after the parts `trained` (a
+    /// resumed epoch: [`EpochPlan::rows_after`]): the rows no rank has read yet, dealt
+    /// over this loader's ranks, none of them read and thrown away.
+    pub fn start_after(&mut self, epoch: u64, trained: &[Trained]) -> usize {
         self.generation += 1;
         self.next = 0;
         for (_, b) in std::mem::take(&mut self.pending) {
             let _ = self.free_tx.send(b);
         }
         let sizes: Vec<usize> = self.split.shards().iter().map(|s| s.len()).collect();
-        let rows = EpochPlan::of(&self.cfg).rows(&sizes, epoch, &self.cfg.rows, self.cfg.crops);
-        let items: Vec<(usize, usize)> = rows.into_iter().enumerate().collect();
+        let rows = EpochPlan::of(&self.cfg).rows_after(&sizes, epoch, &self.cfg.rows, self.cfg.crops, trained);
+        // The positions of a resumed epoch go on from those already read, so that the
+        // crops, flips and colour noise drawn for them (by position) are those of a run
+        // that never stopped.
+        let first = trained.iter().fold(0usize, |n, t| n.saturating_add(t.batches.saturating_mul(t.batch)));
+        let items: Vec<(usize, usize)> = rows.into_iter().enumerate().map(|(i, r)| (first + i, r)).collect();
         let jobs = items.chunks(self.cfg.batch_size);
         self.total = jobs.len();
         let tx = self.job_tx.as_ref().expect("job sender lives with the loader");

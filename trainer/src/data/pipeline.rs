@@ -94,6 +94,12 @@ impl Pipeline {
         self.loader.start(epoch)
     }
 
+    /// Starts the rest of train epoch `epoch` after the parts `trained`
+    /// ([`Loader::start_after`]); returns its number of batches.
+    pub fn start_after(&mut self, epoch: u64, trained: &[super::sampler::Trained]) -> usize {
+        self.loader.start_after(epoch, trained)
+    }
+
     /// The next batch of the pass, in order ([`Loader::next_batch`]); `None` at its end.
     pub fn next_batch(&mut self) -> Result<Option<Batch>, DataError> {
         self.loader.next_batch()

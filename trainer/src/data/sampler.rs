@@ -36,11 +36,25 @@ impl EpochPlan {
     /// this rank's share ([`val_range`]) of the rows `rows` covers. `shard_sizes` are the
     /// row counts of the split's shards, in order.
     pub fn rows(&self, shard_sizes: &[usize], epoch: u64, rows: &Rows, crops: Crops) -> Vec<usize> {
+        self.rows_after(shard_sizes, epoch, rows, crops, &[])
+    }
+
+    /// [`Self::rows`] of the rest of a train epoch after the parts `trained`
+    /// ([`Self::train_rows_after`]); evaluation passes have no parts (`trained` is
+    /// ignored: they are read whole).
+    pub fn rows_after(
+        &self,
+        shard_sizes: &[usize],
+        epoch: u64,
+        rows: &Rows,
+        crops: Crops,
+        trained: &[Trained],
+    ) -> Vec<usize> {
         let n: usize = shard_sizes.iter().sum();
         let share = |len: usize| val_range(len, self.rank, self.world);
         match (crops, rows) {
-            (Crops::Train, Rows::All) => self.train_rows(shard_sizes, epoch, &[]),
-            (Crops::Train, Rows::Except(held)) => self.train_rows(shard_sizes, epoch, held),
+            (Crops::Train, Rows::All) => self.train_rows_after(shard_sizes, epoch, &[], trained),
+            (Crops::Train, Rows::Except(held)) => self.train_rows_after(shard_sizes, epoch, held, trained),
             (_, Rows::All) => share(n).collect(),
             (_, Rows::Only(only)) => share(only.len()).map(|i| only[i]).collect(),
             (_, Rows::Except(held)) => {

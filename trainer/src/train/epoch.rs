@@ -3,7 +3,7 @@
 
 use std::sync::atomic::AtomicBool;
 
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 use super::log::{EpochLog, Tick};
 use super::setup::Run;
@@ -12,26 +12,32 @@ use super::TrainSummary;
 use crate::schedule::{learning_rate, warmup_lr};
 
 impl Run<'_> {
-    /// Trains the rest of the current epoch (from `pos.batch`). `Some(summary)` when
-    /// the run stopped in it (a signal on any rank, `--max-steps`), with a checkpoint.
+    /// Trains the rest of the current epoch (from `pos.batch`, after the parts of it
+    /// trained at other world sizes). `Some(summary)` when the run stopped in it (a
+    /// signal on any rank, `--max-steps`), with a checkpoint.
     pub fn train_epoch(&mut self, stop: &AtomicBool) -> Result<Option<TrainSummary>> {
         let (cfg, epoch) = (&self.cfg, self.pos.epoch);
         let epoch_lr = learning_rate(&cfg.optim.schedule, cfg.optim.lr * self.lr_factor, epoch, &self.pos.val_errors);
-        let steps = self.train.start(epoch as u64);
-        ensure!(steps > 0, "the train split has fewer rows than one batch of {}", cfg.optim.batch_size);
+        // The rows no rank has read yet: none is read and thrown away.
+        let trained = self.pos.trained(self.world, cfg.optim.batch_size);
+        let fresh = self.pos.batch == 0 && self.pos.parts.is_empty();
+        let steps = self.pos.batch + self.train.start_after(epoch as u64, &trained);
+        ensure!(!fresh || steps > 0, "the train split has fewer rows than one batch of {}", cfg.optim.batch_size);
+        // Where a part of the epoch ran at another world size: the batches and images
+        // before this part, so that dropout seeds and the warmup's progress go on.
+        let (before, images_before) = (self.pos.batches_before(), self.pos.images_before());
+        let step_images = cfg.optim.batch_size * self.world;
         let wait0 = self.train.loader.stats().wait;
         let mut log = EpochLog::new(epoch, steps, self.pos.batch, cfg.run.log_every_steps, self.main, wait0);
-        let mut b = 0;
+        let mut b = self.pos.batch;
         while let Some(batch) = self.train.next_batch()? {
-            if b < self.pos.batch {
-                b += 1; // resumed mid-epoch: these were trained before the stop
-                continue;
-            }
             let cfg = &self.cfg;
-            let lr = warmup_lr(epoch_lr, self.lr_factor, cfg.dist.warmup_epochs, epoch, b, steps);
+            let (done, all) = (images_before + b * step_images, images_before + steps * step_images);
+            let lr = warmup_lr(epoch_lr, self.lr_factor, cfg.dist.warmup_epochs, epoch, done, all);
             let x = self.train.input(&batch, cfg.data.pca_noise)?;
             let y = batch.labels().to_device(self.opt.device);
-            let seed = dropout_seed(cfg.run.seed, epoch, b, self.rank);
+            let seed = dropout_seed(cfg.run.seed, epoch, before + b, self.rank);
+            self.trace_rows(b, batch.rows())?;
             let out = self.learner.step(&x, &y, lr, seed, stop, self.pos.global_step)?;
             if !out.loss.is_finite() {
                 bail!(
@@ -65,6 +71,25 @@ impl Run<'_> {
         }
         log.finish();
         Ok(None)
+    }
+
+    /// With `ALEXNET_TRACE_ROWS=DIR` (a debugging aid; the tests of resumes at another
+    /// world size use it): one line `epoch batch row...` per step in
+    /// `DIR/rows-rank{rank}.txt`, the split rows this rank trained on.
+    fn trace_rows(&self, batch: usize, rows: &[usize]) -> Result<()> {
+        let Some(dir) = std::env::var_os("ALEXNET_TRACE_ROWS") else { return Ok(()) };
+        let path = std::path::Path::new(&dir).join(format!("rows-rank{}.txt", self.rank));
+        let mut line = format!("{} {}", self.pos.epoch, batch);
+        for r in rows {
+            line.push_str(&format!(" {r}"));
+        }
+        line.push('\n');
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .with_context(|| format!("ALEXNET_TRACE_ROWS: {}", path.display()))?;
+        std::io::Write::write_all(&mut f, line.as_bytes()).with_context(|| format!("writing {}", path.display()))
     }
 
     /// After a stop mid-epoch: every rank checks the weights and leaves together.

@@ -1,7 +1,7 @@
 //! `RUN_DIR/metrics.jsonl`: one typed [`Record`] per line, written by rank 0 alone
 //! ([`MetricsSink`]) and read back by [`crate::curves`] and by the scripts. Lines are
 //! JSON objects tagged by `kind`: `train` (every `run.log_every_steps` steps: the mean
-//! loss over the interval), `val` and `holdout` (every epoch's end). A resumed run
+//! loss over the interval), `val` and `holdout` (every epoch's end), `world` (a resume at another world size). A resumed run
 //! first drops the records after the step it resumes from (they are trained again, so
 //! a step is never logged twice) and appends.
 
@@ -56,13 +56,28 @@ pub enum Record {
         #[serde(default)]
         images: u64,
     },
+    /// A resumed run continuing at another world size, from this step on.
+    World {
+        time: f64,
+        epoch: u64,
+        step: u64,
+        /// The world size before and now.
+        from: usize,
+        to: usize,
+        /// Images per step over all ranks, and the scaled learning rate, from now on.
+        global_batch: usize,
+        lr: f64,
+    },
 }
 
 impl Record {
     /// The global step the record was written at.
     pub fn step(&self) -> u64 {
         match self {
-            Record::Train { step, .. } | Record::Val { step, .. } | Record::Holdout { step, .. } => *step,
+            Record::Train { step, .. }
+            | Record::Val { step, .. }
+            | Record::Holdout { step, .. }
+            | Record::World { step, .. } => *step,
         }
     }
 

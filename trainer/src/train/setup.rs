@@ -9,7 +9,7 @@ use std::time::Instant;
 use alexnet_shared::{read_mean_image, sha256_file, Dataset, Manifest, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 
-use super::metrics::MetricsSink;
+use super::metrics::{unix_time, MetricsSink, Record};
 use super::step::Learner;
 use super::RunOptions;
 use crate::checkpoint::{
@@ -54,9 +54,6 @@ impl<'a> Run<'a> {
     pub fn new(cfg: &TrainConfig, opt: &'a RunOptions, pg: Option<&'a ProcessGroup>) -> Result<Self> {
         let (rank, world) = pg.map_or((0, 1), |p| (p.rank(), p.world()));
         let main = rank == 0;
-        let cfg = cfg.resolve(world)?;
-        let ds = Dataset::open(&opt.data)?;
-        let manifest = ds.manifest().clone();
         let ckpts = RunDir::new(&opt.run_dir);
         let survey = ckpts.survey()?;
         if !survey.is_empty() && !opt.resume {
@@ -65,6 +62,11 @@ impl<'a> Run<'a> {
                 opt.run_dir.display()
             );
         }
+        // A resumed run may continue at another world size (its saved config says which
+        // it had); a new one must match what its config states.
+        let (cfg, world_change) = if opt.resume { cfg.resolve_resumed(world)? } else { (cfg.resolve(world)?, None) };
+        let ds = Dataset::open(&opt.data)?;
+        let manifest = ds.manifest().clone();
         if main {
             ckpts.create()?;
             alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
@@ -79,12 +81,33 @@ impl<'a> Run<'a> {
             data_fingerprint: Some(data_fingerprint(&manifest)),
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
-        let mut pos = Position { best_top1: -1.0, ..Default::default() };
+        let mut pos = Position { best_top1: -1.0, part: Some((world, cfg.optim.batch_size)), ..Default::default() };
         let mut latest = None;
         if !survey.is_empty() {
             let train_rows = manifest.split(Split::Train).map_or(0, |s| s.rows as usize);
             let (path, p) = resume_latest(&mut learner, &ckpts, &survey, &meta, &cfg, train_rows, opt, main)?;
             pos = p;
+            let recorded = world_change.as_ref().map_or(world, |c| c.from);
+            let (w0, b0) = pos.part.unwrap_or((recorded, cfg.optim.batch_size));
+            let moved = pos.continue_at(world, cfg.optim.batch_size, recorded);
+            if moved && main {
+                eprintln!(
+                    "train: epoch {} was stopped at batch {} of {w0} rank(s) x {b0}: the images no rank has read yet \
+                     are dealt over the {world} rank(s) now",
+                    pos.epoch,
+                    pos.trained(world, b0).iter().rev().nth(1).map_or(0, |t| t.batches)
+                );
+            }
+            let done = pos.images_before().saturating_add(pos.batch.saturating_mul(cfg.optim.batch_size * world));
+            ensure!(
+                done <= train_rows,
+                "{}: epoch {} is {done} images in ({:?} at other world sizes, then batch {}), beyond the {train_rows} \
+                 train images",
+                optim_path(&path).display(),
+                pos.epoch,
+                pos.parts,
+                pos.batch
+            );
             latest = Some(path.clone());
             let path = &path;
             if main {
@@ -103,8 +126,32 @@ impl<'a> Run<'a> {
             crate::dist::check_same_position(pg, pos.epoch, pos.batch, pos.global_step)?;
         }
         let (train, val, holdout) = pipelines(&cfg, &ds, &manifest, opt, rank, world)?;
-        let (metrics, dropped) = MetricsSink::resume(&opt.run_dir.join("metrics.jsonl"), main, pos.global_step)
+        let (mut metrics, dropped) = MetricsSink::resume(&opt.run_dir.join("metrics.jsonl"), main, pos.global_step)
             .context("opening metrics.jsonl")?;
+        if let Some(c) = &world_change {
+            if main {
+                eprintln!(
+                    "train: resuming a run of {} rank(s) at {} rank(s): global batch {} -> {}, learning rate {} -> {} \
+                     (dist.lr_scaling = {}); config.toml records the new world size",
+                    c.from,
+                    c.to,
+                    c.global_batch.0,
+                    c.global_batch.1,
+                    c.lr.0,
+                    c.lr.1,
+                    format!("{:?}", cfg.dist.lr_scaling).to_lowercase()
+                );
+            }
+            metrics.write(&Record::World {
+                time: unix_time(),
+                epoch: pos.epoch as u64,
+                step: pos.global_step,
+                from: c.from,
+                to: c.to,
+                global_batch: c.global_batch.1,
+                lr: c.lr.1,
+            })?;
+        }
         if dropped > 0 {
             eprintln!(
                 "train: metrics.jsonl: {dropped} record(s) after step {} dropped (written after the last checkpoint; \

@@ -135,7 +135,7 @@ impl Run<'_> {
             }
         }
         self.pos.val_errors.push(plateau_error);
-        (self.pos.epoch, self.pos.batch) = (self.pos.epoch + 1, 0);
+        self.pos.next_epoch();
         let improved = top1 > self.pos.best_top1;
         if improved {
             self.pos.best_top1 = top1;
