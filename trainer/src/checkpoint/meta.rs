@@ -5,7 +5,8 @@
 //! here are ignored, so files carrying newer optional keys still load.
 //!
 //! Optional keys (a file without one loads as before): `data_fingerprint`
-//! ([`data_fingerprint`]) and `tensors_sha256` (added by the writer, see `file.rs`).
+//! ([`data_fingerprint`]), `tensors_sha256` (added by the writer, see `file.rs`), and
+//! the inputs a checkpoint needs to classify images ([`InputsMeta`]).
 //! Numbers must be finite, counts whole and non-negative: `lrn_alpha = NaN` or
 //! `num_classes = 1e30` are errors naming the key.
 
@@ -35,6 +36,91 @@ pub struct CheckpointMeta {
     pub wnids: Vec<String>,
     /// [`data_fingerprint`] of the data it was trained on (None: written before the key).
     pub data_fingerprint: Option<String>,
+    /// What classifying an image needs besides the weights (None: written before the
+    /// keys, or made in PyTorch; then the dataset supplies it).
+    pub inputs: Option<InputsMeta>,
+}
+
+/// The class names and the normalization data a checkpoint carries, so that
+/// `eval predict` needs no dataset: keys `class_names` (JSON list, output order),
+/// `mean_rgb` (JSON [r, g, b], 0..255), and with `normalization = mean-image`
+/// `mean_image` (the 256x256x3 HWC float32 mean image, little-endian, base64) and
+/// `mean_image_sha256` (of those bytes, checked on reading). About 1 MB of header with
+/// the mean image; PyTorch's `load_file` ignores metadata, so `strict=True` loads stay
+/// as they were.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputsMeta {
+    pub class_names: Vec<String>,
+    pub mean_rgb: [f64; 3],
+    /// 256x256x3 HWC, 0..255 (only for `mean-image` normalization).
+    pub mean_image: Option<std::sync::Arc<Vec<f32>>>,
+}
+
+impl InputsMeta {
+    /// From a dataset: its class names, mean RGB and (when the model is normalized by
+    /// it) mean image.
+    pub fn of(manifest: &alexnet_shared::Manifest, mean_image: Option<&[f32]>) -> Self {
+        Self {
+            class_names: manifest.classes.iter().map(|c| c.name.clone()).collect(),
+            mean_rgb: manifest.stats.mean_rgb,
+            mean_image: mean_image.map(|m| std::sync::Arc::new(m.to_vec())),
+        }
+    }
+
+    fn write(&self, map: &mut HashMap<String, String>) -> Result<(), serde_json::Error> {
+        use base64::Engine;
+        map.insert("class_names".into(), serde_json::to_string(&self.class_names)?);
+        map.insert("mean_rgb".into(), serde_json::to_string(&self.mean_rgb)?);
+        if let Some(m) = &self.mean_image {
+            let bytes: Vec<u8> = m.iter().flat_map(|v| v.to_le_bytes()).collect();
+            map.insert("mean_image_sha256".into(), sha256_hex(&bytes));
+            map.insert("mean_image".into(), base64::engine::general_purpose::STANDARD.encode(&bytes));
+        }
+        Ok(())
+    }
+
+    /// The keys of `m`, if it has `class_names`; every value checked.
+    fn read(path: &Path, m: &HashMap<String, String>, classes: usize) -> Result<Option<Self>, CheckpointError> {
+        use base64::Engine;
+        let Some(names) = m.get("class_names") else { return Ok(None) };
+        let class_names: Vec<String> =
+            serde_json::from_str(names).map_err(|e| bad(path, format!("metadata class_names: {e}")))?;
+        if class_names.len() != classes {
+            return Err(bad(path, format!("metadata lists {} class names for {classes} classes", class_names.len())));
+        }
+        let rgb = m.get("mean_rgb").ok_or_else(|| bad(path, "metadata has class_names but no \"mean_rgb\""))?;
+        let mean_rgb: [f64; 3] = serde_json::from_str(rgb).map_err(|e| bad(path, format!("metadata mean_rgb: {e}")))?;
+        if mean_rgb.iter().any(|v| !(0.0..=255.0).contains(v)) {
+            return Err(bad(path, format!("metadata mean_rgb {mean_rgb:?} is outside 0..255")));
+        }
+        let mean_image = match m.get("mean_image") {
+            None => None,
+            Some(text) => {
+                let want = alexnet_shared::IMAGE_BYTES * 4;
+                // The decoded size is known from the text's length: refused before decoding.
+                if text.len() != want.div_ceil(3) * 4 {
+                    return Err(bad(path, format!("metadata mean_image is not {want} bytes of float32 in base64")));
+                }
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(text)
+                    .map_err(|e| bad(path, format!("metadata mean_image: {e}")))?;
+                if m.get("mean_image_sha256").map(String::as_str) != Some(sha256_hex(&bytes).as_str()) {
+                    return Err(bad(path, "metadata mean_image does not hash to its mean_image_sha256 (damaged)"));
+                }
+                let v: Vec<f32> = bytes.chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+                if v.iter().any(|x| !(0.0..=255.0).contains(x)) {
+                    return Err(bad(path, "metadata mean_image holds values outside 0..255"));
+                }
+                Some(std::sync::Arc::new(v))
+            }
+        };
+        Ok(Some(Self { class_names, mean_rgb, mean_image }))
+    }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// The content of a dataset build, as a sha256 in hex: its classes (wnids, in index
@@ -72,6 +158,9 @@ impl CheckpointMeta {
         ]);
         if let Some(f) = &self.data_fingerprint {
             map.insert("data_fingerprint".into(), f.clone());
+        }
+        if let Some(i) = &self.inputs {
+            i.write(&mut map)?;
         }
         Ok(map)
     }
@@ -116,6 +205,7 @@ impl CheckpointMeta {
             by_serde_name(norm).ok_or_else(|| bad(path, format!("unknown normalization {norm:?} in the metadata")))?;
         let wnids: Vec<String> =
             serde_json::from_str(get("wnids")?).map_err(|e| bad(path, format!("metadata wnids: {e}")))?;
+        let inputs = InputsMeta::read(path, m, model.num_classes)?;
         Ok(Self {
             model,
             normalization,
@@ -124,6 +214,7 @@ impl CheckpointMeta {
             manifest_sha256: get("manifest_sha256")?.clone(),
             wnids,
             data_fingerprint: m.get("data_fingerprint").cloned(),
+            inputs,
         })
     }
 }
@@ -155,6 +246,7 @@ mod tests {
             manifest_sha256: "ab".repeat(32),
             wnids: vec!["n01".into(), "n02".into()],
             data_fingerprint: None,
+            inputs: None,
         }
     }
 
@@ -181,6 +273,44 @@ mod tests {
         .collect();
         assert_eq!(m, want);
         assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), meta());
+    }
+
+    /// The inputs `eval predict` needs round-trip; a damaged mean image is named.
+    #[test]
+    fn class_names_and_the_mean_image_round_trip_and_are_checked() {
+        let p = Path::new("m.safetensors");
+        let mean: Vec<f32> = (0..alexnet_shared::IMAGE_BYTES).map(|i| (i % 251) as f32 + 0.25).collect();
+        let inputs = InputsMeta {
+            class_names: vec!["tench".into(), "goldfish, Carassius auratus".into()],
+            mean_rgb: [120.5, 115.0, 104.25],
+            mean_image: Some(std::sync::Arc::new(mean)),
+        };
+        let with = CheckpointMeta { inputs: Some(inputs.clone()), ..meta() };
+        let m = with.to_map().unwrap();
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
+        // Mean RGB only (other normalizations): no mean image keys.
+        let rgb = CheckpointMeta { inputs: Some(InputsMeta { mean_image: None, ..inputs }), ..meta() };
+        let m2 = rgb.to_map().unwrap();
+        assert!(!m2.contains_key("mean_image") && !m2.contains_key("mean_image_sha256"));
+        assert_eq!(CheckpointMeta::from_map(p, &m2).unwrap(), rgb);
+        for (k, v, want) in [
+            ("class_names", r#"["one"]"#.to_string(), "metadata lists 1 class names for 2 classes"),
+            ("mean_rgb", "[300, 0, 0]".to_string(), "metadata mean_rgb [300.0, 0.0, 0.0] is outside 0..255"),
+            ("mean_image", "AAAA".to_string(), "metadata mean_image is not 786432 bytes of float32 in base64"),
+            ("mean_image_sha256", "00".repeat(32), "does not hash to its mean_image_sha256 (damaged)"),
+        ] {
+            let mut bad = m.clone();
+            bad.insert(k.into(), v);
+            let e = CheckpointMeta::from_map(p, &bad).unwrap_err().to_string();
+            assert!(e.starts_with("m.safetensors: ") && e.contains(want), "{k}: {e}");
+        }
+        // A flipped character inside the mean image is caught by its hash.
+        let mut bad = m.clone();
+        let text = bad.get_mut("mean_image").unwrap();
+        let flipped = if text.as_bytes()[1000] == b'A' { "B" } else { "A" };
+        text.replace_range(1000..1001, flipped);
+        let e = CheckpointMeta::from_map(p, &bad).unwrap_err().to_string();
+        assert!(e.contains("damaged"), "{e}");
     }
 
     #[test]

@@ -13,11 +13,12 @@ use super::metrics::{unix_time, MetricsSink, Record};
 use super::step::Learner;
 use super::RunOptions;
 use crate::checkpoint::{
-    data_fingerprint, optim_path, read_optim, Checkpoint, CheckpointError, CheckpointMeta, Position, RunDir, Survey,
+    data_fingerprint, optim_path, read_optim, Checkpoint, CheckpointError, CheckpointMeta, InputsMeta, Position,
+    RunDir, Survey,
 };
 use crate::config::TrainConfig;
 use crate::data::sampler::held_out_rows;
-use crate::data::{Crops, LoaderConfig, Pipeline, Rows};
+use crate::data::{Crops, LoaderConfig, Normalization, Pipeline, Rows};
 use crate::dist::ProcessGroup;
 
 /// A run in progress (one rank of it).
@@ -71,6 +72,10 @@ impl<'a> Run<'a> {
             ckpts.create()?;
             alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         }
+        let mean_image = match cfg.data.normalization {
+            Normalization::MeanImage => Some(read_mean_image(&opt.data.join(&manifest.mean_image))?),
+            _ => None,
+        };
         let meta = CheckpointMeta {
             model: cfg.model_config(manifest.classes.len()),
             normalization: cfg.data.normalization,
@@ -79,6 +84,8 @@ impl<'a> Run<'a> {
             manifest_sha256: sha256_file(&opt.data.join(MANIFEST_FILE))?,
             wnids: manifest.wnids(),
             data_fingerprint: Some(data_fingerprint(&manifest)),
+            // Class names and normalization data: `eval predict` then needs no dataset.
+            inputs: Some(InputsMeta::of(&manifest, mean_image.as_deref())),
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
         let mut pos = Position { best_top1: -1.0, part: Some((world, cfg.optim.batch_size)), ..Default::default() };
