@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Result};
 use tch::{nn::VarStore, Device, Kind, Tensor};
-use trainer::checkpoint::Checkpoint;
 pub use trainer::checkpoint::Overrides;
+use trainer::checkpoint::{Checkpoint, InputsMeta};
 use trainer::data::Normalization;
 use trainer::model::{AlexNet, Arch, ModelConfig};
 
@@ -34,6 +34,8 @@ pub struct LoadedModel {
     pub manifest_sha256: Option<String>,
     /// The content of the data it was trained on (`data_fingerprint`; None: not recorded).
     pub data_fingerprint: Option<String>,
+    /// Its class names and normalization data (None: not recorded, or a PyTorch file).
+    pub inputs: Option<InputsMeta>,
 }
 
 impl LoadedModel {
@@ -143,6 +145,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
     let class_map = class_map.map(|m| Tensor::from_slice(&m).to_device(device));
     let manifest_sha256 = meta.map(|m| m.manifest_sha256.clone()).filter(|h| !h.is_empty());
     let data_fingerprint = meta.and_then(|m| m.data_fingerprint.clone());
+    let inputs = meta.and_then(|m| m.inputs.clone());
     Ok(LoadedModel {
         path: path.to_path_buf(),
         model,
@@ -153,6 +156,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
         bf16,
         manifest_sha256,
         data_fingerprint,
+        inputs,
     })
 }
 

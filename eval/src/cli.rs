@@ -34,6 +34,49 @@ pub fn score(cfg: &ScoreConfig, json: Option<&std::path::Path>) -> Result<Printe
     Ok(Printed { stdout: report.render(), stderr: String::new() })
 }
 
+/// What `eval predict` prints, and how it ends: an error when some input could not be
+/// classified (after the others are printed).
+pub struct PredictPrinted {
+    pub stdout: String,
+    pub stderr: String,
+    pub outcome: Result<()>,
+}
+
+/// `eval predict`: the table on standard output, or JSON / CSV (to a file, or with `-`
+/// on standard output and the table on standard error). Each input that failed is an
+/// `error:` line naming it on standard error; then the outcome says how many failed.
+pub fn predict(
+    cfg: &crate::predict::PredictConfig,
+    json: Option<&std::path::Path>,
+    csv: Option<&std::path::Path>,
+) -> Result<PredictPrinted> {
+    let report = crate::predict::run(cfg)?;
+    let mut out = PredictPrinted { stdout: report.render(), stderr: String::new(), outcome: Ok(()) };
+    let data = match (json, csv) {
+        (Some(p), _) => Some((p, serde_json::to_string_pretty(&report)? + "\n")),
+        (None, Some(p)) => Some((p, report.csv())),
+        (None, None) => None,
+    };
+    if let Some((p, text)) = data {
+        if p == std::path::Path::new("-") {
+            out.stderr = std::mem::replace(&mut out.stdout, text);
+        } else {
+            alexnet_shared::atomic_write(p, text.as_bytes()).with_context(|| format!("writing {}", p.display()))?;
+        }
+    }
+    for f in &report.failed {
+        out.stderr += &format!("error: {}: {}\n", f.path, f.error);
+    }
+    if !report.failed.is_empty() {
+        let total = report.failed.len() + report.images.len();
+        out.outcome = Err(anyhow::anyhow!(
+            "{} of {total} input(s) could not be classified (named above); the others are printed",
+            report.failed.len()
+        ));
+    }
+    Ok(out)
+}
+
 /// `eval kernels`: writes the picture.
 pub fn kernels(cfg: &KernelsConfig) -> Result<String> {
     let (w, h, k) = crate::kernels::run(cfg)?;

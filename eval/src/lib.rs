@@ -6,6 +6,8 @@
 //!   every image's top-5 ([`predictions`]).
 //! - [`checkpoint`]: opens the trainer's checkpoints (model, crop, normalization and
 //!   class wnids from the metadata) and PyTorch exports without metadata.
+//! - [`predict`]: the top classes of image files (a photo, a folder), with the build's
+//!   recipe for the input; no dataset needed for checkpoints that carry their inputs.
 //! - [`kernels`]: the conv1 kernels as a picture (figure 3).
 //! - [`neighbors`]: nearest training images by fc7 activations (section 6.1, figure 4).
 //!
@@ -25,6 +27,7 @@ pub mod checkpoint;
 pub mod cli;
 pub mod kernels;
 pub mod neighbors;
+pub mod predict;
 pub mod predictions;
 pub mod score;
 

@@ -1,5 +1,6 @@
-//! `eval`: scores AlexNet checkpoints (`eval score`), draws the conv1 kernels
-//! (`eval kernels`) and finds nearest training images by fc7 features (`eval neighbors`).
+//! `eval`: scores AlexNet checkpoints (`eval score`), classifies image files (`eval
+//! predict`), draws the conv1 kernels (`eval kernels`) and finds nearest training images
+//! by fc7 features (`eval neighbors`).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -103,6 +104,48 @@ enum Command {
         #[command(flatten)]
         model: ModelFlags,
     },
+    /// The top classes of image files or folders of them (a checkpoint, or an ensemble).
+    Predict {
+        /// Image files (JPEG, PNG, BMP, GIF, TIFF, WebP), or folders searched
+        /// recursively for them.
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+        /// Model file (*.safetensors); repeat to average an ensemble's probabilities.
+        #[arg(long = "checkpoint", required = true)]
+        checkpoints: Vec<PathBuf>,
+        /// The dataset the checkpoint was trained on: class names and normalization
+        /// data for checkpoints that do not carry them (older ones, PyTorch files).
+        #[arg(long)]
+        data: Option<PathBuf>,
+        /// center: one 227 (224) crop of the centre; ten: the paper's ten crops.
+        #[arg(long, value_enum, default_value = "center")]
+        crops: Crops,
+        /// Classes shown per image.
+        #[arg(long, default_value_t = 5)]
+        top: usize,
+        /// Images per forward pass (ten crops put 10x as many crops through the model).
+        #[arg(long, default_value_t = 16)]
+        batch_size: usize,
+        /// libtorch intra-op threads (default: libtorch's).
+        #[arg(long)]
+        threads: Option<i32>,
+        /// cpu, cuda or cuda:N.
+        #[arg(long, default_value = "cpu")]
+        device: String,
+        /// bf16 autocast (CUDA only).
+        #[arg(long)]
+        bf16: bool,
+        /// Write the predictions as JSON; `-`: on standard output (the table then goes
+        /// to standard error).
+        #[arg(long, conflicts_with = "csv")]
+        json: Option<PathBuf>,
+        /// Write the predictions as CSV (path,rank,index,wnid,name,probability); `-`:
+        /// on standard output.
+        #[arg(long)]
+        csv: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelFlags,
+    },
     /// The conv1 kernels as a PNG grid (figure 3).
     Kernels {
         #[arg(long)]
@@ -171,6 +214,29 @@ fn run(cli: Cli) -> Result<()> {
             let printed = eval::cli::score(&cfg, json.as_deref())?;
             eprint!("{}", printed.stderr);
             printed.stdout
+        }
+        Command::Predict {
+            images,
+            checkpoints,
+            data,
+            crops,
+            top,
+            batch_size,
+            threads,
+            device,
+            bf16,
+            json,
+            csv,
+            model,
+        } => {
+            let run = RunFlags { threads, workers: 1, device, quiet: true };
+            let mut cfg = eval::predict::PredictConfig::new(images, checkpoints);
+            (cfg.data, cfg.crops, cfg.top, cfg.batch_size) = (data, crops, top, batch_size);
+            (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());
+            let printed = eval::cli::predict(&cfg, json.as_deref(), csv.as_deref())?;
+            eprint!("{}", printed.stderr);
+            print!("{}", printed.stdout);
+            return printed.outcome;
         }
         Command::Kernels { checkpoint, out, scale, columns } => {
             eval::cli::kernels(&eval::kernels::KernelsConfig { checkpoint, out, scale, columns })?

@@ -110,6 +110,26 @@ impl PixelTransform {
         })
     }
 
+    /// For evaluation without a dataset (`eval predict` on a checkpoint that carries
+    /// its inputs): the mean RGB and mean image given, no colour noise (zero
+    /// eigenpairs).
+    pub fn for_eval(
+        norm: Normalization,
+        mean_rgb: [f64; 3],
+        mean_image: Option<Arc<Vec<f32>>>,
+    ) -> Result<Self, DataError> {
+        if norm == Normalization::MeanImage && mean_image.is_none() {
+            return Err(DataError::NoMeanImage);
+        }
+        Ok(Self {
+            norm,
+            eig: [0.0; 3],
+            vecs: [[0.0; 3]; 3],
+            mean_rgb: mean_rgb.map(|v| v as f32),
+            mean_image: if norm == Normalization::MeanImage { mean_image } else { None },
+        })
+    }
+
     /// [`pca_shift`] with this dataset's eigenpairs.
     pub fn shift(&self, alpha: [f32; 3]) -> [f32; 3] {
         pca_shift(alpha, &self.eig, &self.vecs)
