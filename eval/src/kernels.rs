@@ -2,7 +2,8 @@
 //! kernels of size 11x11x3 learned by the first convolutional layer"). Each kernel is
 //! scaled to 0..255 by its own minimum and maximum over its three channels (weights in
 //! RGB order, as the input); the paper model's two towers are drawn as two blocks, the
-//! first tower's kernels above the second's, as in the figure.
+//! first tower's kernels above the second's, as in the figure, each labelled, under a
+//! title naming the checkpoint.
 
 use std::path::{Path, PathBuf};
 
@@ -113,11 +114,55 @@ pub fn kernel_grid(w: &[f32], shape: [usize; 4], towers: usize, scale: u32, colu
     img
 }
 
-/// Writes the picture; returns its size.
+/// The band above the grid (its title) and, with two towers, the column left of it
+/// (each tower's name): [`annotate`]'s margins.
+pub const TITLE_BAND: u32 = 28;
+pub const TOWER_COLUMN: u32 = 64;
+
+impl Layout {
+    /// (left, top) margins of the annotated picture.
+    pub fn margins(&self) -> (u32, u32) {
+        (if self.towers == 2 { TOWER_COLUMN } else { 0 }, TITLE_BAND)
+    }
+}
+
+/// The grid with a title on top and, for the paper's two towers, each block labelled
+/// with its tower (the paper's GPU 1 above, GPU 2 below).
+pub fn annotate(grid: &RgbImage, layout: &Layout, kernels: usize, title: &str) -> Result<RgbImage> {
+    use crate::text::{fit, Label};
+    let (left, top) = layout.margins();
+    let mut img = RgbImage::new(grid.width() + left, grid.height() + top);
+    image::imageops::replace(&mut img, grid, left as i64, top as i64);
+    let white = Rgb([255, 255, 255]);
+    let mut labels =
+        vec![Label { x: 4, y: 7, text: fit(title, img.width().saturating_sub(8), 14), size: 14, color: white }];
+    if layout.towers == 2 {
+        let per = kernels / 2;
+        for t in 0..2 {
+            let (_, y0) = layout.origin(t * per, kernels);
+            let block = layout.rows_per_tower as u32 * (layout.cell_h + layout.pad);
+            let y = (top + y0 + block / 2) as i32 - 14;
+            labels.push(Label { x: 4, y, text: format!("tower {}", t + 1), size: 12, color: white });
+            labels.push(Label { x: 4, y: y + 15, text: format!("(GPU {})", t + 1), size: 12, color: white });
+        }
+    }
+    crate::text::draw(&mut img, &labels)?;
+    Ok(img)
+}
+
+/// Writes the picture; returns its size and the number of kernels.
 pub fn run(cfg: &KernelsConfig) -> Result<(u32, u32, usize)> {
     ensure!((1..=64).contains(&cfg.scale), "--scale must be in 1..=64");
     let (w, shape, towers) = conv1(&cfg.checkpoint)?;
-    let img = kernel_grid(&w, shape, towers, cfg.scale, cfg.columns);
+    let grid = kernel_grid(&w, shape, towers, cfg.scale, cfg.columns);
+    let layout = Layout::new(shape, towers, cfg.scale, cfg.columns);
+    let name = cfg
+        .checkpoint
+        .file_name()
+        .map_or_else(|| cfg.checkpoint.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let title =
+        format!("conv1: {} kernels of {}x{}x3 ({name}), each scaled to its own range", shape[0], shape[2], shape[3]);
+    let img = annotate(&grid, &layout, shape[0], &title)?;
     write_png(&img, &cfg.out)?;
     Ok((img.width(), img.height(), shape[0]))
 }

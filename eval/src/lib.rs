@@ -30,5 +30,6 @@ pub mod neighbors;
 pub mod predict;
 pub mod predictions;
 pub mod score;
+pub mod text;
 
 pub use trainer::topk;

@@ -222,40 +222,90 @@ pub fn write_list(path: &std::path::Path, data: &std::path::Path, split: Split, 
 }
 
 const GRID_PAD: u32 = 4;
+/// The band above the grid (column titles) and under each image (class, distance).
+const HEADER: u32 = 24;
+const LABEL: u32 = 32;
+const TEXT: u32 = 12;
 
 /// Width and height in pixels of the [`grid`] of `queries` rows of `k` neighbours.
 pub fn grid_size(queries: usize, k: usize, thumb: u32) -> (u32, u32) {
     let (pad, gap) = (GRID_PAD as u64, 4 * GRID_PAD as u64);
     let w = pad + (thumb as u64 + pad) * (k as u64 + 1) + gap;
-    let h = pad + (thumb as u64 + pad) * queries as u64;
+    let h = HEADER as u64 + pad + (thumb as u64 + LABEL as u64 + pad) * queries as u64;
     (w.min(u32::MAX as u64) as u32, h.min(u32::MAX as u64) as u32)
 }
 
 /// The picture: one row per query, the query image, a gap, then its neighbours nearest
-/// first (the stored 256x256 images, scaled to `thumb` pixels).
+/// first (the stored 256x256 images, scaled to `thumb` pixels). Under each image its
+/// class name, and under a neighbour its distance; a neighbour of another class than
+/// its query has a red frame and a red name. Column titles on top.
 pub fn grid(data: &std::path::Path, split: Split, results: &[QueryResult], k: usize, thumb: u32) -> Result<RgbImage> {
+    use crate::text::{fit, frame, Label};
     let ds = Dataset::open(data)?;
+    let names: Vec<String> = ds.manifest().classes.iter().map(|c| c.name.clone()).collect();
+    let name = |label: i64| names.get(label as usize).cloned().unwrap_or_else(|| format!("class {label}"));
     let (qs, train) = (ds.split(split)?, ds.split(Split::Train)?);
     let (width, height) = grid_size(results.len(), k, thumb);
     let (pad, gap) = (GRID_PAD, 4 * GRID_PAD);
     let mut img = RgbImage::from_pixel(width, height, image::Rgb([255, 255, 255]));
     let mut decoded = vec![0u8; alexnet_shared::IMAGE_BYTES];
     let side = IMAGE_SIDE as u32;
-    let mut draw = |reader: &SplitReader, row: usize, x: u32, y: u32, img: &mut RgbImage| -> Result<()> {
+    let mut draw = |reader: &SplitReader, row: usize, x: u32, y: u32, img: &mut RgbImage| -> Result<i64> {
+        let label = reader.get(row)?.label as i64;
         let px = pixels(reader, row, &mut decoded)?;
         let full = RgbImage::from_raw(side, side, px.to_vec()).expect("256x256x3 bytes");
         let small =
             if thumb == side { full } else { image::imageops::resize(&full, thumb, thumb, FilterType::Triangle) };
         image::imageops::replace(img, &small, x as i64, y as i64);
-        Ok(())
+        Ok(label)
     };
+    let (black, red, grey) = (image::Rgb([0, 0, 0]), image::Rgb([200, 0, 0]), image::Rgb([90, 90, 90]));
+    let first = pad + thumb + pad + gap;
+    let mut labels = vec![
+        Label { x: pad as i32, y: 5, text: fit(&format!("{split} query"), thumb, TEXT), size: TEXT, color: black },
+        Label {
+            x: first as i32,
+            y: 5,
+            text: fit(
+                "train images nearest by fc7 distance, nearest first (red: another class than the query)",
+                width.saturating_sub(first + pad),
+                TEXT,
+            ),
+            size: TEXT,
+            color: black,
+        },
+    ];
     for (i, q) in results.iter().enumerate() {
-        let y = pad + i as u32 * (thumb + pad);
-        draw(&qs, q.row, pad, y, &mut img)?;
+        let y = HEADER + pad + i as u32 * (thumb + LABEL + pad);
+        let text_y = (y + thumb + 3) as i32;
+        let ql = draw(&qs, q.row, pad, y, &mut img)?;
+        labels.push(Label { x: pad as i32, y: text_y, text: fit(&name(ql), thumb, TEXT), size: TEXT, color: black });
+        labels.push(Label {
+            x: pad as i32,
+            y: text_y + TEXT as i32 + 2,
+            text: fit(&format!("row {}", q.row), thumb, TEXT),
+            size: TEXT,
+            color: grey,
+        });
         for (j, n) in q.neighbors.iter().enumerate() {
-            draw(&train, n.row, pad + (j as u32 + 1) * (thumb + pad) + gap, y, &mut img)?;
+            let x = pad + (j as u32 + 1) * (thumb + pad) + gap;
+            let nl = draw(&train, n.row, x, y, &mut img)?;
+            let other = nl != ql;
+            if other {
+                frame(&mut img, (x, y, thumb, thumb), (thumb / 32).max(2), red);
+            }
+            let color = if other { red } else { black };
+            labels.push(Label { x: x as i32, y: text_y, text: fit(&name(nl), thumb, TEXT), size: TEXT, color });
+            labels.push(Label {
+                x: x as i32,
+                y: text_y + TEXT as i32 + 2,
+                text: fit(&format!("distance {:.2}", n.distance), thumb, TEXT),
+                size: TEXT,
+                color: grey,
+            });
         }
     }
+    crate::text::draw(&mut img, &labels)?;
     Ok(img)
 }
 

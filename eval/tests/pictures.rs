@@ -89,18 +89,41 @@ fn neighbors_match_a_brute_force_search_and_find_the_query_itself() {
         assert!(q.neighbors[0].distance as f64 <= 1e-5 * norm, "{}", q.neighbors[0].distance);
     }
 
-    // The picture: a row per query; the query's thumbnail equals its first neighbour's.
-    let thumb = 32;
+    // The picture: a row per query; the query's thumbnail equals its first neighbour's
+    // (itself); under each image its class name and, for neighbours, the distance; a
+    // neighbour of another class than its query framed in red.
+    let thumb = 48;
     let img = grid(&data, Split::Train, &results, 3, thumb).unwrap();
-    let (pad, gap) = (4, 16);
-    assert_eq!(img.dimensions(), (pad + (thumb + pad) * 4 + gap, pad + (thumb + pad) * 3));
-    for (i, _) in results.iter().enumerate() {
-        let y = pad + i as u32 * (thumb + pad);
+    let (pad, gap, header, label) = (4, 16, 24, 32);
+    assert_eq!(img.dimensions(), (pad + (thumb + pad) * 4 + gap, header + pad + (thumb + label + pad) * 3));
+    let train = Dataset::open(&data).unwrap().split(Split::Train).unwrap();
+    let class = |row: usize| train.get(row).unwrap().label;
+    let ink = |x0: u32, y0: u32, w: u32, h: u32| {
+        (y0..y0 + h)
+            .flat_map(|y| (x0..x0 + w).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0 != [255; 3])
+            .count()
+    };
+    assert!(ink(0, 0, img.width(), header) > 50, "no column titles");
+    let mut framed = 0;
+    for (i, q) in results.iter().enumerate() {
+        let y = header + pad + i as u32 * (thumb + label + pad);
         let (qx, nx) = (pad, pad + (thumb + pad) + gap);
         for (dy, dx) in [(0, 0), (5, 17), (thumb - 1, thumb - 1)] {
             assert_eq!(img.get_pixel(qx + dx, y + dy), img.get_pixel(nx + dx, y + dy));
         }
+        assert!(ink(qx, y + thumb + 1, thumb, label) > 20, "no class name under query {i}");
+        for (j, n) in q.neighbors.iter().enumerate() {
+            let x = pad + (j as u32 + 1) * (thumb + pad) + gap;
+            assert!(ink(x, y + thumb + 1, thumb, label) > 20, "no label under neighbour {j} of query {i}");
+            let corner = img.get_pixel(x, y).0;
+            if class(n.row) != class(q.row) {
+                assert_eq!(corner, [200, 0, 0], "neighbour {j} of query {i} is of another class: framed in red");
+                framed += 1;
+            }
+        }
     }
+    eprintln!("{framed} neighbours of another class framed");
     let list = t.path().join("n.csv");
     write_list(&list, &data, Split::Train, &results).unwrap();
     let text = std::fs::read_to_string(&list).unwrap();
@@ -134,8 +157,23 @@ fn kernels_picture_holds_each_kernels_scaled_weights() {
     assert_eq!(k, 10);
     let img = image::open(&out).unwrap().to_rgb8();
     let layout = eval::kernels::Layout::new([10, 3, 11, 11], 2, 3, None);
-    assert_eq!(img.dimensions(), layout.size());
-    assert_eq!((w, h), layout.size());
+    // A title band on top, a column naming the two towers on the left.
+    let (left, top) = layout.margins();
+    assert_eq!((left, top), (64, 28));
+    let size = (layout.size().0 + left, layout.size().1 + top);
+    assert_eq!(img.dimensions(), size);
+    assert_eq!((w, h), size);
+    let ink = |x0: u32, y0: u32, w: u32, h: u32| {
+        (y0..y0 + h)
+            .flat_map(|y| (x0..x0 + w).map(move |x| (x, y)))
+            .filter(|&(x, y)| img.get_pixel(x, y).0[0] > 128)
+            .count()
+    };
+    assert!(ink(0, 0, img.width(), top) > 50, "no title");
+    for t in [0, 5] {
+        let (_, y0) = layout.origin(t, 10);
+        assert!(ink(0, top + y0, left, layout.cell_h) > 30, "no label beside the tower of kernel {t}");
+    }
     // Kernel 7 (second tower, third column), weight (y=4, x=9), from the file itself.
     let m = open(&ck, &Overrides::default(), &Dataset::open(&data).unwrap().manifest().wnids(), Device::Cpu, false)
         .unwrap();
@@ -147,6 +185,6 @@ fn kernels_picture_holds_each_kernels_scaled_weights() {
     let (x0, y0) = layout.origin(7, 10);
     assert_eq!(layout.origin(7, 10).1, layout.origin(5, 10).1, "kernels 5..9 share the second tower's row");
     assert!(layout.origin(5, 10).1 > layout.origin(4, 10).1);
-    let px = img.get_pixel(x0 + 9 * 3 + 2, y0 + 4 * 3 + 1).0;
+    let px = img.get_pixel(left + x0 + 9 * 3 + 2, top + y0 + 4 * 3 + 1).0;
     assert_eq!(px.to_vec(), want);
 }
