@@ -160,8 +160,7 @@ pub fn run(cfg: &KernelsConfig) -> Result<(u32, u32, usize)> {
         .checkpoint
         .file_name()
         .map_or_else(|| cfg.checkpoint.display().to_string(), |n| n.to_string_lossy().into_owned());
-    let title =
-        format!("conv1: {} kernels of {}x{}x3 ({name}), each scaled to its own range", shape[0], shape[2], shape[3]);
+    let title = format!("conv1 of {name}: {} kernels, {}x{}x3", shape[0], shape[2], shape[3]);
     let img = annotate(&grid, &layout, shape[0], &title)?;
     write_png(&img, &cfg.out)?;
     Ok((img.width(), img.height(), shape[0]))
