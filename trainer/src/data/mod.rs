@@ -51,6 +51,7 @@ pub mod loader;
 pub mod normalize;
 pub mod pipeline;
 pub mod pixels;
+pub mod resized_crop;
 pub mod sampler;
 pub mod seed;
 mod worker;

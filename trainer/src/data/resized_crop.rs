@@ -1,0 +1,218 @@
+//! torchvision's `RandomResizedCrop` box sampler (`get_params`), for training on whole
+//! images: up to ten tries of an area fraction uniform in `scale` and an aspect ratio
+//! log-uniform in `ratio`; the first box that fits is placed uniformly; after ten misses
+//! the fallback is the centre crop of the whole image clamped to `ratio`. The rounding
+//! is Python's (`round`, half to even) and the draws are float32 as torch's `uniform_`,
+//! so that the same draws give torchvision's boxes (tested on draws recorded from
+//! torchvision 0.26).
+
+use rand::RngExt;
+
+/// A box of an image: torchvision's `(i, j, h, w)`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CropBox {
+    pub top: usize,
+    pub left: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+/// The random draws the sampler makes, in torchvision's order.
+pub trait BoxDraws {
+    /// `torch.empty(1).uniform_(lo, hi).item()`: a float32 in `[lo, hi)`.
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32;
+    /// `torch.randint(0, n, (1,)).item()`: `0..n`.
+    fn below(&mut self, n: usize) -> usize;
+}
+
+/// The draws from a seeded generator (training: one per image, from its position).
+impl<R: rand::Rng> BoxDraws for R {
+    fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * self.random::<f32>()
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        self.random_range(0..n)
+    }
+}
+
+/// `RandomResizedCrop(size, scale, ratio)`'s box parameters.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RandomResizedCrop {
+    /// Range of the box's area as a fraction of the image's (torchvision: 0.08..1).
+    pub scale: (f64, f64),
+    /// Range of the box's width / height (torchvision: 3/4..4/3).
+    pub ratio: (f64, f64),
+}
+
+impl Default for RandomResizedCrop {
+    fn default() -> Self {
+        Self { scale: (0.08, 1.0), ratio: (3.0 / 4.0, 4.0 / 3.0) }
+    }
+}
+
+impl RandomResizedCrop {
+    /// A box of a `height` x `width` image (both at least 1).
+    pub fn sample(&self, height: usize, width: usize, draws: &mut impl BoxDraws) -> CropBox {
+        let area = (height * width) as f64;
+        // torch.log(torch.tensor(ratio)): float32.
+        let log_ratio = [(self.ratio.0 as f32).ln(), (self.ratio.1 as f32).ln()];
+        for _ in 0..10 {
+            let target = area * draws.uniform(self.scale.0 as f32, self.scale.1 as f32) as f64;
+            let aspect = draws.uniform(log_ratio[0], log_ratio[1]).exp() as f64; // float32 exp
+            let w = (target * aspect).sqrt().round_ties_even();
+            let h = (target / aspect).sqrt().round_ties_even();
+            if w > 0.0 && w <= width as f64 && h > 0.0 && h <= height as f64 {
+                let (h, w) = (h as usize, w as usize);
+                let top = draws.below(height - h + 1);
+                let left = draws.below(width - w + 1);
+                return CropBox { top, left, height: h, width: w };
+            }
+        }
+        // Fallback: the centre, clamped to the ratio range.
+        let in_ratio = width as f64 / height as f64;
+        let (lo, hi) = (self.ratio.0.min(self.ratio.1), self.ratio.0.max(self.ratio.1));
+        let (h, w) = if in_ratio < lo {
+            ((width as f64 / lo).round_ties_even() as usize, width)
+        } else if in_ratio > hi {
+            (height, (height as f64 * hi).round_ties_even() as usize)
+        } else {
+            (height, width)
+        };
+        CropBox { top: (height - h) / 2, left: (width - w) / 2, height: h, width: w }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+
+    /// Draws replayed from a recording.
+    struct Replay {
+        uniforms: std::collections::VecDeque<f32>,
+        ints: std::collections::VecDeque<usize>,
+    }
+
+    impl BoxDraws for Replay {
+        fn uniform(&mut self, _lo: f32, _hi: f32) -> f32 {
+            self.uniforms.pop_front().expect("a recorded uniform draw")
+        }
+        fn below(&mut self, n: usize) -> usize {
+            let v = self.ints.pop_front().expect("a recorded integer draw");
+            assert!(v < n, "recorded {v} for 0..{n}: the sampler asks for another range than torchvision");
+            v
+        }
+    }
+
+    /// torchvision 0.26's `RandomResizedCrop.get_params` on images of several shapes
+    /// (wide and tall ones that take the fallback), its draws recorded by wrapping
+    /// `torch.Tensor.uniform_` and `torch.randint`:
+    ///
+    /// ```python
+    /// log = []
+    /// orig_u = torch.Tensor.uniform_
+    /// def rec_u(self, *a, **k):
+    ///     r = orig_u(self, *a, **k); log.append(("u", r.item())); return r
+    /// torch.Tensor.uniform_ = rec_u
+    /// orig_ri = torch.randint
+    /// def rec_ri(*a, **k):
+    ///     r = orig_ri(*a, **k); log.append(("i", int(r.item()))); return r
+    /// torch.randint = rec_ri
+    /// torch.manual_seed(12)
+    /// for (h, w) in [(375, 500), (500, 333), (256, 256), (256, 341), (40, 1000), (1000, 40),
+    ///                (120, 90), (7, 300), (300, 7), (33, 37)]:
+    ///     for rep in range(4):
+    ///         log.clear()
+    ///         i, j, ch, cw = RandomResizedCrop.get_params(torch.empty(3, h, w), [0.08, 1.0], [3/4, 4/3])
+    ///         print(f"{h} {w} | " + " ".join(f"{k}{v!r}" for k, v in log) + f" | {i} {j} {ch} {cw}")
+    /// ```
+    #[test]
+    fn the_same_draws_give_torchvisions_boxes() {
+        let rrc = RandomResizedCrop::default();
+        let mut fallbacks = 0;
+        for line in include_str!("testdata/rrc_torchvision.txt").lines() {
+            let parts: Vec<&str> = line.split(" | ").collect();
+            let size: Vec<usize> = parts[0].split(' ').map(|v| v.parse().unwrap()).collect();
+            let mut replay = Replay { uniforms: Default::default(), ints: Default::default() };
+            for d in parts[1].split(' ') {
+                match d.split_at(1) {
+                    ("u", v) => replay.uniforms.push_back(v.parse::<f64>().unwrap() as f32),
+                    ("i", v) => replay.ints.push_back(v.parse().unwrap()),
+                    _ => panic!("{d}"),
+                }
+            }
+            let want: Vec<usize> = parts[2].split(' ').map(|v| v.parse().unwrap()).collect();
+            if replay.ints.is_empty() {
+                fallbacks += 1;
+            }
+            let got = rrc.sample(size[0], size[1], &mut replay);
+            assert_eq!([got.top, got.left, got.height, got.width], want[..], "{line}");
+            assert!(replay.uniforms.is_empty() && replay.ints.is_empty(), "draws left over: {line}");
+        }
+        assert!(fallbacks >= 4, "the recording exercises the fallback ({fallbacks} cases)");
+    }
+
+    /// The two-sample Kolmogorov-Smirnov statistic of `a` and `b`.
+    fn ks(mut a: Vec<f64>, mut b: Vec<f64>) -> f64 {
+        a.sort_by(f64::total_cmp);
+        b.sort_by(f64::total_cmp);
+        let (mut i, mut j, mut d) = (0, 0, 0f64);
+        while i < a.len() && j < b.len() {
+            let x = a[i].min(b[j]);
+            while i < a.len() && a[i] <= x {
+                i += 1;
+            }
+            while j < b.len() && b[j] <= x {
+                j += 1;
+            }
+            d = d.max((i as f64 / a.len() as f64 - j as f64 / b.len() as f64).abs());
+        }
+        d
+    }
+
+    /// Over 10,000 boxes of a 375x500 image, the area fraction and the log aspect ratio
+    /// follow the distributions the draws define (an independent sample drawn by the
+    /// rule directly, without the sampler's code): two-sample KS statistic below 0.0272
+    /// (the 0.1% critical value at n = m = 10,000: 1.95 * sqrt(2 / 10,000)). The boxes
+    /// also stay inside the image, and their placement is uniform (mean offset within
+    /// 3% of the middle).
+    #[test]
+    fn ten_thousand_boxes_follow_torchvisions_distributions() {
+        let rrc = RandomResizedCrop::default();
+        let (h, w) = (375usize, 500usize);
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let (mut areas, mut aspects, mut tops) = (Vec::new(), Vec::new(), 0f64);
+        for _ in 0..10_000 {
+            let b = rrc.sample(h, w, &mut rng);
+            assert!(b.top + b.height <= h && b.left + b.width <= w && b.height > 0 && b.width > 0);
+            areas.push((b.height * b.width) as f64 / (h * w) as f64);
+            aspects.push((b.width as f64 / b.height as f64).ln());
+            tops += (b.top as f64 + b.height as f64 / 2.0) / h as f64;
+        }
+        // The reference: the same rule, drawn in float64 from another stream, rounded
+        // as torchvision rounds, the same tries and fallback.
+        let mut other = ChaCha8Rng::seed_from_u64(99);
+        let (mut ref_areas, mut ref_aspects) = (Vec::new(), Vec::new());
+        for _ in 0..10_000 {
+            let mut got = None;
+            for _ in 0..10 {
+                let t = (h * w) as f64 * other.random_range(0.08..1.0);
+                let a = other.random_range((0.75f64).ln()..(4.0f64 / 3.0).ln()).exp();
+                let (cw, ch) = ((t * a).sqrt().round_ties_even(), (t / a).sqrt().round_ties_even());
+                if cw >= 1.0 && cw <= w as f64 && ch >= 1.0 && ch <= h as f64 {
+                    got = Some((ch, cw));
+                    break;
+                }
+            }
+            let (ch, cw) = got.unwrap_or((h as f64, w as f64)); // 500/375 is within the ratio range
+            ref_areas.push(ch * cw / (h * w) as f64);
+            ref_aspects.push((cw / ch).ln());
+        }
+        let (da, dr) = (ks(areas, ref_areas), ks(aspects, ref_aspects));
+        assert!(da < 0.0272 && dr < 0.0272, "KS area {da:.4}, aspect {dr:.4}");
+        let mid = tops / 10_000.0;
+        assert!((mid - 0.5).abs() < 0.03, "mean box centre at {mid:.3} of the height");
+    }
+}
