@@ -3,13 +3,17 @@
 //! JSON objects tagged by `kind`: `train` (every `run.log_every_steps` steps: the mean
 //! loss over the interval), `val` and `holdout` (every epoch's end). A resumed run
 //! first drops the records after the step it resumes from (they are trained again, so
-//! a step is never logged twice) and appends.
+//! a step is never logged twice) and appends. Rank 0 writes the same numbers as
+//! TensorBoard scalars beside it ([`super::tensorboard`]), and drops them in the same way
+//! on a resume.
 
 use std::fs::File;
 use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
+
+use super::tensorboard::{self, EventFile, SessionLog, What, SESSION_START};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "lowercase")]
@@ -78,24 +82,44 @@ pub fn unix_time() -> f64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
-/// Where records go: `metrics.jsonl` on rank 0, nowhere on the other ranks.
+/// Where records go: `metrics.jsonl` and a TensorBoard event file of this start in the
+/// same folder on rank 0, nowhere on the other ranks.
 pub struct MetricsSink {
     file: Option<File>,
+    events: Option<EventFile>,
+}
+
+/// The folder of `path` (`.` for a bare file name).
+fn folder_of(path: &Path) -> &Path {
+    match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    }
 }
 
 impl MetricsSink {
-    /// Appends to `path` when `main` (rank 0); otherwise a sink that drops records.
+    /// Appends to `path` and starts an event file beside it when `main` (rank 0);
+    /// otherwise a sink that drops records.
     pub fn open(path: &Path, main: bool) -> std::io::Result<Self> {
-        let file = if main { Some(std::fs::OpenOptions::new().create(true).append(true).open(path)?) } else { None };
-        Ok(Self { file })
+        if !main {
+            return Ok(Self { file: None, events: None });
+        }
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        let events = EventFile::create(folder_of(path), unix_time())?;
+        Ok(Self { file: Some(file), events: Some(events) })
     }
 
     /// As [`Self::open`], for a run resumed at global step `step`: the records written
     /// after it (by the run that stopped, past its last checkpoint) and a line cut by a
-    /// kill are dropped first, in one atomic rewrite. Returns the sink and the number
-    /// of records dropped.
+    /// kill are dropped first, in one atomic rewrite, and so are the TensorBoard events
+    /// after it in the folder's event files; the new event file starts with a session
+    /// start at `step + 1`. Returns the sink and the number of records dropped from
+    /// `metrics.jsonl`.
     pub fn resume(path: &Path, main: bool, step: u64) -> std::io::Result<(Self, usize)> {
         let mut dropped = 0;
+        if main {
+            tensorboard::drop_after(folder_of(path), step)?;
+        }
         if main && path.exists() {
             let text = std::fs::read_to_string(path)?;
             let mut kept = String::with_capacity(text.len());
@@ -112,18 +136,41 @@ impl MetricsSink {
                 alexnet_shared::atomic_write(path, kept.as_bytes()).map_err(std::io::Error::other)?;
             }
         }
-        Ok((Self::open(path, main)?, dropped))
+        let mut sink = Self::open(path, main)?;
+        if let Some(ev) = &mut sink.events {
+            if step > 0 {
+                // A TensorBoard already watching drops what it showed from this step on.
+                let log = SessionLog { status: SESSION_START, msg: format!("resumed after step {step}") };
+                let start = tensorboard::Event {
+                    wall_time: unix_time(),
+                    step: step as i64 + 1,
+                    what: Some(What::SessionLog(log)),
+                };
+                ev.write(&start)?;
+                ev.flush()?;
+            }
+        }
+        Ok((sink, dropped))
     }
 
+    /// Writes `r` to both files (each record is on disk when this returns, for a
+    /// TensorBoard or a `tail -f` watching the run).
     pub fn write(&mut self, r: &Record) -> std::io::Result<()> {
         if let Some(f) = &mut self.file {
             let line = serde_json::to_string(r).expect("records serialize");
             writeln!(f, "{line}")?;
         }
+        if let Some(ev) = &mut self.events {
+            ev.record(r)?;
+            ev.flush()?;
+        }
         Ok(())
     }
 
     pub fn flush(&mut self) -> std::io::Result<()> {
+        if let Some(ev) = &mut self.events {
+            ev.flush()?;
+        }
         match &mut self.file {
             Some(f) => f.flush(),
             None => Ok(()),
@@ -161,6 +208,21 @@ mod tests {
         drop(sink);
         let steps: Vec<u64> = Record::read_all(&p).unwrap().iter().map(Record::step).collect();
         assert_eq!(steps, [2, 4, 6, 8, 10]);
+        // The TensorBoard files alike: two starts, each step once, the val event gone,
+        // and the second file marks the session start at step 7.
+        let files = tensorboard::event_files(t.path()).unwrap();
+        assert_eq!(files.len(), 2);
+        let events: Vec<_> = files.iter().flat_map(|f| tensorboard::read_events(f).unwrap().0).collect();
+        let summaries: Vec<(i64, String)> = events
+            .iter()
+            .filter_map(|e| match &e.what {
+                Some(What::Summary(s)) => Some((e.step, s.value[0].tag.clone())),
+                _ => None,
+            })
+            .collect();
+        let want: Vec<(i64, String)> = [2, 4, 6, 8, 10].iter().map(|&s| (s, "train/loss".to_string())).collect();
+        assert_eq!(summaries, want);
+        assert!(events.iter().any(|e| e.step == 7 && matches!(&e.what, Some(What::SessionLog(l)) if l.status == 1)));
         // Another rank's sink writes nothing and touches nothing.
         let before = std::fs::read(&p).unwrap();
         let (_, dropped) = MetricsSink::resume(&p, false, 0).unwrap();
@@ -188,7 +250,9 @@ mod tests {
         assert!(matches!(all[1], Record::Train { step: 2, loss, .. } if loss == 2.2992));
         // Other ranks write nothing.
         let q = t.path().join("other.jsonl");
+        let files = tensorboard::event_files(t.path()).unwrap().len();
         MetricsSink::open(&q, false).unwrap().write(&r).unwrap();
         assert!(!q.exists());
+        assert_eq!(tensorboard::event_files(t.path()).unwrap().len(), files);
     }
 }

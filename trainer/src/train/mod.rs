@@ -10,7 +10,8 @@
 //!   checkpoints;
 //! - [`validate`]: center-crop top-1/top-5 over every val image once, and the epoch's
 //!   end (records, schedule, checkpoint);
-//! - [`metrics`]: the typed records of `metrics.jsonl`.
+//! - [`metrics`]: the typed records of `metrics.jsonl`, and [`tensorboard`]: the same
+//!   numbers as TensorBoard event files.
 //!
 //! Every random draw comes from (seed, epoch, step): the loader's crops, flips and
 //! colour noise (see [`crate::data`]), and dropout, for which libtorch's generator is
@@ -32,6 +33,7 @@ mod log;
 pub mod metrics;
 mod setup;
 pub mod step;
+pub mod tensorboard;
 pub mod validate;
 
 use std::path::PathBuf;
