@@ -33,6 +33,23 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     mkdir -p "$work/agree-out"
     "$ALEXNET_PYTHON" eval/tests/check_agreement.py target/debug/eval "$work/agree" \
         "$work/agree-run/checkpoints/epoch-003.safetensors" "$anchors" "$work/agree-out"
+    # TensorBoard: the event files read back with the tensorboard package, equal to
+    # metrics.jsonl; then a run stopped with records past its last checkpoint, resumed
+    # from the checkpoint before: no step twice across its two event files.
+    if ! "$ALEXNET_PYTHON" -c 'import tensorboard' 2>/dev/null; then
+        echo "test.sh: installing tensorboard (to read the event files back)" >&2
+        "$ALEXNET_PYTHON" -m pip install --quiet tensorboard >&2 || true
+    fi
+    if "$ALEXNET_PYTHON" -c 'import tensorboard' 2>/dev/null; then
+        "$ALEXNET_PYTHON" trainer/tests/check_tensorboard.py "$work/agree-run" --starts 1
+        tb=(target/debug/train run --data "$work/agree" --run-dir "$work/tb-run" --threads 2)
+        "${tb[@]}" --config configs/smoke-tiny.toml --max-steps 34 >/dev/null 2>&1
+        rm "$work"/tb-run/checkpoints/step-000000034.*
+        "${tb[@]}" --resume --max-steps 6 >/dev/null 2>&1 || [ $? = 0 ]
+        "$ALEXNET_PYTHON" trainer/tests/check_tensorboard.py "$work/tb-run" --starts 2
+    else
+        echo "test.sh: tensorboard could not be installed: the TensorBoard read-back is SKIPPED" >&2
+    fi
 else
     echo "test.sh: numpy/pillow/pyarrow/torchvision missing: Python cross-checks skipped" >&2
     exit 1

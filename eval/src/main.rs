@@ -11,8 +11,11 @@ use eval::checkpoint::Overrides;
 use trainer::data::{Crops, Normalization};
 use trainer::model::Arch;
 
+/// `eval --version`: the version, the commit it was built from, the libtorch.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(trainer::provenance::version_line);
+
 #[derive(Parser)]
-#[command(name = "eval", version, about = "Scores AlexNet checkpoints (Krizhevsky et al. 2012): top-1/top-5, pictures")]
+#[command(name = "eval", version = VERSION.as_str(), about = "Scores AlexNet checkpoints (Krizhevsky et al. 2012): top-1/top-5, pictures")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -41,6 +41,7 @@ fn checkpoint(path: &Path, data: &Path, edit: impl FnOnce(&VarStore)) -> PathBuf
         manifest_sha256: String::new(),
         wnids: manifest.wnids(),
         data_fingerprint: Some(trainer::checkpoint::data_fingerprint(&manifest)),
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

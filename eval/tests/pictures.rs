@@ -35,6 +35,7 @@ fn checkpoint(path: &Path, data: &Path) -> PathBuf {
         manifest_sha256: String::new(),
         wnids: Dataset::open(data).unwrap().manifest().wnids(),
         data_fingerprint: None,
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

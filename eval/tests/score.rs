@@ -52,6 +52,7 @@ fn checkpoint(
         manifest_sha256: "00".repeat(32),
         wnids: wnids.unwrap_or_else(|| ds.manifest().wnids()),
         data_fingerprint: None,
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -10,8 +10,15 @@ use preprocess::build::{self, BuildConfig};
 use preprocess::inputs::InputOptions;
 use preprocess::{synth, verify};
 
+/// `preprocess --version`: the version and the commit it was built from (it does not
+/// link libtorch).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use alexnet_shared::build_info::{short_commit, VERSION};
+    format!("{VERSION} (commit {}, libtorch: none, preprocess does not use it)", short_commit())
+});
+
 #[derive(Parser)]
-#[command(name = "preprocess", version, about = "ImageNet -> rescaled 256x256 sharded Parquet (dataset format v1)")]
+#[command(name = "preprocess", version = VERSION.as_str(), about = "ImageNet -> rescaled 256x256 sharded Parquet (dataset format v1)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -23,6 +23,7 @@
 //! # Ok::<(), alexnet_shared::Error>(())
 //! ```
 
+pub mod build_info;
 mod classes;
 mod error;
 mod fsutil;

@@ -72,6 +72,7 @@ fn main() -> Result<()> {
         manifest_sha256: sha256_file(&args.data.join(MANIFEST_FILE))?,
         wnids: manifest.wnids(),
         data_fingerprint: Some(data_fingerprint(&manifest)),
+        provenance: None,
     };
     save_model(&args.out, &vs, (!args.no_metadata).then_some(&meta))?;
     println!("make_checkpoint: wrote {} ({} classes)", args.out.display(), classes);

@@ -57,6 +57,7 @@ fn main() -> anyhow::Result<()> {
                     manifest_sha256: String::new(),
                     wnids: (0..cfg.num_classes).map(|i| format!("n{i:08}")).collect(),
                     data_fingerprint: None,
+                    provenance: None,
                 };
                 save_model(&dir.join(format!("{name}.safetensors")), &vs, Some(&meta))?;
                 Tensor::write_safetensors(

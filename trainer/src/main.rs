@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `train --version`: the version, the commit it was built from, the libtorch.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(trainer::provenance::version_line);
+
 #[derive(Parser)]
-#[command(name = "train", version, about = "AlexNet training (Krizhevsky et al. 2012) on libtorch")]
+#[command(name = "train", version = VERSION.as_str(), about = "AlexNet training (Krizhevsky et al. 2012) on libtorch")]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -74,6 +74,7 @@ fn regenerate(dir: &Path) {
         manifest_sha256: "ab".repeat(32),
         wnids: vec!["n01".into(), "n02".into()],
         data_fingerprint: Some("cd".repeat(32)),
+        provenance: None,
     };
     let pos = Position { epoch: 1, batch: 0, global_step: 6, val_errors: vec![0.5], best_top1: 0.5 };
     let momentum = vs.variables().into_iter().collect();

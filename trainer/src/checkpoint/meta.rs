@@ -5,7 +5,9 @@
 //! here are ignored, so files carrying newer optional keys still load.
 //!
 //! Optional keys (a file without one loads as before): `data_fingerprint`
-//! ([`data_fingerprint`]) and `tensors_sha256` (added by the writer, see `file.rs`).
+//! ([`data_fingerprint`]), `provenance` (a JSON object: [`Provenance`], the start of
+//! the run that wrote the file) and `tensors_sha256` (added by the writer, see
+//! `file.rs`).
 //! Numbers must be finite, counts whole and non-negative: `lrn_alpha = NaN` or
 //! `num_classes = 1e30` are errors naming the key.
 
@@ -18,6 +20,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{bad, CheckpointError, FORMAT};
 use crate::data::Normalization;
 use crate::model::ModelConfig;
+use crate::provenance::Provenance;
 
 /// The metadata of a checkpoint written by the trainer.
 #[derive(Debug, Clone, PartialEq)]
@@ -35,6 +38,9 @@ pub struct CheckpointMeta {
     pub wnids: Vec<String>,
     /// [`data_fingerprint`] of the data it was trained on (None: written before the key).
     pub data_fingerprint: Option<String>,
+    /// Where the run that wrote it came from (None: written before the key, or not by
+    /// the trainer).
+    pub provenance: Option<Provenance>,
 }
 
 /// The content of a dataset build, as a sha256 in hex: its classes (wnids, in index
@@ -72,6 +78,9 @@ impl CheckpointMeta {
         ]);
         if let Some(f) = &self.data_fingerprint {
             map.insert("data_fingerprint".into(), f.clone());
+        }
+        if let Some(p) = &self.provenance {
+            map.insert("provenance".into(), serde_json::to_string(p)?);
         }
         Ok(map)
     }
@@ -124,6 +133,11 @@ impl CheckpointMeta {
             manifest_sha256: get("manifest_sha256")?.clone(),
             wnids,
             data_fingerprint: m.get("data_fingerprint").cloned(),
+            provenance: m
+                .get("provenance")
+                .map(|p| serde_json::from_str(p))
+                .transpose()
+                .map_err(|e| bad(path, format!("metadata provenance: {e}")))?,
         })
     }
 }
@@ -155,6 +169,7 @@ mod tests {
             manifest_sha256: "ab".repeat(32),
             wnids: vec!["n01".into(), "n02".into()],
             data_fingerprint: None,
+            provenance: None,
         }
     }
 
@@ -195,7 +210,7 @@ mod tests {
         }
         let p = Path::new("m.safetensors");
         let mut m = meta().to_map().unwrap();
-        m.insert("provenance".into(), "a later trainer".into());
+        m.insert("trained_by".into(), "a later trainer".into());
         assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), meta());
         m.insert("normalization".into(), "zca".into());
         let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
@@ -235,5 +250,20 @@ mod tests {
         let m = with.to_map().unwrap();
         assert_eq!(m["data_fingerprint"], "cd".repeat(32));
         assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
+    }
+
+    #[test]
+    fn provenance_round_trips_and_a_record_of_another_trainer_reads() {
+        let p = Path::new("m.safetensors");
+        let with = CheckpointMeta { provenance: Some(Provenance::now("train", 4, "ab", true, Some(7))), ..meta() };
+        let mut m = with.to_map().unwrap();
+        assert!(m["provenance"].contains("\"world_size\":4"));
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
+        m.insert("provenance".into(), r#"{"git_commit": "abc", "gpu": "H200"}"#.into());
+        let got = CheckpointMeta::from_map(p, &m).unwrap().provenance.unwrap();
+        assert_eq!((got.git_commit.as_str(), got.world_size), ("abc", 0));
+        m.insert("provenance".into(), "not json".into());
+        let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+        assert!(e.starts_with("m.safetensors: metadata provenance: "), "{e}");
     }
 }

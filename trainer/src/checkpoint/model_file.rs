@@ -198,6 +198,7 @@ mod tests {
             manifest_sha256: "ab".repeat(32),
             wnids: (0..5).map(|i| format!("n{i:08}")).collect(),
             data_fingerprint: Some("cd".repeat(32)),
+            provenance: None,
         }
     }
 

@@ -205,6 +205,7 @@ mod tests {
             manifest_sha256: String::new(),
             wnids: vec!["n01".into(), "n02".into()],
             data_fingerprint: None,
+            provenance: None,
         };
         (vs, meta)
     }

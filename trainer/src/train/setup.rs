@@ -19,6 +19,7 @@ use crate::config::TrainConfig;
 use crate::data::sampler::held_out_rows;
 use crate::data::{Crops, LoaderConfig, Pipeline, Rows};
 use crate::dist::ProcessGroup;
+use crate::provenance::{Provenance, PROVENANCE_FILE};
 
 /// A run in progress (one rank of it).
 pub(super) struct Run<'a> {
@@ -69,7 +70,7 @@ impl<'a> Run<'a> {
             ckpts.create()?;
             alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         }
-        let meta = CheckpointMeta {
+        let mut meta = CheckpointMeta {
             model: cfg.model_config(manifest.classes.len()),
             normalization: cfg.data.normalization,
             epoch: 0,
@@ -77,6 +78,7 @@ impl<'a> Run<'a> {
             manifest_sha256: sha256_file(&opt.data.join(MANIFEST_FILE))?,
             wnids: manifest.wnids(),
             data_fingerprint: Some(data_fingerprint(&manifest)),
+            provenance: None,
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
         let mut pos = Position { best_top1: -1.0, ..Default::default() };
@@ -97,6 +99,12 @@ impl<'a> Run<'a> {
                 );
             }
         }
+        let resumed_at = latest.is_some().then_some(pos.global_step);
+        let provenance = Provenance::now("train", world, &meta.manifest_sha256, opt.resume, resumed_at);
+        if main {
+            provenance.append_to(&opt.run_dir).with_context(|| format!("writing {PROVENANCE_FILE}"))?;
+        }
+        meta.provenance = Some(provenance);
         if let Some(pg) = pg {
             // Every rank starts from rank 0's weights, at rank 0's position.
             learner.join(pg, &cfg)?;

@@ -89,7 +89,8 @@ impl EventFile {
     /// A new event file in `dir` (named for `wall_time`, the host and the process),
     /// with its version event.
     pub fn create(dir: &Path, wall_time: f64) -> io::Result<Self> {
-        let base = format!("{PREFIX}{:010}.{}.{}", wall_time as u64, host_name(), std::process::id());
+        let base =
+            format!("{PREFIX}{:010}.{}.{}", wall_time as u64, crate::provenance::host_name(), std::process::id());
         let mut n = 0;
         let (file, path) = loop {
             let name = if n == 0 { base.clone() } else { format!("{base}.{n}") };
@@ -234,18 +235,6 @@ fn unframe(b: &[u8]) -> Option<(&[u8], &[u8])> {
 fn masked_crc(b: &[u8]) -> u32 {
     let c = crc32c::crc32c(b);
     c.rotate_right(15).wrapping_add(0xa282_ead8)
-}
-
-/// This machine's host name ("localhost" when it cannot be read).
-pub fn host_name() -> String {
-    let mut buf = [0u8; 256];
-    // SAFETY: gethostname writes at most buf.len() bytes into buf.
-    let r = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
-    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
-    match std::str::from_utf8(&buf[..end]) {
-        Ok(s) if r == 0 && !s.is_empty() => s.to_string(),
-        _ => "localhost".into(),
-    }
 }
 
 #[cfg(test)]
