@@ -81,11 +81,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // No panic reaches the user: one `error:` line (see alexnet_shared::guard).
-    alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(|()| ExitCode::SUCCESS))
+    // No panic reaches the user: one `error:` line (see alexnet_shared::guard). Exit
+    // codes: trainer::cli::exit.
+    alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(ExitCode::from))
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run { config, sets, data, run_dir, device, resume, max_steps, threads, deterministic } => {
             let req = trainer::cli::RunRequest {
@@ -99,9 +100,11 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 threads,
                 deterministic,
             };
-            if let Some(summary) = trainer::cli::train(&req)? {
-                println!("{summary}");
+            let out = trainer::cli::train(&req)?;
+            if out.main {
+                println!("{}", out.summary);
             }
+            return Ok(out.exit_code);
         }
         Command::CheckDist { device, timeout_s, bench_mb, bench_iters } => {
             for line in trainer::cli::check_dist(&device, timeout_s, bench_mb, bench_iters)? {
@@ -110,5 +113,5 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::CheckDevice { device } => println!("{}", trainer::cli::check_device(&device)?),
     }
-    Ok(())
+    Ok(trainer::cli::exit::FINISHED)
 }
