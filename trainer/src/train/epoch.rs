@@ -20,7 +20,16 @@ impl Run<'_> {
         let steps = self.train.start(epoch as u64);
         ensure!(steps > 0, "the train split has fewer rows than one batch of {}", cfg.optim.batch_size);
         let wait0 = self.train.loader.stats().wait;
-        let mut log = EpochLog::new(epoch, steps, self.pos.batch, cfg.run.log_every_steps, self.main, wait0);
+        let mut log = EpochLog::new(
+            epoch,
+            cfg.optim.epochs,
+            self.clock,
+            steps,
+            self.pos.batch,
+            cfg.run.log_every_steps,
+            self.main,
+            wait0,
+        );
         let mut b = 0;
         while let Some(batch) = self.train.next_batch()? {
             if b < self.pos.batch {
@@ -74,7 +83,12 @@ impl Run<'_> {
             pg.barrier()?;
         }
         if self.main {
-            eprintln!("train: stopped at epoch {} batch {}; resume with --resume", self.pos.epoch, self.pos.batch);
+            eprintln!(
+                "train: stopped at epoch {}/{} batch {}; resume with --resume",
+                self.pos.epoch + 1,
+                self.cfg.optim.epochs,
+                self.pos.batch
+            );
         }
         Ok(self.summary(true))
     }

@@ -70,10 +70,30 @@ impl Record {
         }
     }
 
-    /// Every line of a `metrics.jsonl` that parses (a line cut by a crash is skipped).
+    /// The epoch, numbered from 1 as the checkpoints are: the epoch being trained
+    /// (`train`), the epoch just ended (`val`, `holdout`: its checkpoint is `epoch-NNN`).
+    pub fn epoch(&self) -> u64 {
+        match self {
+            Record::Train { epoch, .. } | Record::Val { epoch, .. } | Record::Holdout { epoch, .. } => *epoch,
+        }
+    }
+
+    fn epoch_mut(&mut self) -> &mut u64 {
+        match self {
+            Record::Train { epoch, .. } | Record::Val { epoch, .. } | Record::Holdout { epoch, .. } => epoch,
+        }
+    }
+
+    /// Every line of a `metrics.jsonl` that parses (a line cut by a crash is skipped),
+    /// with the epochs numbered from 1. (Trainers before that numbering wrote them from
+    /// 0: a file holding an epoch 0 is one of theirs, and is read shifted by one.)
     pub fn read_all(path: &Path) -> std::io::Result<Vec<Record>> {
         let text = std::fs::read_to_string(path)?;
-        Ok(text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect())
+        let mut all: Vec<Record> = text.lines().filter_map(|l| serde_json::from_str(l).ok()).collect();
+        if all.iter().any(|r| r.epoch() == 0) {
+            all.iter_mut().for_each(|r| *r.epoch_mut() += 1);
+        }
+        Ok(all)
     }
 }
 
@@ -122,15 +142,27 @@ impl MetricsSink {
         }
         if main && path.exists() {
             let text = std::fs::read_to_string(path)?;
+            let parse = |line: &str| serde_json::from_str::<Record>(line.trim_end()).ok();
+            // Written with epochs from 0 (an older trainer): renumbered from 1 here, so
+            // that the lines appended now follow the same numbering.
+            let renumber = text.lines().filter_map(parse).any(|r| r.epoch() == 0);
             let mut kept = String::with_capacity(text.len());
             for line in text.split_inclusive('\n') {
                 let whole = line.ends_with('\n');
-                let later = serde_json::from_str::<Record>(line.trim_end()).is_ok_and(|r| r.step() > step);
+                let record = parse(line);
+                let later = record.as_ref().is_some_and(|r| r.step() > step);
                 if !whole || later {
                     dropped += usize::from(later);
                     continue;
                 }
-                kept.push_str(line);
+                match record {
+                    Some(mut r) if renumber => {
+                        *r.epoch_mut() += 1;
+                        kept.push_str(&serde_json::to_string(&r).expect("records serialize"));
+                        kept.push('\n');
+                    }
+                    _ => kept.push_str(line),
+                }
             }
             if kept.len() != text.len() {
                 alexnet_shared::atomic_write(path, kept.as_bytes()).map_err(std::io::Error::other)?;
@@ -227,6 +259,33 @@ mod tests {
         let before = std::fs::read(&p).unwrap();
         let (_, dropped) = MetricsSink::resume(&p, false, 0).unwrap();
         assert_eq!((dropped, std::fs::read(&p).unwrap()), (0, before));
+    }
+
+    /// First-use review: epochs were 0-based in the logs and metrics.jsonl, 1-based in
+    /// the checkpoint names. A file of the old numbering reads renumbered, and a resume
+    /// renumbers it before appending, so one file never mixes the two.
+    #[test]
+    fn epochs_of_an_older_file_are_renumbered_from_one() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("metrics.jsonl");
+        std::fs::write(
+            &p,
+            concat!(
+                "{\"kind\": \"train\", \"epoch\": 0, \"step\": 2, \"loss\": 2.0}\n",
+                "{\"kind\": \"val\", \"epoch\": 0, \"step\": 3, \"top1\": 0.25, \"top5\": 0.5, \"loss\": 1.8}\n",
+                "{\"kind\": \"train\", \"epoch\": 1, \"step\": 4, \"loss\": 1.5}\n",
+            ),
+        )
+        .unwrap();
+        let epochs = |p: &Path| Record::read_all(p).unwrap().iter().map(Record::epoch).collect::<Vec<_>>();
+        assert_eq!(epochs(&p), [1, 1, 2]);
+        let (mut sink, dropped) = MetricsSink::resume(&p, true, 3).unwrap();
+        assert_eq!(dropped, 1);
+        let r = Record::Train { time: 0.0, epoch: 2, step: 4, loss: 1.4, lr: 0.1, images_per_s: 1.0, data_wait_s: 0.0 };
+        sink.write(&r).unwrap();
+        drop(sink);
+        assert_eq!(epochs(&p), [1, 1, 2]);
+        assert!(!std::fs::read_to_string(&p).unwrap().contains("\"epoch\":0"));
     }
 
     #[test]

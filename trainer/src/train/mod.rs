@@ -28,6 +28,7 @@
 //! a step boundary through a small all-reduce, and after each epoch the ranks check
 //! that their weights are bit-identical.
 
+mod banner;
 mod epoch;
 mod log;
 pub mod metrics;

@@ -9,6 +9,7 @@ use std::time::Instant;
 use alexnet_shared::{read_mean_image, sha256_file, Dataset, Manifest, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 
+use super::log::RunClock;
 use super::metrics::MetricsSink;
 use super::step::Learner;
 use super::RunOptions;
@@ -48,6 +49,8 @@ pub(super) struct Run<'a> {
     pub steps_here: u64,
     /// Center-crop (top-1, top-5) of the last validation.
     pub last_val: (Option<f64>, Option<f64>),
+    /// When this process began (the ETA's pace).
+    pub clock: RunClock,
 }
 
 impl<'a> Run<'a> {
@@ -91,9 +94,10 @@ impl<'a> Run<'a> {
             let path = &path;
             if main {
                 eprintln!(
-                    "train: resuming from {} (epoch {}, batch {}, step {})",
+                    "train: resuming from {} (epoch {}/{} at batch {}, step {})",
                     path.display(),
-                    pos.epoch,
+                    pos.epoch + 1,
+                    cfg.optim.epochs,
                     pos.batch,
                     pos.global_step
                 );
@@ -120,7 +124,10 @@ impl<'a> Run<'a> {
                 pos.global_step
             );
         }
-        Ok(Self {
+        let rows = |split| manifest.split(split).map_or(0, |s| s.rows as usize);
+        let (train_rows, val_rows) = (rows(Split::Train), rows(Split::Val));
+        let run = Self {
+            clock: RunClock::now(pos.global_step),
             lr_factor: cfg.dist.lr_factor(world),
             cfg,
             opt,
@@ -139,7 +146,13 @@ impl<'a> Run<'a> {
             meta,
             steps_here: 0,
             last_val: (None, None),
-        })
+        };
+        if main {
+            for line in run.banner(train_rows, val_rows) {
+                eprintln!("train: {line}");
+            }
+        }
+        Ok(run)
     }
 
     /// The checkpoint metadata at the current position.
