@@ -172,7 +172,7 @@ fn run(cli: Cli) -> Result<()> {
             (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());
             (cfg.predictions, cfg.limit, cfg.progress) = (predictions, limit, !run.quiet);
             let printed = eval::cli::score(&cfg, json.as_deref())?;
-            eprint!("{}", printed.stderr);
+            alexnet_shared::say::write_text(true, &printed.stderr);
             printed.stdout
         }
         Command::Kernels { checkpoint, out, scale, columns } => {
@@ -209,6 +209,6 @@ fn run(cli: Cli) -> Result<()> {
             eval::cli::neighbors(eval::cli::NeighborsJob { cfg, queries, out, list, thumb })?
         }
     };
-    print!("{text}");
+    alexnet_shared::say::write_text(false, &text);
     Ok(())
 }

@@ -178,10 +178,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.progress = !a.quiet;
             let s = build::run(&cfg)?;
             let st = &s.manifest.stats;
-            println!("built {} ({} encoding, {:.2} GB)", s.output.display(), s.encoding.name(), s.bytes as f64 / 1e9);
-            println!("  classes  {}", s.manifest.classes.len());
+            alexnet_shared::out_line!(
+                "built {} ({} encoding, {:.2} GB)",
+                s.output.display(),
+                s.encoding.name(),
+                s.bytes as f64 / 1e9
+            );
+            alexnet_shared::out_line!("  classes  {}", s.manifest.classes.len());
             if s.indexed > 0 {
-                println!(
+                alexnet_shared::out_line!(
                     "  archives {} members indexed in {:.3} s ({:.2} s per 100k members)",
                     s.indexed,
                     s.index_seconds,
@@ -189,27 +194,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             for note in &s.notes {
-                println!("  check    {note}");
+                alexnet_shared::out_line!("  check    {note}");
             }
-            println!("  train    {} images in {} shards", s.train_rows, s.train_shards);
-            println!("  val      {} images in {} shards ({})", s.val_rows, s.val_shards, s.val_layout);
+            alexnet_shared::out_line!("  train    {} images in {} shards", s.train_rows, s.train_shards);
+            alexnet_shared::out_line!("  val      {} images in {} shards ({})", s.val_rows, s.val_shards, s.val_layout);
             let kinds: Vec<String> = s.reject_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            println!(
+            alexnet_shared::out_line!(
                 "  rejected {} of {} inputs ({:.2}%){}",
                 s.rejected,
                 s.inputs,
                 100.0 * s.rejected as f64 / s.inputs.max(1) as f64,
                 if kinds.is_empty() { String::new() } else { format!(": {}; see rejects.tsv", kinds.join(", ")) }
             );
-            println!(
+            alexnet_shared::out_line!(
                 "  mean RGB [{:.2}, {:.2}, {:.2}], std RGB [{:.2}, {:.2}, {:.2}]",
-                st.mean_rgb[0], st.mean_rgb[1], st.mean_rgb[2], st.std_rgb[0], st.std_rgb[1], st.std_rgb[2]
+                st.mean_rgb[0],
+                st.mean_rgb[1],
+                st.mean_rgb[2],
+                st.std_rgb[0],
+                st.std_rgb[1],
+                st.std_rgb[2]
             );
-            println!(
+            alexnet_shared::out_line!(
                 "  PCA eigenvalues [{:.1}, {:.1}, {:.1}]",
-                st.pca.eigenvalues[0], st.pca.eigenvalues[1], st.pca.eigenvalues[2]
+                st.pca.eigenvalues[0],
+                st.pca.eigenvalues[1],
+                st.pca.eigenvalues[2]
             );
-            println!(
+            alexnet_shared::out_line!(
                 "  {} shards built, {} kept from an earlier run; {} images in {} ({:.0} images/s, {} threads)",
                 s.shards_built,
                 s.shards_kept,
@@ -243,7 +255,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     synth::archives::KAGGLE_ZIP
                 ),
             };
-            println!(
+            alexnet_shared::out_line!(
                 "wrote {}: {} classes, {} train and {} val images ({layout}); special inputs: {}",
                 a.output.display(),
                 s.classes,
@@ -256,7 +268,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { dir, threads } => {
             let r = verify::run(&dir, threads)?;
             if r.ok() {
-                println!(
+                alexnet_shared::out_line!(
                     "{}: OK ({} shards, {} rows, {:.2} GB, every sha256 matches)",
                     dir.display(),
                     r.shards,
@@ -267,9 +279,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 // One line per problem, then the one `error:` line (README, "Errors").
                 for p in &r.problems {
-                    eprintln!("problem: {}: {}", dir.display(), p.replace('\n', " "));
+                    alexnet_shared::err_line!("problem: {}: {}", dir.display(), p.replace('\n', " "));
                 }
-                eprintln!(
+                alexnet_shared::err_line!(
                     "error: {}: {} problem(s) found; the dataset is not usable as is",
                     dir.display(),
                     r.problems.len()

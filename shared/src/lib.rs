@@ -32,6 +32,7 @@ mod manifest;
 mod open;
 pub mod progress;
 mod reader;
+pub mod say;
 mod stats;
 mod writer;
 

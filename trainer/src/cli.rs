@@ -79,7 +79,7 @@ pub fn train(req: &RunRequest) -> Result<TrainOutcome> {
     let main = launch.as_ref().is_none_or(|l| l.rank == 0);
     if main {
         for c in &changes {
-            eprintln!("train: --resume: {c} applied (saved in the run's config.toml)");
+            alexnet_shared::err_line!("train: --resume: {c} applied (saved in the run's config.toml)");
         }
     }
     if req.deterministic {
@@ -97,7 +97,11 @@ pub fn train(req: &RunRequest) -> Result<TrainOutcome> {
     // Under a launcher even one rank gets its process group (to measure it).
     let pg = match &launch {
         Some(l) => {
-            eprintln!("train: {l}; {} intra-op threads, {} loader workers", tch::get_num_threads(), cfg.data.workers);
+            alexnet_shared::err_line!(
+                "train: {l}; {} intra-op threads, {} loader workers",
+                tch::get_num_threads(),
+                cfg.data.workers
+            );
             Some(ProcessGroup::connect(l, device, Duration::from_secs_f64(cfg.dist.timeout_s))?)
         }
         None => None,
@@ -113,7 +117,7 @@ pub fn train(req: &RunRequest) -> Result<TrainOutcome> {
     let under_agent = launch.as_ref().is_some_and(|l| l.agent_store);
     let exit_code = exit_code(&summary, under_agent);
     if main && under_agent && summary.stopped_by == Some(StopCause::MaxSteps) {
-        eprintln!(
+        alexnet_shared::err_line!(
             "train: stopped by --max-steps: exit code 0 under torchrun (3 elsewhere), which restarts a failed worker"
         );
     }

@@ -102,16 +102,16 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             };
             let out = trainer::cli::train(&req)?;
             if out.main {
-                println!("{}", out.summary);
+                alexnet_shared::out_line!("{}", out.summary);
             }
             return Ok(out.exit_code);
         }
         Command::CheckDist { device, timeout_s, bench_mb, bench_iters } => {
             for line in trainer::cli::check_dist(&device, timeout_s, bench_mb, bench_iters)? {
-                println!("{line}");
+                alexnet_shared::out_line!("{line}");
             }
         }
-        Command::CheckDevice { device } => println!("{}", trainer::cli::check_device(&device)?),
+        Command::CheckDevice { device } => alexnet_shared::out_line!("{}", trainer::cli::check_device(&device)?),
     }
     Ok(trainer::cli::exit::FINISHED)
 }

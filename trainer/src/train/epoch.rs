@@ -83,7 +83,7 @@ impl Run<'_> {
             pg.barrier()?;
         }
         if self.main {
-            eprintln!(
+            alexnet_shared::err_line!(
                 "train: stopped at epoch {}/{} batch {}; resume with --resume",
                 self.pos.epoch + 1,
                 self.cfg.optim.epochs,

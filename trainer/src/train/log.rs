@@ -154,7 +154,7 @@ impl EpochLog {
         );
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => alexnet_shared::err_line!("{line}"),
         }
         (self.since, self.loss_sum, self.loss_n, self.images) = (Instant::now(), 0.0, 0, 0);
         Ok(())

@@ -93,7 +93,7 @@ impl<'a> Run<'a> {
             latest = Some(path.clone());
             let path = &path;
             if main {
-                eprintln!(
+                alexnet_shared::err_line!(
                     "train: resuming from {} (epoch {}/{} at batch {}, step {})",
                     path.display(),
                     pos.epoch + 1,
@@ -118,7 +118,7 @@ impl<'a> Run<'a> {
         let (metrics, dropped) = MetricsSink::resume(&opt.run_dir.join("metrics.jsonl"), main, pos.global_step)
             .context("opening metrics.jsonl")?;
         if dropped > 0 {
-            eprintln!(
+            alexnet_shared::err_line!(
                 "train: metrics.jsonl: {dropped} record(s) after step {} dropped (written after the last checkpoint; \
                  trained again now)",
                 pos.global_step
@@ -149,7 +149,7 @@ impl<'a> Run<'a> {
         };
         if main {
             for line in run.banner(train_rows, val_rows) {
-                eprintln!("train: {line}");
+                alexnet_shared::err_line!("train: {line}");
             }
         }
         Ok(run)
@@ -217,14 +217,14 @@ fn resume_latest(
             Ok(pos) => {
                 if main {
                     for (p, why) in survey.unusable.iter().filter(|(p, _)| !p.ends_with("best.safetensors")) {
-                        eprintln!("train: warning: skipped {}: {why}", p.display());
+                        alexnet_shared::err_line!("train: warning: skipped {}: {why}", p.display());
                     }
                 }
                 return Ok((path.clone(), pos));
             }
             Err(e) if e.is_damage() => {
                 if main {
-                    eprintln!("train: warning: skipped {}: {e}", path.display());
+                    alexnet_shared::err_line!("train: warning: skipped {}: {e}", path.display());
                 }
                 skipped.push(e.to_string());
             }
@@ -315,7 +315,7 @@ fn resume(
             )
             .into())
         }
-        (None, _) if main => eprintln!(
+        (None, _) if main => alexnet_shared::err_line!(
             "train: warning: {shown} records no data fingerprint (written by an older trainer): the data is not checked \
              against the one it was trained on"
         ),

@@ -105,7 +105,7 @@ impl Run<'_> {
             epoch_seconds: seconds,
         })?;
         if self.main {
-            eprintln!(
+            alexnet_shared::err_line!(
                 "train: epoch {epoch}/{epochs} val top-1 {:.2}% top-5 {:.2}% loss {loss:.4}",
                 100.0 * top1,
                 100.0 * top5
@@ -125,7 +125,7 @@ impl Run<'_> {
                 images,
             })?;
             if self.main {
-                eprintln!(
+                alexnet_shared::err_line!(
                     "train: epoch {epoch}/{epochs} held-out train top-1 {:.2}% top-5 {:.2}% loss {hloss:.4} (drives the schedule)",
                     100.0 * h1,
                     100.0 * h5
@@ -138,7 +138,7 @@ impl Run<'_> {
             let dir = &self.opt.run_dir;
             if let Err(e) = Curves::read(&dir.join("metrics.jsonl")).and_then(|c| c.write_png(&dir.join("curves.png")))
             {
-                eprintln!("train: warning: curves.png not drawn: {e:#}");
+                alexnet_shared::err_line!("train: warning: curves.png not drawn: {e:#}");
             }
         }
         self.pos.val_errors.push(plateau_error);
