@@ -80,8 +80,10 @@ enum Command {
         /// Dataset folder built by `preprocess build`.
         #[arg(long)]
         data: PathBuf,
+        /// Split to score.
         #[arg(long, value_enum, default_value = "val")]
         split: Split,
+        /// Crops per image: center, or the paper's ten (softmax averaged).
         #[arg(long, value_enum, default_value = "ten")]
         crops: Crops,
         /// Images per batch (ten crops put 10x as many crops through the model).
@@ -108,8 +110,10 @@ enum Command {
     },
     /// The conv1 kernels as a PNG grid (figure 3).
     Kernels {
+        /// Model file (*.safetensors) whose conv1 kernels are drawn.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// The PNG to write.
         #[arg(long)]
         out: PathBuf,
         /// Pixels per weight.
@@ -121,8 +125,10 @@ enum Command {
     },
     /// Nearest training images by fc7 activations (section 6.1, figure 4): PNG grid and CSV.
     Neighbors {
+        /// Model file (*.safetensors) whose fc7 activations are compared.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Dataset folder built by `preprocess build` (queries and train images).
         #[arg(long)]
         data: PathBuf,
         /// Number of query images, spread evenly over the query split.
@@ -211,4 +217,30 @@ fn run(cli: Cli) -> Result<()> {
     };
     alexnet_shared::say::write_text(false, &text);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// First-use review: flags without help text. Every argument of every subcommand
+    /// has some (clap's own --help and --version aside).
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let c = super::Cli::command();
+        walk(&c, c.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
 }

@@ -66,6 +66,7 @@ struct BuildArgs {
     /// Output dataset folder.
     #[arg(long)]
     output: PathBuf,
+    /// How the image column stores the 256x256 pixels: raw RGB bytes, or JPEG.
     #[arg(long, value_enum, default_value = "raw")]
     encoding: Encoding,
     /// JPEG quality, with --encoding jpeg.
@@ -118,15 +119,19 @@ struct SynthArgs {
     /// Unpacked folders, or the official archive layout (the same images, byte for byte).
     #[arg(long, value_enum, default_value = "folders")]
     layout: synth::Layout,
+    /// Number of classes (procedural shapes, each its own wnid).
     #[arg(long, default_value_t = 10)]
     classes: usize,
+    /// Train images per class.
     #[arg(long, default_value_t = 100)]
     train_per_class: usize,
+    /// Val images per class.
     #[arg(long, default_value_t = 20)]
     val_per_class: usize,
     /// Truncated files added to train, to show how bad inputs are handled.
     #[arg(long, default_value_t = 1)]
     corrupt: usize,
+    /// Seed of the images (the same seed gives the same files).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Range of image widths and heights, MIN:MAX (ImageNet's average is about 400x350).
@@ -289,5 +294,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// First-use review: flags without help text. Every argument of every subcommand
+    /// has some (clap's own --help and --version aside).
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let c = super::Cli::command();
+        walk(&c, c.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
     }
 }
