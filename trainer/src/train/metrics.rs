@@ -305,8 +305,11 @@ mod tests {
             .unwrap();
         let all = Record::read_all(&p).unwrap();
         assert_eq!(all.len(), 2);
-        assert_eq!(all[0], r);
-        assert!(matches!(all[1], Record::Train { step: 2, loss, .. } if loss == 2.2992));
+        // That line's epoch 0 marks the file as numbered from 0: read renumbered from 1.
+        let mut renumbered = r.clone();
+        *renumbered.epoch_mut() += 1;
+        assert_eq!(all[0], renumbered);
+        assert!(matches!(all[1], Record::Train { epoch: 1, step: 2, loss, .. } if loss == 2.2992));
         // Other ranks write nothing.
         let q = t.path().join("other.jsonl");
         let files = tensorboard::event_files(t.path()).unwrap().len();
