@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Every test: the Rust tests of the workspace, then the Python cross-checks: a built
+# Every test: the Rust tests of the workspace, the long-run scripts under stub Slurm
+# commands (test_long_runs.sh), then the Python cross-checks: a built
 # dataset against pyarrow, Pillow/torchvision and numpy; the models against the PyTorch
 # reference modules in ../shared/anchors (same weights, same logits, both ways); `eval
 # score` against torch_eval_tencrop.py on a trained checkpoint.
@@ -8,6 +9,8 @@ cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo test --workspace --quiet
 cargo build --quiet -p preprocess -p trainer -p eval --bins --example parity
+# Slurm (stub sbatch/srun/scontrol), the run scripts, exit codes and requeue.
+bash scripts/test_long_runs.sh
 anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
 [ -f "$anchors/reference_models.py" ] || { echo "test.sh: no reference models in $anchors (../shared/anchors beside the checkout): set ANCHORS" >&2; exit 1; }
 work="$(mktemp -d)"
@@ -33,6 +36,23 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     mkdir -p "$work/agree-out"
     "$ALEXNET_PYTHON" eval/tests/check_agreement.py target/debug/eval "$work/agree" \
         "$work/agree-run/checkpoints/epoch-003.safetensors" "$anchors" "$work/agree-out"
+    # TensorBoard: the event files read back with the tensorboard package, equal to
+    # metrics.jsonl; then a run stopped with records past its last checkpoint, resumed
+    # from the checkpoint before: no step twice across its two event files.
+    if ! "$ALEXNET_PYTHON" -c 'import tensorboard' 2>/dev/null; then
+        echo "test.sh: installing tensorboard (to read the event files back)" >&2
+        "$ALEXNET_PYTHON" -m pip install --quiet tensorboard >&2 || true
+    fi
+    if "$ALEXNET_PYTHON" -c 'import tensorboard' 2>/dev/null; then
+        "$ALEXNET_PYTHON" trainer/tests/check_tensorboard.py "$work/agree-run" --starts 1
+        tb=(target/debug/train run --data "$work/agree" --run-dir "$work/tb-run" --threads 2)
+        "${tb[@]}" --config configs/smoke-tiny.toml --max-steps 34 >/dev/null 2>&1 || [ $? = 3 ]
+        rm "$work"/tb-run/checkpoints/step-000000034.*
+        "${tb[@]}" --resume --max-steps 6 >/dev/null 2>&1 || [ $? = 3 ]
+        "$ALEXNET_PYTHON" trainer/tests/check_tensorboard.py "$work/tb-run" --starts 2
+    else
+        echo "test.sh: tensorboard could not be installed: the TensorBoard read-back is SKIPPED" >&2
+    fi
 else
     echo "test.sh: numpy/pillow/pyarrow/torchvision missing: Python cross-checks skipped" >&2
     exit 1

@@ -12,8 +12,11 @@ use eval::checkpoint::Overrides;
 use trainer::data::{Crops, Normalization};
 use trainer::model::Arch;
 
+/// `eval --version`: the version, the commit it was built from, the libtorch.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(trainer::provenance::version_line);
+
 #[derive(Parser)]
-#[command(name = "eval", version, about = "Scores AlexNet checkpoints (Krizhevsky et al. 2012): top-1/top-5, pictures")]
+#[command(name = "eval", version = VERSION.as_str(), about = "Scores AlexNet checkpoints (Krizhevsky et al. 2012): top-1/top-5, pictures")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -78,8 +81,10 @@ enum Command {
         /// Dataset folder built by `preprocess build`.
         #[arg(long)]
         data: PathBuf,
+        /// Split to score.
         #[arg(long, value_enum, default_value = "val")]
         split: Split,
+        /// Crops per image: center, or the paper's ten (softmax averaged).
         #[arg(long, value_enum, default_value = "ten")]
         crops: Crops,
         /// Images per batch (ten crops put 10x as many crops through the model).
@@ -148,8 +153,10 @@ enum Command {
     },
     /// The conv1 kernels as a PNG grid (figure 3).
     Kernels {
+        /// Model file (*.safetensors) whose conv1 kernels are drawn.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// The PNG to write.
         #[arg(long)]
         out: PathBuf,
         /// Pixels per weight.
@@ -161,8 +168,10 @@ enum Command {
     },
     /// Nearest training images by fc7 activations (section 6.1, figure 4): PNG grid and CSV.
     Neighbors {
+        /// Model file (*.safetensors) whose fc7 activations are compared.
         #[arg(long)]
         checkpoint: PathBuf,
+        /// Dataset folder built by `preprocess build` (queries and train images).
         #[arg(long)]
         data: PathBuf,
         /// Number of query images, spread evenly over the query split.
@@ -212,7 +221,7 @@ fn run(cli: Cli) -> Result<()> {
             (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());
             (cfg.predictions, cfg.limit, cfg.progress) = (predictions, limit, !run.quiet);
             let printed = eval::cli::score(&cfg, json.as_deref())?;
-            eprint!("{}", printed.stderr);
+            alexnet_shared::say::write_text(true, &printed.stderr);
             printed.stdout
         }
         Command::Predict {
@@ -234,8 +243,8 @@ fn run(cli: Cli) -> Result<()> {
             (cfg.data, cfg.crops, cfg.top, cfg.batch_size) = (data, crops, top, batch_size);
             (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());
             let printed = eval::cli::predict(&cfg, json.as_deref(), csv.as_deref())?;
-            eprint!("{}", printed.stderr);
-            print!("{}", printed.stdout);
+            alexnet_shared::say::write_text(true, &printed.stderr);
+            alexnet_shared::say::write_text(false, &printed.stdout);
             return printed.outcome;
         }
         Command::Kernels { checkpoint, out, scale, columns } => {
@@ -272,6 +281,32 @@ fn run(cli: Cli) -> Result<()> {
             eval::cli::neighbors(eval::cli::NeighborsJob { cfg, queries, out, list, thumb })?
         }
     };
-    print!("{text}");
+    alexnet_shared::say::write_text(false, &text);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// First-use review: flags without help text. Every argument of every subcommand
+    /// has some (clap's own --help and --version aside).
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let c = super::Cli::command();
+        walk(&c, c.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
 }

@@ -168,7 +168,7 @@ fn open_models(cfg: &ScoreConfig, manifest: &Manifest) -> Result<Vec<LoadedModel
         // Legitimate (another encoding or build of the same images), but the mean image
         // and the statistics come from this dataset, not the one it was trained on.
         let why = if m.data_fingerprint.is_some() { "its images differ" } else { "manifest sha256 differs" };
-        eprintln!("note: {} was trained on another build of the data ({why})", m.path.display());
+        alexnet_shared::err_line!("note: {} was trained on another build of the data ({why})", m.path.display());
     }
     Ok(models)
 }

@@ -42,6 +42,7 @@ fn checkpoint(path: &Path, data: &Path, edit: impl FnOnce(&VarStore)) -> PathBuf
         wnids: manifest.wnids(),
         data_fingerprint: Some(trainer::checkpoint::data_fingerprint(&manifest)),
         inputs: None,
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -36,6 +36,7 @@ fn checkpoint(path: &Path, data: &Path) -> PathBuf {
         wnids: Dataset::open(data).unwrap().manifest().wnids(),
         data_fingerprint: None,
         inputs: None,
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -65,6 +65,7 @@ fn checkpoint(path: &Path, data: &Path, norm: Normalization, inputs: bool) -> Pa
         wnids: manifest.wnids(),
         data_fingerprint: None,
         inputs: inputs.then(|| InputsMeta::of(manifest, mean)),
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

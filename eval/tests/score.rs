@@ -53,6 +53,7 @@ fn checkpoint(
         wnids: wnids.unwrap_or_else(|| ds.manifest().wnids()),
         data_fingerprint: None,
         inputs: None,
+        provenance: None,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -10,8 +10,15 @@ use preprocess::build::{self, BuildConfig};
 use preprocess::inputs::InputOptions;
 use preprocess::{synth, verify};
 
+/// `preprocess --version`: the version and the commit it was built from (it does not
+/// link libtorch).
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use alexnet_shared::build_info::{short_commit, VERSION};
+    format!("{VERSION} (commit {}, libtorch: none, preprocess does not use it)", short_commit())
+});
+
 #[derive(Parser)]
-#[command(name = "preprocess", version, about = "ImageNet -> rescaled 256x256 sharded Parquet (dataset format v1)")]
+#[command(name = "preprocess", version = VERSION.as_str(), about = "ImageNet -> rescaled 256x256 sharded Parquet (dataset format v1)")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -59,6 +66,7 @@ struct BuildArgs {
     /// Output dataset folder.
     #[arg(long)]
     output: PathBuf,
+    /// How the image column stores the 256x256 pixels: raw RGB bytes, or JPEG.
     #[arg(long, value_enum, default_value = "raw")]
     encoding: Encoding,
     /// JPEG quality, with --encoding jpeg.
@@ -111,15 +119,19 @@ struct SynthArgs {
     /// Unpacked folders, or the official archive layout (the same images, byte for byte).
     #[arg(long, value_enum, default_value = "folders")]
     layout: synth::Layout,
+    /// Number of classes (procedural shapes, each its own wnid).
     #[arg(long, default_value_t = 10)]
     classes: usize,
+    /// Train images per class.
     #[arg(long, default_value_t = 100)]
     train_per_class: usize,
+    /// Val images per class.
     #[arg(long, default_value_t = 20)]
     val_per_class: usize,
     /// Truncated files added to train, to show how bad inputs are handled.
     #[arg(long, default_value_t = 1)]
     corrupt: usize,
+    /// Seed of the images (the same seed gives the same files).
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Range of image widths and heights, MIN:MAX (ImageNet's average is about 400x350).
@@ -171,10 +183,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.progress = !a.quiet;
             let s = build::run(&cfg)?;
             let st = &s.manifest.stats;
-            println!("built {} ({} encoding, {:.2} GB)", s.output.display(), s.encoding.name(), s.bytes as f64 / 1e9);
-            println!("  classes  {}", s.manifest.classes.len());
+            alexnet_shared::out_line!(
+                "built {} ({} encoding, {:.2} GB)",
+                s.output.display(),
+                s.encoding.name(),
+                s.bytes as f64 / 1e9
+            );
+            alexnet_shared::out_line!("  classes  {}", s.manifest.classes.len());
             if s.indexed > 0 {
-                println!(
+                alexnet_shared::out_line!(
                     "  archives {} members indexed in {:.3} s ({:.2} s per 100k members)",
                     s.indexed,
                     s.index_seconds,
@@ -182,27 +199,34 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 );
             }
             for note in &s.notes {
-                println!("  check    {note}");
+                alexnet_shared::out_line!("  check    {note}");
             }
-            println!("  train    {} images in {} shards", s.train_rows, s.train_shards);
-            println!("  val      {} images in {} shards ({})", s.val_rows, s.val_shards, s.val_layout);
+            alexnet_shared::out_line!("  train    {} images in {} shards", s.train_rows, s.train_shards);
+            alexnet_shared::out_line!("  val      {} images in {} shards ({})", s.val_rows, s.val_shards, s.val_layout);
             let kinds: Vec<String> = s.reject_kinds.iter().map(|(k, n)| format!("{n} {k}")).collect();
-            println!(
+            alexnet_shared::out_line!(
                 "  rejected {} of {} inputs ({:.2}%){}",
                 s.rejected,
                 s.inputs,
                 100.0 * s.rejected as f64 / s.inputs.max(1) as f64,
                 if kinds.is_empty() { String::new() } else { format!(": {}; see rejects.tsv", kinds.join(", ")) }
             );
-            println!(
+            alexnet_shared::out_line!(
                 "  mean RGB [{:.2}, {:.2}, {:.2}], std RGB [{:.2}, {:.2}, {:.2}]",
-                st.mean_rgb[0], st.mean_rgb[1], st.mean_rgb[2], st.std_rgb[0], st.std_rgb[1], st.std_rgb[2]
+                st.mean_rgb[0],
+                st.mean_rgb[1],
+                st.mean_rgb[2],
+                st.std_rgb[0],
+                st.std_rgb[1],
+                st.std_rgb[2]
             );
-            println!(
+            alexnet_shared::out_line!(
                 "  PCA eigenvalues [{:.1}, {:.1}, {:.1}]",
-                st.pca.eigenvalues[0], st.pca.eigenvalues[1], st.pca.eigenvalues[2]
+                st.pca.eigenvalues[0],
+                st.pca.eigenvalues[1],
+                st.pca.eigenvalues[2]
             );
-            println!(
+            alexnet_shared::out_line!(
                 "  {} shards built, {} kept from an earlier run; {} images in {} ({:.0} images/s, {} threads)",
                 s.shards_built,
                 s.shards_kept,
@@ -236,7 +260,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     synth::archives::KAGGLE_ZIP
                 ),
             };
-            println!(
+            alexnet_shared::out_line!(
                 "wrote {}: {} classes, {} train and {} val images ({layout}); special inputs: {}",
                 a.output.display(),
                 s.classes,
@@ -249,7 +273,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify { dir, threads } => {
             let r = verify::run(&dir, threads)?;
             if r.ok() {
-                println!(
+                alexnet_shared::out_line!(
                     "{}: OK ({} shards, {} rows, {:.2} GB, every sha256 matches)",
                     dir.display(),
                     r.shards,
@@ -260,9 +284,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 // One line per problem, then the one `error:` line (README, "Errors").
                 for p in &r.problems {
-                    eprintln!("problem: {}: {}", dir.display(), p.replace('\n', " "));
+                    alexnet_shared::err_line!("problem: {}: {}", dir.display(), p.replace('\n', " "));
                 }
-                eprintln!(
+                alexnet_shared::err_line!(
                     "error: {}: {} problem(s) found; the dataset is not usable as is",
                     dir.display(),
                     r.problems.len()
@@ -270,5 +294,31 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// First-use review: flags without help text. Every argument of every subcommand
+    /// has some (clap's own --help and --version aside).
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let c = super::Cli::command();
+        walk(&c, c.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
     }
 }

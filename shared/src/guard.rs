@@ -77,11 +77,11 @@ pub fn main_guard<E: Into<anyhow::Error>>(body: impl FnOnce() -> Result<ExitCode
     match panic::catch_unwind(AssertUnwindSafe(body)) {
         Ok(Ok(code)) => code,
         Ok(Err(e)) => {
-            eprintln!("error: {}", report(&e.into()));
+            crate::err_line!("error: {}", report(&e.into()));
             ExitCode::FAILURE
         }
         Err(p) => {
-            eprintln!("error: {}", describe(p.as_ref()));
+            crate::err_line!("error: {}", describe(p.as_ref()));
             ExitCode::FAILURE
         }
     }

@@ -23,6 +23,7 @@
 //! # Ok::<(), alexnet_shared::Error>(())
 //! ```
 
+pub mod build_info;
 mod classes;
 mod error;
 mod fsutil;
@@ -31,6 +32,7 @@ mod manifest;
 mod open;
 pub mod progress;
 mod reader;
+pub mod say;
 mod stats;
 mod writer;
 

@@ -92,7 +92,7 @@ impl Progress {
                 };
                 let pct = 100.0 * done as f64 / self.total.max(1) as f64;
                 if self.bytes {
-                    eprintln!(
+                    crate::err_line!(
                         "{}: {:.1}/{:.1} GB ({pct:.1}%), {:.0} MB/s, ETA {}",
                         self.name,
                         done as f64 / 1e9,
@@ -101,7 +101,7 @@ impl Progress {
                         fmt_duration(eta),
                     );
                 } else {
-                    eprintln!(
+                    crate::err_line!(
                         "{}: {done}/{} {} ({pct:.1}%), {rate:.0} {}/s, ETA {}{rejected}",
                         self.name,
                         self.total,

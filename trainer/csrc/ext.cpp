@@ -5,6 +5,8 @@
 
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <torch/version.h>
 
 #include <cstring>
 #include <exception>
@@ -73,4 +75,36 @@ int alexnet_set_deterministic(int on, char* err, size_t len) {
 }
 
 int alexnet_deterministic_algorithms() { return at::globalContext().deterministicAlgorithms() ? 1 : 0; }
+
+// The libtorch these headers are (TORCH_VERSION, "2.11.0"): the one the binary loads,
+// as build.rs compiles against torch-sys' libtorch.
+const char* alexnet_torch_version() { return TORCH_VERSION; }
+
+// The CUDA runtime version of libtorch's CUDA build (13000 for 13.0), 0 without CUDA.
+long alexnet_cuda_runtime_version() {
+  try {
+    const auto& hooks = at::detail::getCUDAHooks();
+    return hooks.hasCUDART() ? hooks.versionCUDART() : 0;
+  } catch (...) {
+    return 0;
+  }
+}
+
+// The cuDNN version loaded (91900 for 9.19.0; the one compiled against when the
+// library cannot be asked), 0 without cuDNN.
+long alexnet_cudnn_version() {
+  try {
+    const auto& hooks = at::detail::getCUDAHooks();
+    if (!hooks.hasCuDNN()) {
+      return 0;
+    }
+    try {
+      return hooks.versionRuntimeCuDNN();
+    } catch (...) {
+      return hooks.versionCuDNN();
+    }
+  } catch (...) {
+    return 0;
+  }
+}
 }

@@ -73,6 +73,7 @@ fn main() -> Result<()> {
         wnids: manifest.wnids(),
         data_fingerprint: Some(data_fingerprint(&manifest)),
         inputs: None,
+        provenance: None,
     };
     save_model(&args.out, &vs, (!args.no_metadata).then_some(&meta))?;
     println!("make_checkpoint: wrote {} ({} classes)", args.out.display(), classes);

@@ -58,6 +58,7 @@ fn main() -> anyhow::Result<()> {
                     wnids: (0..cfg.num_classes).map(|i| format!("n{i:08}")).collect(),
                     data_fingerprint: None,
                     inputs: None,
+                    provenance: None,
                 };
                 save_model(&dir.join(format!("{name}.safetensors")), &vs, Some(&meta))?;
                 Tensor::write_safetensors(

@@ -11,7 +11,7 @@ use tch::{Kind, Tensor};
 
 use crate::config::{for_run, MAX_TIMEOUT_S};
 use crate::dist::{launch, Backend, Launch, ProcessGroup};
-use crate::train::{run_distributed, RunOptions, TrainSummary};
+use crate::train::{run_distributed, RunOptions, StopCause, TrainSummary};
 
 /// `train run`'s flags.
 #[derive(Debug, Clone)]
@@ -30,9 +30,48 @@ pub struct RunRequest {
     pub deterministic: bool,
 }
 
-/// Runs `train run`; the summary on rank 0 (`None` on the other ranks, which print
-/// nothing).
-pub fn train(req: &RunRequest) -> Result<Option<TrainSummary>> {
+/// The exit codes of `train run` (README, "Exit codes"). 1 (an error), 2 (a usage
+/// error, clap's) and 101 (Rust's panic, which `main_guard` turns into 1) keep their
+/// usual meaning; the two stops with a checkpoint have codes of their own, so a job
+/// script can tell "preempted: resume me" and "chunk done" from "finished".
+pub mod exit {
+    /// Every epoch done.
+    pub const FINISHED: u8 = 0;
+    /// An error (one `error:` line).
+    pub const ERROR: u8 = 1;
+    /// A usage error (clap's message and hint).
+    pub const USAGE: u8 = 2;
+    /// Stopped by `--max-steps`, with a checkpoint. Under torchrun's agent 0 instead:
+    /// torchrun takes any other code for a failure and restarts the workers.
+    pub const MAX_STEPS: u8 = 3;
+    /// Stopped by SIGTERM, SIGINT or SIGUSR1, with a checkpoint: resume with
+    /// `--resume` (sysexits' EX_TEMPFAIL, "try again later").
+    pub const STOPPED: u8 = 75;
+}
+
+/// What `train run` ends with.
+#[derive(Debug, Clone)]
+pub struct TrainOutcome {
+    pub summary: TrainSummary,
+    /// Rank 0 (or a single process): it prints the summary.
+    pub main: bool,
+    /// The process's exit code ([`exit`]); the same on every rank.
+    pub exit_code: u8,
+}
+
+/// The exit code of a run that ended as `s` says; `under_agent`: a worker of torchrun's
+/// agent.
+pub fn exit_code(s: &TrainSummary, under_agent: bool) -> u8 {
+    match s.stopped_by {
+        None => exit::FINISHED,
+        Some(StopCause::Signal) => exit::STOPPED,
+        Some(StopCause::MaxSteps) if under_agent => exit::FINISHED,
+        Some(StopCause::MaxSteps) => exit::MAX_STEPS,
+    }
+}
+
+/// Runs `train run`: the summary (printed by rank 0 only) and the exit code.
+pub fn train(req: &RunRequest) -> Result<TrainOutcome> {
     // Before any other thread starts (libtorch's, the loaders', gloo's): see stop_signals.
     crate::train::stop_signals().map_err(|e| anyhow!("taking SIGINT/SIGTERM: {e}"))?;
     let (cfg, changes) = for_run(req.config.as_deref(), &req.sets, &req.run_dir, req.resume)?;
@@ -40,7 +79,7 @@ pub fn train(req: &RunRequest) -> Result<Option<TrainSummary>> {
     let main = launch.as_ref().is_none_or(|l| l.rank == 0);
     if main {
         for c in &changes {
-            eprintln!("train: --resume: {c} applied (saved in the run's config.toml)");
+            alexnet_shared::err_line!("train: --resume: {c} applied (saved in the run's config.toml)");
         }
     }
     if req.deterministic {
@@ -58,7 +97,11 @@ pub fn train(req: &RunRequest) -> Result<Option<TrainSummary>> {
     // Under a launcher even one rank gets its process group (to measure it).
     let pg = match &launch {
         Some(l) => {
-            eprintln!("train: {l}; {} intra-op threads, {} loader workers", tch::get_num_threads(), cfg.data.workers);
+            alexnet_shared::err_line!(
+                "train: {l}; {} intra-op threads, {} loader workers",
+                tch::get_num_threads(),
+                cfg.data.workers
+            );
             Some(ProcessGroup::connect(l, device, Duration::from_secs_f64(cfg.dist.timeout_s))?)
         }
         None => None,
@@ -70,8 +113,15 @@ pub fn train(req: &RunRequest) -> Result<Option<TrainSummary>> {
         resume: req.resume,
         max_steps: req.max_steps,
     };
-    let s = run_distributed(&cfg, &opts, pg.as_ref())?;
-    Ok(main.then_some(s))
+    let summary = run_distributed(&cfg, &opts, pg.as_ref())?;
+    let under_agent = launch.as_ref().is_some_and(|l| l.agent_store);
+    let exit_code = exit_code(&summary, under_agent);
+    if main && under_agent && summary.stopped_by == Some(StopCause::MaxSteps) {
+        alexnet_shared::err_line!(
+            "train: stopped by --max-steps: exit code 0 under torchrun (3 elsewhere), which restarts a failed worker"
+        );
+    }
+    Ok(TrainOutcome { summary, main, exit_code })
 }
 
 /// Intra-op threads of one rank: the cores of this machine shared by its ranks

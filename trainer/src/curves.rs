@@ -24,7 +24,8 @@ pub const HEIGHT: u32 = 450;
 pub struct Curves {
     /// step -> mean training loss
     pub train_loss: BTreeMap<u64, f64>,
-    /// epoch -> (step, top-1, top-5, loss) on val
+    /// epoch (from 1: the checkpoint `epoch-NNN` written after it) -> (step, top-1,
+    /// top-5, loss) on val
     pub val: BTreeMap<u64, (u64, f64, f64, f64)>,
     /// epoch -> (step, top-1, top-5, loss) on the held-out slice of train
     pub holdout: BTreeMap<u64, (u64, f64, f64, f64)>,
@@ -116,7 +117,7 @@ impl Curves {
     }
 
     fn draw_error<DB: DrawingBackend>(&self, area: &DrawingArea<DB, plotters::coord::Shift>) -> PlotResult<DB> {
-        let x_max = self.val.keys().chain(self.holdout.keys()).map(|&e| e as f64 + 1.0).fold(1.0, f64::max);
+        let x_max = self.val.keys().chain(self.holdout.keys()).map(|&e| e as f64).fold(1.0, f64::max);
         let mut chart = ChartBuilder::on(area)
             .caption("error (1 - accuracy)", ("sans-serif", 20))
             .margin(12)
@@ -132,7 +133,7 @@ impl Curves {
             .light_line_style(WHITE)
             .draw()?;
         let series = |m: &BTreeMap<u64, (u64, f64, f64, f64)>, top5: bool| -> Vec<(f64, f64)> {
-            m.iter().map(|(&e, &(_, t1, t5, _))| (e as f64 + 1.0, 1.0 - if top5 { t5 } else { t1 })).collect()
+            m.iter().map(|(&e, &(_, t1, t5, _))| (e as f64, 1.0 - if top5 { t5 } else { t1 })).collect()
         };
         for (m, name, dashed) in [(&self.val, "val", false), (&self.holdout, "held-out train", true)] {
             if m.is_empty() {
@@ -199,8 +200,9 @@ mod tests {
         .unwrap();
         let c = Curves::read(&p).unwrap();
         assert_eq!(c.train_loss, BTreeMap::from([(10, 2.0), (20, 1.4)]));
-        assert_eq!(c.val, BTreeMap::from([(0, (20, 0.25, 0.5, 1.8))]));
-        assert_eq!(c.holdout, BTreeMap::from([(0, (20, 0.5, 0.75, 1.2))]));
+        // Written from epoch 0 (an older trainer): read as epoch 1, as the checkpoint.
+        assert_eq!(c.val, BTreeMap::from([(1, (20, 0.25, 0.5, 1.8))]));
+        assert_eq!(c.holdout, BTreeMap::from([(1, (20, 0.5, 0.75, 1.2))]));
     }
 
     #[test]
@@ -209,9 +211,9 @@ mod tests {
         for s in 1..=40u64 {
             c.train_loss.insert(s * 10, 2.3 / (1.0 + s as f64 * 0.1));
         }
-        for e in 0..4u64 {
-            let acc = 0.2 + 0.15 * e as f64;
-            c.val.insert(e, ((e + 1) * 100, acc, acc + 0.3, 2.0 - 0.3 * e as f64));
+        for e in 1..=4u64 {
+            let acc = 0.05 + 0.15 * e as f64;
+            c.val.insert(e, (e * 100, acc, acc + 0.3, 2.3 - 0.3 * e as f64));
         }
         let rgb = c.render().unwrap();
         assert_eq!(rgb.len(), (WIDTH * HEIGHT * 3) as usize);

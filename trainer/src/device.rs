@@ -4,14 +4,23 @@
 use anyhow::{bail, Result};
 use tch::Device;
 
-/// `cpu`, `cuda` (GPU 0, or `LOCAL_RANK` under a launcher) or `cuda:N`.
+/// `cpu`, `cuda` (GPU 0, or under a launcher the rank's local GPU: `LOCAL_RANK`, else
+/// Slurm's `SLURM_LOCALID`; GPU 0 when the launcher left each rank one visible GPU) or
+/// `cuda:N`.
 pub fn parse_device(name: &str) -> Result<Device> {
     let name = name.trim().to_ascii_lowercase();
     if name == "cpu" {
         return Ok(Device::Cpu);
     }
+    let local =
+        ["LOCAL_RANK", "SLURM_LOCALID"].iter().find_map(|v| std::env::var(v).ok()?.trim().parse::<usize>().ok());
     let index = match name.as_str() {
-        "cuda" => std::env::var("LOCAL_RANK").ok().and_then(|r| r.parse::<usize>().ok()).unwrap_or(0),
+        "cuda" => match local {
+            // srun --gpus-per-task=1 (or --gpu-bind): every task sees its one GPU as 0.
+            Some(_) if tch::Cuda::is_available() && tch::Cuda::device_count() == 1 => 0,
+            Some(r) => r,
+            None => 0,
+        },
         s if s.starts_with("cuda:") => match s[5..].parse::<usize>() {
             Ok(i) => i,
             Err(_) => bail!("device {name:?}: expected cpu, cuda or cuda:N"),

@@ -5,7 +5,8 @@
 //! - [`checkpoint`]: the checkpoint format: model file, optimizer file, run folder;
 //! - [`data`]: the input pipeline: memory-mapped shards -> workers -> batch ring ->
 //!   float batches on the device ([`data::Pipeline`]);
-//! - [`topk`], [`device`], [`ext`] (bf16 autocast and deterministic mode).
+//! - [`topk`], [`device`], [`ext`] (bf16 autocast and deterministic mode);
+//! - [`provenance`]: the build, libtorch and run a checkpoint or run folder comes from.
 //!
 //! Training (the default `train` feature):
 //! - [`train`]: the run: setup, [`train::Learner::step`], epochs, validation, metrics;
@@ -19,6 +20,7 @@ pub mod data;
 pub mod device;
 pub mod ext;
 pub mod model;
+pub mod provenance;
 pub mod topk;
 
 #[cfg(feature = "train")]

@@ -8,8 +8,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+/// `train --version`: the version, the commit it was built from, the libtorch.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(trainer::provenance::version_line);
+
 #[derive(Parser)]
-#[command(name = "train", version, about = "AlexNet training (Krizhevsky et al. 2012) on libtorch")]
+#[command(name = "train", version = VERSION.as_str(), about = "AlexNet training (Krizhevsky et al. 2012) on libtorch")]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -35,7 +38,9 @@ enum Command {
         /// Run folder: config.toml, metrics.jsonl, checkpoints/.
         #[arg(long)]
         run_dir: PathBuf,
-        #[arg(long, default_value = "cpu")]
+        /// Device: cpu, cuda (GPU 0) or cuda:N (GPU N). Under a launcher each rank uses
+        /// its local GPU with cuda.
+        #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
         device: String,
         /// Continue the run in --run-dir from its latest checkpoint.
         #[arg(long)]
@@ -58,7 +63,8 @@ enum Command {
     /// checked exactly on every rank. Run it as the training will be run:
     /// `torchrun --no-python --nproc-per-node 2 train check-dist`.
     CheckDist {
-        #[arg(long, default_value = "cpu")]
+        /// Device: cpu (gloo) or cuda (NCCL, each rank on its local GPU).
+        #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
         device: String,
         /// Seconds to wait for the other ranks.
         #[arg(long, default_value_t = 60.0)]
@@ -67,22 +73,25 @@ enum Command {
         /// gradients: 233 MiB).
         #[arg(long)]
         bench_mb: Option<f64>,
+        /// Timed all-reduces of --bench-mb (the median is reported).
         #[arg(long, default_value_t = 10)]
         bench_iters: usize,
     },
     /// Check that libtorch works on a device: cpu, cuda or cuda:N.
     CheckDevice {
-        #[arg(long, default_value = "cpu")]
+        /// Device: cpu, cuda (GPU 0) or cuda:N (GPU N).
+        #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
         device: String,
     },
 }
 
 fn main() -> ExitCode {
-    // No panic reaches the user: one `error:` line (see alexnet_shared::guard).
-    alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(|()| ExitCode::SUCCESS))
+    // No panic reaches the user: one `error:` line (see alexnet_shared::guard). Exit
+    // codes: trainer::cli::exit.
+    alexnet_shared::guard::main_guard(|| run(Cli::parse()).map(ExitCode::from))
 }
 
-fn run(cli: Cli) -> anyhow::Result<()> {
+fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
         Command::Run { config, sets, data, run_dir, device, resume, max_steps, threads, deterministic } => {
             let req = trainer::cli::RunRequest {
@@ -96,16 +105,44 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 threads,
                 deterministic,
             };
-            if let Some(summary) = trainer::cli::train(&req)? {
-                println!("{summary}");
+            let out = trainer::cli::train(&req)?;
+            if out.main {
+                alexnet_shared::out_line!("{}", out.summary);
             }
+            return Ok(out.exit_code);
         }
         Command::CheckDist { device, timeout_s, bench_mb, bench_iters } => {
             for line in trainer::cli::check_dist(&device, timeout_s, bench_mb, bench_iters)? {
-                println!("{line}");
+                alexnet_shared::out_line!("{line}");
             }
         }
-        Command::CheckDevice { device } => println!("{}", trainer::cli::check_device(&device)?),
+        Command::CheckDevice { device } => alexnet_shared::out_line!("{}", trainer::cli::check_device(&device)?),
     }
-    Ok(())
+    Ok(trainer::cli::exit::FINISHED)
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    /// First-use review: flags without help text. Every argument of every subcommand
+    /// has some (clap's own --help and --version aside).
+    #[test]
+    fn every_flag_has_help_text() {
+        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+                }
+            }
+            for s in c.get_subcommands() {
+                walk(s, &format!("{path} {}", s.get_name()), missing);
+            }
+        }
+        let mut missing = Vec::new();
+        let c = super::Cli::command();
+        walk(&c, c.get_name(), &mut missing);
+        assert!(missing.is_empty(), "without help: {missing:?}");
+    }
 }

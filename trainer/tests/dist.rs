@@ -211,7 +211,8 @@ fn two_ranks_equal_one_process_on_the_union_of_their_batches() {
         .collect();
     for c in ranks {
         let o = c.wait_with_output().unwrap();
-        assert!(o.status.success(), "{}", text(&o));
+        // Stopped by --max-steps: exit code 3 on every rank (0 under torchrun, above).
+        assert_eq!(o.status.code(), Some(3), "{}", text(&o));
     }
     let saved = TrainConfig::from_toml(&std::fs::read_to_string(dir_s.join("config.toml")).unwrap()).unwrap();
     assert!(!saved.dist.overlap && cfg.dist.overlap, "--set dist.overlap=false is recorded in the run's config.toml");
@@ -407,7 +408,9 @@ fn a_signal_on_one_rank_stops_both_at_the_same_step() {
     let (s0, _) = wait_at_most(&mut rank0, Duration::from_secs(60));
     let (s1, _) = wait_at_most(&mut rank1, Duration::from_secs(10));
     let lines: Vec<String> = rx.try_iter().collect();
-    assert!(s0.is_some_and(|s| s.success()) && s1.is_some_and(|s| s.success()), "{s0:?} {s1:?} {lines:?}");
+    // Both exit with the code of a stop by a signal (75), the signalled one and the other.
+    let stopped = |s: Option<std::process::ExitStatus>| s.is_some_and(|s| s.code() == Some(75));
+    assert!(stopped(s0) && stopped(s1), "{s0:?} {s1:?} {lines:?}");
     // Rank 0 (not signalled) stopped too, and wrote the checkpoint of that step.
     let stop = lines.iter().find(|l| l.contains("stopped at epoch")).unwrap_or_else(|| panic!("{lines:?}"));
     assert!(lines.iter().any(|l| l.contains("weights bit-identical on all 2 ranks after step")), "{lines:?}");

@@ -175,14 +175,14 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     if !retry.is_empty() {
         let mut names: Vec<&String> = retry.keys().collect();
         names.sort();
-        eprintln!(
+        alexnet_shared::err_line!(
             "preprocess: {} rejected input(s) changed since the last run and are retried: rebuilding {}",
             retry.values().map(HashSet::len).sum::<usize>(),
             names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", ")
         );
     }
     if !damaged.is_empty() {
-        eprintln!(
+        alexnet_shared::err_line!(
             "preprocess: {} finished shard(s) are missing or damaged and will be rebuilt: {}",
             damaged.len(),
             damaged.join(", ")
@@ -192,7 +192,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     let shards_kept = plan.len() - pending.len();
     let pending_rows: u64 = pending.iter().map(|p| p.items.len() as u64).sum();
     if shards_kept > 0 {
-        eprintln!(
+        alexnet_shared::err_line!(
             "preprocess: resuming: {shards_kept} finished shard(s) verified and kept, {} to build",
             pending.len()
         );

@@ -5,8 +5,9 @@
 //! here are ignored, so files carrying newer optional keys still load.
 //!
 //! Optional keys (a file without one loads as before): `data_fingerprint`
-//! ([`data_fingerprint`]), `tensors_sha256` (added by the writer, see `file.rs`), and
-//! the inputs a checkpoint needs to classify images ([`InputsMeta`]).
+//! ([`data_fingerprint`]), `provenance` (a JSON object: [`Provenance`], the start of
+//! the run that wrote the file), `tensors_sha256` (added by the writer, see `file.rs`),
+//! and the inputs a checkpoint needs to classify images ([`InputsMeta`]).
 //! Numbers must be finite, counts whole and non-negative: `lrn_alpha = NaN` or
 //! `num_classes = 1e30` are errors naming the key.
 
@@ -19,6 +20,7 @@ use serde::{de::DeserializeOwned, Serialize};
 use super::{bad, CheckpointError, FORMAT};
 use crate::data::Normalization;
 use crate::model::ModelConfig;
+use crate::provenance::Provenance;
 
 /// The metadata of a checkpoint written by the trainer.
 #[derive(Debug, Clone, PartialEq)]
@@ -36,6 +38,9 @@ pub struct CheckpointMeta {
     pub wnids: Vec<String>,
     /// [`data_fingerprint`] of the data it was trained on (None: written before the key).
     pub data_fingerprint: Option<String>,
+    /// Where the run that wrote it came from (None: written before the key, or not by
+    /// the trainer).
+    pub provenance: Option<Provenance>,
     /// What classifying an image needs besides the weights (None: written before the
     /// keys, or made in PyTorch; then the dataset supplies it).
     pub inputs: Option<InputsMeta>,
@@ -162,6 +167,9 @@ impl CheckpointMeta {
         if let Some(i) = &self.inputs {
             i.write(&mut map)?;
         }
+        if let Some(p) = &self.provenance {
+            map.insert("provenance".into(), serde_json::to_string(p)?);
+        }
         Ok(map)
     }
 
@@ -215,6 +223,11 @@ impl CheckpointMeta {
             wnids,
             data_fingerprint: m.get("data_fingerprint").cloned(),
             inputs,
+            provenance: m
+                .get("provenance")
+                .map(|p| serde_json::from_str(p))
+                .transpose()
+                .map_err(|e| bad(path, format!("metadata provenance: {e}")))?,
         })
     }
 }
@@ -247,6 +260,7 @@ mod tests {
             wnids: vec!["n01".into(), "n02".into()],
             data_fingerprint: None,
             inputs: None,
+            provenance: None,
         }
     }
 
@@ -325,7 +339,7 @@ mod tests {
         }
         let p = Path::new("m.safetensors");
         let mut m = meta().to_map().unwrap();
-        m.insert("provenance".into(), "a later trainer".into());
+        m.insert("trained_by".into(), "a later trainer".into());
         assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), meta());
         m.insert("normalization".into(), "zca".into());
         let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
@@ -365,5 +379,20 @@ mod tests {
         let m = with.to_map().unwrap();
         assert_eq!(m["data_fingerprint"], "cd".repeat(32));
         assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
+    }
+
+    #[test]
+    fn provenance_round_trips_and_a_record_of_another_trainer_reads() {
+        let p = Path::new("m.safetensors");
+        let with = CheckpointMeta { provenance: Some(Provenance::now("train", 4, "ab", true, Some(7))), ..meta() };
+        let mut m = with.to_map().unwrap();
+        assert!(m["provenance"].contains("\"world_size\":4"));
+        assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
+        m.insert("provenance".into(), r#"{"git_commit": "abc", "gpu": "H200"}"#.into());
+        let got = CheckpointMeta::from_map(p, &m).unwrap().provenance.unwrap();
+        assert_eq!((got.git_commit.as_str(), got.world_size), ("abc", 0));
+        m.insert("provenance".into(), "not json".into());
+        let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+        assert!(e.starts_with("m.safetensors: metadata provenance: "), "{e}");
     }
 }

@@ -199,6 +199,7 @@ mod tests {
             wnids: (0..5).map(|i| format!("n{i:08}")).collect(),
             data_fingerprint: Some("cd".repeat(32)),
             inputs: None,
+            provenance: None,
         }
     }
 
@@ -476,7 +477,7 @@ mod tests {
         let t0 = std::time::Instant::now();
         c.load_into(&mut vs2).unwrap();
         let load = t0.elapsed().as_secs_f64();
-        eprintln!(
+        alexnet_shared::err_line!(
             "{} MiB: map+header {map:.3} s, verify (sha256 + finite) {verify:.3} s, sha256 alone {sha:.3} s, load_into {load:.3} s",
             std::fs::metadata(&path).unwrap().len() >> 20
         );

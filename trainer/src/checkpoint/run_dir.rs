@@ -206,6 +206,7 @@ mod tests {
             wnids: vec!["n01".into(), "n02".into()],
             data_fingerprint: None,
             inputs: None,
+            provenance: None,
         };
         (vs, meta)
     }

@@ -133,6 +133,17 @@ pub fn for_run(
     resume: bool,
 ) -> Result<(TrainConfig, Vec<Change>), ConfigError> {
     let saved_path = run_dir.join("config.toml");
+    // A typo in --run-dir must not start a new run under --resume, with or without a
+    // preset. (A folder stopped before its first checkpoint has its config.toml: it
+    // resumes from the start.)
+    if resume && !saved_path.exists() {
+        return Err(ConfigError::Invalid(format!(
+            "--resume: {} is missing: {} holds no run to continue; check --run-dir, or leave out --resume (and give \
+             --config) to start a new run there",
+            saved_path.display(),
+            run_dir.display()
+        )));
+    }
     let saved_table = if resume && saved_path.exists() { Some(read_table(&saved_path)?) } else { None };
     let saved = match &saved_table {
         Some(t) => Some(
@@ -144,13 +155,6 @@ pub fn for_run(
     let (mut table, origin) = match (preset, saved_table) {
         (Some(p), _) => (read_table(p)?, p.display().to_string()),
         (None, Some(t)) => (t, saved_path.display().to_string()),
-        (None, None) if resume => {
-            return Err(ConfigError::Invalid(format!(
-                "--resume: {} is missing (the run folder's saved configuration): give --config with the preset the \
-                 run was started with",
-                saved_path.display()
-            )))
-        }
         (None, None) => {
             return Err(ConfigError::Invalid("give --config (a preset from configs/), or --resume a run".into()))
         }
@@ -269,5 +273,10 @@ mod tests {
         // No preset and nothing to resume.
         let e = for_run(None, &[], &t.path().join("new"), false).unwrap_err().to_string();
         assert!(e.contains("give --config"), "{e}");
+        // --resume of a folder that holds no run (a typo in --run-dir) is refused even
+        // with a preset: it does not start a new run there. (Before: it did.)
+        let e = for_run(Some(&demo), &[], &t.path().join("rnu"), true).unwrap_err().to_string();
+        assert!(e.contains("rnu/config.toml is missing") && e.contains("holds no run"), "{e}");
+        assert!(!t.path().join("rnu").exists());
     }
 }

@@ -97,7 +97,7 @@ impl WorkerCtx {
             let (src, label) = match self.image(row, decoded) {
                 Ok(x) => x,
                 Err(Damaged(e)) if self.cfg.on_damaged == OnDamaged::Skip => {
-                    eprintln!("warning: {e} (skipped: on_damaged = skip)");
+                    alexnet_shared::err_line!("warning: {e} (skipped: on_damaged = skip)");
                     buf.skipped += 1;
                     continue;
                 }

@@ -109,7 +109,7 @@ pub fn check_same_weights(pg: &ProcessGroup, params: &[Tensor], when: &str) -> R
         )));
     }
     if pg.rank() == 0 {
-        eprintln!("train: weights bit-identical on all {} ranks after {when}", pg.world());
+        alexnet_shared::err_line!("train: weights bit-identical on all {} ranks after {when}", pg.world());
     }
     Ok(())
 }

@@ -28,7 +28,16 @@ impl Run<'_> {
         let (before, images_before) = (self.pos.batches_before(), self.pos.images_before());
         let step_images = cfg.optim.batch_size * self.world;
         let wait0 = self.train.loader.stats().wait;
-        let mut log = EpochLog::new(epoch, steps, self.pos.batch, cfg.run.log_every_steps, self.main, wait0);
+        let mut log = EpochLog::new(
+            epoch,
+            cfg.optim.epochs,
+            self.clock,
+            steps,
+            self.pos.batch,
+            cfg.run.log_every_steps,
+            self.main,
+            wait0,
+        );
         let mut b = self.pos.batch;
         while let Some(batch) = self.train.next_batch()? {
             let cfg = &self.cfg;
@@ -99,7 +108,12 @@ impl Run<'_> {
             pg.barrier()?;
         }
         if self.main {
-            eprintln!("train: stopped at epoch {} batch {}; resume with --resume", self.pos.epoch, self.pos.batch);
+            alexnet_shared::err_line!(
+                "train: stopped at epoch {}/{} batch {}; resume with --resume",
+                self.pos.epoch + 1,
+                self.cfg.optim.epochs,
+                self.pos.batch
+            );
         }
         Ok(self.summary(true))
     }

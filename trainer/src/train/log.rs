@@ -2,13 +2,42 @@
 //! images/s; in logs, a line every `run.log_every_steps` (which a terminal sees printed
 //! above the bar); and a `train` record of the same numbers in `metrics.jsonl`. Rank 0
 //! alone shows anything.
+//!
+//! Epochs are numbered from 1 everywhere (`epoch 3/90`: the third of 90, whose end
+//! writes `epoch-003`), as in the checkpoint names and `metrics.jsonl`. Both the bar and
+//! the log lines give the time this process has trained and an ETA for the whole run,
+//! at its pace so far (validation included once an epoch has ended).
 
 use std::io::IsTerminal;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use alexnet_shared::progress::fmt_duration;
+
 use super::metrics::{unix_time, MetricsSink, Record};
+
+/// When this process began training, and at which global step: the pace the ETA of the
+/// whole run is taken from.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct RunClock {
+    pub start: Instant,
+    pub step0: u64,
+}
+
+impl RunClock {
+    pub fn now(step0: u64) -> Self {
+        Self { start: Instant::now(), step0 }
+    }
+
+    /// (seconds trained here, seconds left) at global step `step` with `remaining` steps
+    /// to go; None before the first step.
+    pub fn eta(&self, step: u64, remaining: u64) -> Option<(f64, f64)> {
+        let done = step.checked_sub(self.step0).filter(|&d| d > 0)?;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        Some((elapsed, elapsed / done as f64 * remaining as f64))
+    }
+}
 
 /// One step as the log sees it.
 pub(super) struct Tick {
@@ -24,7 +53,10 @@ pub(super) struct Tick {
 }
 
 pub(super) struct EpochLog {
+    /// 0-based (the position's); shown and recorded 1-based.
     epoch: usize,
+    epochs: usize,
+    clock: RunClock,
     steps: usize,
     every: u64,
     main: bool,
@@ -38,21 +70,54 @@ pub(super) struct EpochLog {
 }
 
 impl EpochLog {
-    /// The log of `epoch` (`steps` batches), resumed at batch `done`.
-    pub fn new(epoch: usize, steps: usize, done: usize, every: usize, main: bool, wait0: Duration) -> Self {
+    /// The log of `epoch` (0-based, of `epochs`; `steps` batches), resumed at batch
+    /// `done`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        epoch: usize,
+        epochs: usize,
+        clock: RunClock,
+        steps: usize,
+        done: usize,
+        every: usize,
+        main: bool,
+        wait0: Duration,
+    ) -> Self {
         let bar = (main && std::io::stderr().is_terminal()).then(|| {
             let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
             bar.set_style(
-                ProgressStyle::with_template("epoch {prefix} [{bar:20}] {pos}/{len}  {msg}  ETA {eta}")
+                ProgressStyle::with_template("epoch {prefix} [{bar:20}] {pos}/{len}  {msg}  epoch ETA {eta}")
                     .expect("valid template")
                     .progress_chars("=> "),
             );
-            bar.set_prefix(epoch.to_string());
+            bar.set_prefix(format!("{}/{epochs}", epoch + 1));
             bar.set_position(done as u64);
             bar
         });
         let every = every.max(1) as u64;
-        Self { epoch, steps, every, main, bar, since: Instant::now(), loss_sum: 0.0, loss_n: 0, images: 0, wait0 }
+        Self {
+            epoch,
+            epochs,
+            clock,
+            steps,
+            every,
+            main,
+            bar,
+            since: Instant::now(),
+            loss_sum: 0.0,
+            loss_n: 0,
+            images: 0,
+            wait0,
+        }
+    }
+
+    /// `elapsed 1m05s, run ETA 2h10m` at global step `step`, batch `b` of the epoch.
+    fn times(&self, step: u64, b: usize) -> String {
+        let remaining = (self.epochs.saturating_sub(self.epoch + 1) * self.steps + self.steps.saturating_sub(b)) as u64;
+        match self.clock.eta(step, remaining) {
+            Some((elapsed, eta)) => format!("elapsed {}, run ETA {}", fmt_duration(elapsed), fmt_duration(eta)),
+            None => "run ETA ?".into(),
+        }
     }
 
     /// After a step: shown on the bar, and logged every `run.log_every_steps`.
@@ -64,7 +129,7 @@ impl EpochLog {
         let rate = self.images as f64 / self.since.elapsed().as_secs_f64().max(1e-9);
         let mean = self.loss_sum / self.loss_n as f64;
         if let Some(bar) = &self.bar {
-            bar.set_message(format!("loss {mean:.4}  lr {lr:.0e}  {rate:.0} img/s"));
+            bar.set_message(format!("loss {mean:.4}  lr {lr:.2e}  {rate:.0} img/s  {}", self.times(step, b)));
             bar.set_position(b as u64);
         }
         if !self.main || !(step.is_multiple_of(self.every) || b == self.steps) {
@@ -73,7 +138,7 @@ impl EpochLog {
         let wait = (wait - self.wait0).as_secs_f64();
         metrics.write(&Record::Train {
             time: unix_time(),
-            epoch: self.epoch as u64,
+            epoch: self.epoch as u64 + 1,
             step,
             loss: mean,
             lr,
@@ -81,12 +146,15 @@ impl EpochLog {
             data_wait_s: wait,
         })?;
         let line = format!(
-            "train: epoch {} [{b}/{}] loss {mean:.4} lr {lr} {rate:.0} images/s (waited for data {wait:.1} s)",
-            self.epoch, self.steps
+            "train: epoch {}/{} [{b}/{}] loss {mean:.4} lr {lr:.2e} {rate:.0} images/s (waited for data {wait:.1} s) {}",
+            self.epoch + 1,
+            self.epochs,
+            self.steps,
+            self.times(step, b)
         );
         match &self.bar {
             Some(bar) => bar.println(line),
-            None => eprintln!("{line}"),
+            None => alexnet_shared::err_line!("{line}"),
         }
         (self.since, self.loss_sum, self.loss_n, self.images) = (Instant::now(), 0.0, 0, 0);
         Ok(())

@@ -10,14 +10,15 @@
 //!   checkpoints;
 //! - [`validate`]: center-crop top-1/top-5 over every val image once, and the epoch's
 //!   end (records, schedule, checkpoint);
-//! - [`metrics`]: the typed records of `metrics.jsonl`.
+//! - [`metrics`]: the typed records of `metrics.jsonl`, and [`tensorboard`]: the same
+//!   numbers as TensorBoard event files.
 //!
 //! Every random draw comes from (seed, epoch, step): the loader's crops, flips and
 //! colour noise (see [`crate::data`]), and dropout, for which libtorch's generator is
 //! reseeded before each step. With the momentum buffers and the loader position saved
 //! beside each checkpoint, a run stopped and resumed ends with the same weights as one
-//! that never stopped. SIGINT/SIGTERM finish the current step, write a checkpoint and
-//! exit cleanly; a NaN or infinite loss stops the run naming the step and keeps the
+//! that never stopped. SIGINT/SIGTERM/SIGUSR1 finish the current step, write a
+//! checkpoint and exit cleanly (with the exit code of a stop, see `trainer::cli`); a NaN or infinite loss stops the run naming the step and keeps the
 //! last good checkpoint.
 //!
 //! Data parallel ([`run_distributed`] with a [`ProcessGroup`]): every rank starts from
@@ -27,11 +28,13 @@
 //! a step boundary through a small all-reduce, and after each epoch the ranks check
 //! that their weights are bit-identical.
 
+mod banner;
 mod epoch;
 mod log;
 pub mod metrics;
 mod setup;
 pub mod step;
+pub mod tensorboard;
 pub mod validate;
 
 use std::path::PathBuf;
@@ -59,6 +62,15 @@ pub struct RunOptions {
     pub max_steps: Option<u64>,
 }
 
+/// Why a run stopped before its last epoch, with a checkpoint to resume from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StopCause {
+    /// SIGINT, SIGTERM or SIGUSR1 (on any rank).
+    Signal,
+    /// `--max-steps` steps taken by this process.
+    MaxSteps,
+}
+
 #[derive(Debug, Clone)]
 pub struct TrainSummary {
     pub epochs_done: usize,
@@ -66,6 +78,8 @@ pub struct TrainSummary {
     pub val_top1: Option<f64>,
     pub val_top5: Option<f64>,
     pub stopped_early: bool,
+    /// Why it stopped early (None: it finished).
+    pub stopped_by: Option<StopCause>,
     pub last_checkpoint: PathBuf,
 }
 
@@ -84,6 +98,11 @@ impl std::fmt::Display for TrainSummary {
                 self.last_checkpoint.display()
             ),
             _ => write!(f, "stopped at step {}; checkpoint {}", self.global_step, self.last_checkpoint.display()),
+        }?;
+        match self.stopped_by {
+            Some(StopCause::Signal) => write!(f, " (stopped by a signal; continue with --resume)"),
+            Some(StopCause::MaxSteps) => write!(f, " (stopped by --max-steps; continue with --resume)"),
+            None => Ok(()),
         }
     }
 }
@@ -118,8 +137,9 @@ pub fn run_distributed(cfg: &TrainConfig, opt: &RunOptions, pg: Option<&ProcessG
     Ok(run.summary(run.pos.epoch < run.cfg.optim.epochs))
 }
 
-/// SIGINT and SIGTERM as a flag that the training loop reads at step boundaries. The
-/// two signals are blocked in the calling thread (and so in every thread it starts
+/// SIGINT, SIGTERM and SIGUSR1 (what Slurm's `--signal=USR1@SECONDS` sends before the
+/// time limit) as a flag that the training loop reads at step boundaries. The
+/// signals are blocked in the calling thread (and so in every thread it starts
 /// afterwards: call this before the loader, libtorch and c10d start theirs, as
 /// `trainer::cli` does) and taken by one thread of their own with `sigwait`, so that no
 /// other thread is interrupted in a system call (a SIGTERM landing in one of gloo's
@@ -137,6 +157,7 @@ pub fn stop_signals() -> std::io::Result<Arc<AtomicBool>> {
         libc::sigemptyset(&mut set);
         libc::sigaddset(&mut set, libc::SIGINT);
         libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGUSR1);
         let r = libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
         if r != 0 {
             return Err(std::io::Error::from_raw_os_error(r));
@@ -156,7 +177,15 @@ pub fn stop_signals() -> std::io::Result<Arc<AtomicBool>> {
 
 impl Run<'_> {
     fn summary(&self, stopped_early: bool) -> TrainSummary {
+        let stopped_by = stopped_early.then(|| {
+            if self.opt.max_steps.is_some_and(|m| self.steps_here >= m) {
+                StopCause::MaxSteps
+            } else {
+                StopCause::Signal
+            }
+        });
         TrainSummary {
+            stopped_by,
             epochs_done: self.pos.epoch,
             global_step: self.pos.global_step,
             val_top1: self.last_val.0,

@@ -9,6 +9,7 @@ use std::time::Instant;
 use alexnet_shared::{read_mean_image, sha256_file, Dataset, Manifest, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 
+use super::log::RunClock;
 use super::metrics::{unix_time, MetricsSink, Record};
 use super::step::Learner;
 use super::RunOptions;
@@ -20,6 +21,7 @@ use crate::config::TrainConfig;
 use crate::data::sampler::held_out_rows;
 use crate::data::{Crops, LoaderConfig, Normalization, Pipeline, Rows};
 use crate::dist::ProcessGroup;
+use crate::provenance::{Provenance, PROVENANCE_FILE};
 
 /// A run in progress (one rank of it).
 pub(super) struct Run<'a> {
@@ -48,6 +50,8 @@ pub(super) struct Run<'a> {
     pub steps_here: u64,
     /// Center-crop (top-1, top-5) of the last validation.
     pub last_val: (Option<f64>, Option<f64>),
+    /// When this process began (the ETA's pace).
+    pub clock: RunClock,
 }
 
 impl<'a> Run<'a> {
@@ -76,7 +80,7 @@ impl<'a> Run<'a> {
             Normalization::MeanImage => Some(read_mean_image(&opt.data.join(&manifest.mean_image))?),
             _ => None,
         };
-        let meta = CheckpointMeta {
+        let mut meta = CheckpointMeta {
             model: cfg.model_config(manifest.classes.len()),
             normalization: cfg.data.normalization,
             epoch: 0,
@@ -86,6 +90,7 @@ impl<'a> Run<'a> {
             data_fingerprint: Some(data_fingerprint(&manifest)),
             // Class names and normalization data: `eval predict` then needs no dataset.
             inputs: Some(InputsMeta::of(&manifest, mean_image.as_deref())),
+            provenance: None,
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
         let mut pos = Position { best_top1: -1.0, part: Some((world, cfg.optim.batch_size)), ..Default::default() };
@@ -98,7 +103,7 @@ impl<'a> Run<'a> {
             let (w0, b0) = pos.part.unwrap_or((recorded, cfg.optim.batch_size));
             let moved = pos.continue_at(world, cfg.optim.batch_size, recorded);
             if moved && main {
-                eprintln!(
+                alexnet_shared::err_line!(
                     "train: epoch {} was stopped at batch {} of {w0} rank(s) x {b0}: the images no rank has read yet \
                      are dealt over the {world} rank(s) now",
                     pos.epoch,
@@ -118,15 +123,22 @@ impl<'a> Run<'a> {
             latest = Some(path.clone());
             let path = &path;
             if main {
-                eprintln!(
-                    "train: resuming from {} (epoch {}, batch {}, step {})",
+                alexnet_shared::err_line!(
+                    "train: resuming from {} (epoch {}/{} at batch {}, step {})",
                     path.display(),
-                    pos.epoch,
+                    pos.epoch + 1,
+                    cfg.optim.epochs,
                     pos.batch,
                     pos.global_step
                 );
             }
         }
+        let resumed_at = latest.is_some().then_some(pos.global_step);
+        let provenance = Provenance::now("train", world, &meta.manifest_sha256, opt.resume, resumed_at);
+        if main {
+            provenance.append_to(&opt.run_dir).with_context(|| format!("writing {PROVENANCE_FILE}"))?;
+        }
+        meta.provenance = Some(provenance);
         if let Some(pg) = pg {
             // Every rank starts from rank 0's weights, at rank 0's position.
             learner.join(pg, &cfg)?;
@@ -137,7 +149,7 @@ impl<'a> Run<'a> {
             .context("opening metrics.jsonl")?;
         if let Some(c) = &world_change {
             if main {
-                eprintln!(
+                alexnet_shared::err_line!(
                     "train: resuming a run of {} rank(s) at {} rank(s): global batch {} -> {}, learning rate {} -> {} \
                      (dist.lr_scaling = {}); config.toml records the new world size",
                     c.from,
@@ -151,7 +163,7 @@ impl<'a> Run<'a> {
             }
             metrics.write(&Record::World {
                 time: unix_time(),
-                epoch: pos.epoch as u64,
+                epoch: pos.epoch as u64 + 1,
                 step: pos.global_step,
                 from: c.from,
                 to: c.to,
@@ -160,13 +172,16 @@ impl<'a> Run<'a> {
             })?;
         }
         if dropped > 0 {
-            eprintln!(
+            alexnet_shared::err_line!(
                 "train: metrics.jsonl: {dropped} record(s) after step {} dropped (written after the last checkpoint; \
                  trained again now)",
                 pos.global_step
             );
         }
-        Ok(Self {
+        let rows = |split| manifest.split(split).map_or(0, |s| s.rows as usize);
+        let (train_rows, val_rows) = (rows(Split::Train), rows(Split::Val));
+        let run = Self {
+            clock: RunClock::now(pos.global_step),
             lr_factor: cfg.dist.lr_factor(world),
             cfg,
             opt,
@@ -185,7 +200,13 @@ impl<'a> Run<'a> {
             meta,
             steps_here: 0,
             last_val: (None, None),
-        })
+        };
+        if main {
+            for line in run.banner(train_rows, val_rows) {
+                alexnet_shared::err_line!("train: {line}");
+            }
+        }
+        Ok(run)
     }
 
     /// The checkpoint metadata at the current position.
@@ -250,14 +271,14 @@ fn resume_latest(
             Ok(pos) => {
                 if main {
                     for (p, why) in survey.unusable.iter().filter(|(p, _)| !p.ends_with("best.safetensors")) {
-                        eprintln!("train: warning: skipped {}: {why}", p.display());
+                        alexnet_shared::err_line!("train: warning: skipped {}: {why}", p.display());
                     }
                 }
                 return Ok((path.clone(), pos));
             }
             Err(e) if e.is_damage() => {
                 if main {
-                    eprintln!("train: warning: skipped {}: {e}", path.display());
+                    alexnet_shared::err_line!("train: warning: skipped {}: {e}", path.display());
                 }
                 skipped.push(e.to_string());
             }
@@ -348,7 +369,7 @@ fn resume(
             )
             .into())
         }
-        (None, _) if main => eprintln!(
+        (None, _) if main => alexnet_shared::err_line!(
             "train: warning: {shown} records no data fingerprint (written by an older trainer): the data is not checked \
              against the one it was trained on"
         ),

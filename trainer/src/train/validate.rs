@@ -82,7 +82,10 @@ impl Run<'_> {
     /// The end of an epoch: validation (and the held-out slice), their records, the
     /// curves, the schedule's history, and the epoch checkpoint (and `best`).
     pub fn end_epoch(&mut self, seconds: f64) -> Result<()> {
-        let (epoch, step, device, pg) = (self.pos.epoch as u64, self.pos.global_step, self.opt.device, self.learner.pg);
+        // 1-based: the epoch that just ended, whose checkpoint is epoch-{epoch:03}.
+        let (epoch, step, device, pg) =
+            (self.pos.epoch as u64 + 1, self.pos.global_step, self.opt.device, self.learner.pg);
+        let epochs = self.cfg.optim.epochs;
         let (top1, top5, loss) =
             validate_counts(&self.learner.model, &mut self.val, device)?.summed(pg)?.fractions()?;
         ensure!(
@@ -102,7 +105,11 @@ impl Run<'_> {
             epoch_seconds: seconds,
         })?;
         if self.main {
-            eprintln!("train: epoch {epoch} val top-1 {:.2}% top-5 {:.2}% loss {loss:.4}", 100.0 * top1, 100.0 * top5);
+            alexnet_shared::err_line!(
+                "train: epoch {epoch}/{epochs} val top-1 {:.2}% top-5 {:.2}% loss {loss:.4}",
+                100.0 * top1,
+                100.0 * top5
+            );
         }
         let mut plateau_error = 1.0 - top1;
         if let Some(h) = self.holdout.as_mut() {
@@ -118,8 +125,8 @@ impl Run<'_> {
                 images,
             })?;
             if self.main {
-                eprintln!(
-                    "train: epoch {epoch} held-out train top-1 {:.2}% top-5 {:.2}% loss {hloss:.4} (drives the schedule)",
+                alexnet_shared::err_line!(
+                    "train: epoch {epoch}/{epochs} held-out train top-1 {:.2}% top-5 {:.2}% loss {hloss:.4} (drives the schedule)",
                     100.0 * h1,
                     100.0 * h5
                 );
@@ -131,7 +138,7 @@ impl Run<'_> {
             let dir = &self.opt.run_dir;
             if let Err(e) = Curves::read(&dir.join("metrics.jsonl")).and_then(|c| c.write_png(&dir.join("curves.png")))
             {
-                eprintln!("train: warning: curves.png not drawn: {e:#}");
+                alexnet_shared::err_line!("train: warning: curves.png not drawn: {e:#}");
             }
         }
         self.pos.val_errors.push(plateau_error);
