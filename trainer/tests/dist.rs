@@ -518,7 +518,7 @@ fn a_run_stopped_at_two_ranks_resumes_at_one_and_at_three() {
             .chain([dir.display().to_string()])
             .collect()
     };
-    let launch = |world: usize, args: &[String], trace: &Path| -> String {
+    let launch = |world: usize, args: &[String], trace: &Path, code: i32| -> String {
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let port = free_port();
         let ranks: Vec<Child> = (0..world)
@@ -531,7 +531,7 @@ fn a_run_stopped_at_two_ranks_resumes_at_one_and_at_three() {
         let mut all = String::new();
         for c in ranks {
             let o = c.wait_with_output().unwrap();
-            assert!(o.status.success(), "{}", text(&o));
+            assert_eq!(o.status.code(), Some(code), "{}", text(&o));
             all += &text(&o);
         }
         all
@@ -542,7 +542,7 @@ fn a_run_stopped_at_two_ranks_resumes_at_one_and_at_three() {
     std::fs::create_dir(&trace).unwrap();
     let mut args = train_args(&stopped);
     args.extend(["--max-steps".to_string(), "2".to_string()]);
-    launch(2, &args, &trace);
+    launch(2, &args, &trace, 3); // 3: stopped by --max-steps
     for (world, left_steps, epoch_steps) in [(1usize, 8usize, 12usize), (3, 2, 4)] {
         let run = t.path().join(format!("at-{world}"));
         let tr = t.path().join(format!("trace-{world}"));
@@ -550,7 +550,7 @@ fn a_run_stopped_at_two_ranks_resumes_at_one_and_at_three() {
         copy_dir(&trace, &tr);
         let mut args = train_args(&run);
         args.push("--resume".into());
-        let out = launch(world, &args, &tr);
+        let out = launch(world, &args, &tr, 0);
         let said = format!("resuming a run of 2 rank(s) at {world} rank(s): global batch 8 -> {}", 4 * world);
         assert!(out.contains(&said), "{out}");
         assert!(out.contains("are dealt over the"), "{out}");
