@@ -642,9 +642,9 @@ mod tests {
         }
     }
 
-    /// Section 3.4's pooling at other crops: the 2x2/2 pool gives other sides than 3x3/2.
-    /// Python: PaperAlexNet(crop=131, pooling="non-overlapping") pool5 side 3; overlapping: 3;
-    /// crop=99: 2 and 2; crop=75: 2 (non-overlapping) and 1.
+    /// Section 3.4's pooling: the same sides at 227, other sides at some crops.
+    /// Python (python/alexnet_bridge): layer_table(PaperAlexNet(crop=75, pooling=P), 75)[14]
+    /// is [.., 2, 2] for "non-overlapping" and [.., 1, 1] for "overlapping".
     #[test]
     fn pooling_geometry_follows_the_arithmetic() {
         let side = |crop, pooling| ModelConfig { crop, pooling, ..ModelConfig::paper(10) }.feature_side();
