@@ -12,7 +12,8 @@
 //! - [`config`]: the TOML presets, `--set`, what a resumed run may change;
 //! - [`sgd`], [`schedule`]: the optimizer and the learning-rate schedules;
 //! - [`dist`]: data parallel through libtorch's c10d (the C++ shim);
-//! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs.
+//! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs;
+//! - [`describe`]: the layer table of `train describe`.
 
 pub mod checkpoint;
 pub mod data;
@@ -27,6 +28,8 @@ pub mod cli;
 pub mod config;
 #[cfg(feature = "train")]
 pub mod curves;
+#[cfg(feature = "train")]
+pub mod describe;
 #[cfg(feature = "train")]
 pub mod dist;
 #[cfg(feature = "train")]

@@ -1,5 +1,6 @@
-//! `train`: AlexNet training (`train run`), a device check (`train check-device`) and a
-//! data-parallel check (`train check-dist`). Under torchrun or srun (RANK/WORLD_SIZE or
+//! `train`: AlexNet training (`train run`), the layer table of a configuration (`train
+//! describe`), a device check (`train check-device`) and a data-parallel check (`train
+//! check-dist`). Under torchrun or srun (RANK/WORLD_SIZE or
 //! SLURM_PROCID set) `train run` is one rank of a data-parallel run. The work is in
 //! [`trainer::cli`]; this file is the flags.
 
@@ -70,6 +71,23 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         bench_iters: usize,
     },
+    /// The network a configuration builds, layer by layer: kernel, stride, padding,
+    /// output shape, parameters and multiply-adds, and the totals (markdown on stdout):
+    /// `train describe --config configs/alexnet-paper.toml --set model.towers=1`.
+    Describe {
+        /// TOML preset (configs/); without it, the paper's defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key, as for `train run` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output classes (ImageNet's 1000; a dataset's class count).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        classes: u64,
+        /// JSON instead of the markdown table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check that libtorch works on a device: cpu, cuda or cuda:N.
     CheckDevice {
         #[arg(long, default_value = "cpu")]
@@ -106,6 +124,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::CheckDevice { device } => println!("{}", trainer::cli::check_device(&device)?),
+        Command::Describe { config, sets, classes, json } => {
+            let d = trainer::describe::from_config(config.as_deref(), &sets, classes as usize)?;
+            let text = if json { serde_json::to_string_pretty(&d)? } else { d.markdown() };
+            // A closed pipe (`| head`) ends the output, not the program with an error.
+            use std::io::Write;
+            match writeln!(std::io::stdout().lock(), "{text}") {
+                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
+                r => r?,
+            }
+        }
     }
     Ok(())
 }
