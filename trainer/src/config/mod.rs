@@ -32,6 +32,30 @@ pub struct TrainConfig {
     /// Data-parallel settings (several ranks); defaults suit one process.
     #[serde(default)]
     pub dist: DistSection,
+    /// The warning for a run that has not left chance.
+    #[serde(default)]
+    pub stall: StallSection,
+}
+
+/// `[stall]`: a run whose training loss stays at ln(classes) (uniform predictions) says
+/// so, naming the known causes (the paper's N(0, 0.01) init with biases of 1 is known to
+/// stall) and remedies; see `trainer::train::stall`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StallSection {
+    /// Consecutive steps within `tolerance` of ln(classes) that fire the warning; 0 (the
+    /// default): the larger of one epoch and 1,000 steps.
+    pub steps: usize,
+    /// How close to ln(classes) counts as chance, as a fraction of it (0.01: 1%).
+    pub tolerance: f64,
+    /// Stop the run with an error when it fires (default: warn and go on).
+    pub stop: bool,
+}
+
+impl Default for StallSection {
+    fn default() -> Self {
+        Self { steps: 0, tolerance: 0.01, stop: false }
+    }
 }
 
 /// `[model]`; defaults: the paper's network (section 3).
@@ -394,6 +418,12 @@ impl TrainConfig {
         }
         if d.world_size == Some(0) {
             return Err("dist.world_size must be at least 1".into());
+        }
+        if !(self.stall.tolerance.is_finite() && self.stall.tolerance > 0.0 && self.stall.tolerance < 1.0) {
+            return Err(format!(
+                "stall.tolerance = {} must be in (0, 1) (a fraction of ln(classes))",
+                self.stall.tolerance
+            ));
         }
         let data = &self.data;
         if data.workers == 0 || data.workers > MAX_WORKERS {

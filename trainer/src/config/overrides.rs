@@ -29,7 +29,8 @@ pub(super) fn list(changes: &[Change]) -> String {
 /// Keys that a resumed run may change: they decide how long it runs and how it logs,
 /// checkpoints and loads, never what a step computes. `optim.epochs` extends (or
 /// shortens) a run; the loader's threads do not change its batches (they are handed
-/// out in order); `data.on_damaged` acts only on a row whose bytes fail their check.
+/// out in order); `data.on_damaged` acts only on a row whose bytes fail their check;
+/// `stall.*` only warns (or stops).
 pub const RESUME_SAFE: &[&str] = &[
     "optim.epochs",
     "run.log_every_steps",
@@ -39,6 +40,9 @@ pub const RESUME_SAFE: &[&str] = &[
     "data.prefetch",
     "dist.timeout_s",
     "data.on_damaged",
+    "stall.steps",
+    "stall.tolerance",
+    "stall.stop",
 ];
 
 /// Keys the run fills in itself ([`TrainConfig::resolve`]): recorded, never compared.

@@ -10,7 +10,8 @@
 //!   checkpoints;
 //! - [`validate`]: center-crop top-1/top-5 over every val image once, and the epoch's
 //!   end (records, schedule, checkpoint);
-//! - [`metrics`]: the typed records of `metrics.jsonl`.
+//! - [`metrics`]: the typed records of `metrics.jsonl`;
+//! - [`stall`]: the warning (or stop) for a run whose loss stays at chance.
 //!
 //! Every random draw comes from (seed, epoch, step): the loader's crops, flips and
 //! colour noise (see [`crate::data`]), and dropout, for which libtorch's generator is
@@ -31,6 +32,7 @@ mod epoch;
 mod log;
 pub mod metrics;
 mod setup;
+pub mod stall;
 pub mod step;
 pub mod validate;
 

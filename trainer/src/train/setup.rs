@@ -47,6 +47,8 @@ pub(super) struct Run<'a> {
     pub steps_here: u64,
     /// Center-crop (top-1, top-5) of the last validation.
     pub last_val: (Option<f64>, Option<f64>),
+    /// Steps at chance (the `[stall]` warning).
+    pub stall: super::stall::StallWatch,
 }
 
 impl<'a> Run<'a> {
@@ -112,6 +114,7 @@ impl<'a> Run<'a> {
                 pos.global_step
             );
         }
+        let stall = super::stall::StallWatch::new(&cfg.stall, manifest.classes.len());
         Ok(Self {
             lr_factor: cfg.dist.lr_factor(world),
             cfg,
@@ -131,6 +134,7 @@ impl<'a> Run<'a> {
             meta,
             steps_here: 0,
             last_val: (None, None),
+            stall,
         })
     }
 
