@@ -13,7 +13,7 @@
 //! - [`sgd`], [`schedule`]: the optimizer and the learning-rate schedules;
 //! - [`dist`]: data parallel through libtorch's c10d (the C++ shim);
 //! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs;
-//! - [`describe`]: the layer table of `train describe`.
+//! - [`describe`]: the layer table of `train describe`; [`compare`]: `train compare`.
 
 pub mod checkpoint;
 pub mod data;
@@ -24,6 +24,8 @@ pub mod topk;
 
 #[cfg(feature = "train")]
 pub mod cli;
+#[cfg(feature = "train")]
+pub mod compare;
 #[cfg(feature = "train")]
 pub mod config;
 #[cfg(feature = "train")]

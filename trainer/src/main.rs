@@ -88,6 +88,24 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Runs side by side: what differs between their configs, best and last val top-1 /
+    /// top-5 error, ten-crop errors (an `eval score --json` report of ten crops in the
+    /// run folder), epochs, wall time and the paper's claimed difference for a switch
+    /// (the first run is the baseline). Markdown on stdout.
+    Compare {
+        /// Run folders (`train run --run-dir`), the baseline first.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// CSV instead of markdown.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// JSON instead of markdown.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the runs' curves overlaid into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Check that libtorch works on a device: cpu, cuda or cuda:N.
     CheckDevice {
         #[arg(long, default_value = "cpu")]
@@ -124,16 +142,36 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             }
         }
         Command::CheckDevice { device } => println!("{}", trainer::cli::check_device(&device)?),
+        Command::Compare { runs, csv, json, plot } => {
+            let r = trainer::compare::compare(&runs)?;
+            if let Some(p) = &plot {
+                trainer::compare::write_plot(&r, p)?;
+                eprintln!("train: wrote {}", p.display());
+            }
+            let text = if json {
+                serde_json::to_string_pretty(&r)?
+            } else if csv {
+                trainer::compare::csv(&r)
+            } else {
+                trainer::compare::markdown(&r)
+            };
+            print_out(&text)?;
+        }
         Command::Describe { config, sets, classes, json } => {
             let d = trainer::describe::from_config(config.as_deref(), &sets, classes as usize)?;
             let text = if json { serde_json::to_string_pretty(&d)? } else { d.markdown() };
-            // A closed pipe (`| head`) ends the output, not the program with an error.
-            use std::io::Write;
-            match writeln!(std::io::stdout().lock(), "{text}") {
-                Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-                r => r?,
-            }
+            print_out(&text)?;
         }
     }
     Ok(())
+}
+
+/// Prints `text` on stdout; a closed pipe (`| head`) ends the output, not the program
+/// with an error.
+fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }

@@ -49,6 +49,11 @@ pub const RESUME_SAFE: &[&str] = &[
 pub const DERIVED: &[&str] = &["dist.world_size", "dist.global_batch", "dist.scaled_lr"];
 
 impl TrainConfig {
+    /// Every key as `section.key` -> its TOML text (`optim.schedule` whole).
+    pub fn leaves(&self) -> BTreeMap<String, String> {
+        flatten(&self.to_table())
+    }
+
     /// The keys whose values differ from `other`'s, derived keys ([`DERIVED`]) left out.
     pub fn changes_to(&self, other: &TrainConfig) -> Vec<Change> {
         let (a, b) = (flatten(&self.to_table()), flatten(&other.to_table()));
