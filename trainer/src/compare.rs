@@ -356,7 +356,7 @@ mod tests {
         write_plot(&runs, &png).unwrap();
         let img = image::open(&png).unwrap();
         assert_eq!((img.width(), img.height()), (crate::curves::WIDTH, crate::curves::HEIGHT));
-        let e = compare(&[a.clone()]).unwrap_err().to_string();
+        let e = compare(std::slice::from_ref(&a)).unwrap_err().to_string();
         assert!(e.contains("at least two"), "{e}");
         let e = compare(&[a, t.path().join("nope")]).unwrap_err().to_string();
         assert!(e.contains("nope: not a run folder"), "{e}");
