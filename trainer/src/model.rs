@@ -1,6 +1,7 @@
-//! The two AlexNets, with parameter names and shapes exactly those of the PyTorch
-//! modules in `../shared/anchors/reference_models.py`, so checkpoints load there with
-//! `load_state_dict(strict=True)` and weights made there load here.
+//! The two AlexNets, with parameter names and shapes exactly those of the project's
+//! PyTorch modules (`python/alexnet_bridge/models.py`, every switch; for the paper's
+//! net and owt also `../shared/anchors/reference_models.py`), so checkpoints load there
+//! with `load_state_dict(strict=True)` and weights made there load here.
 //!
 //! - [`Arch::Paper`]: one network of the paper (section 3, figure 2): 227x227 input,
 //!   conv1 96x11x11/4, conv2 256x5x5 and conv4/conv5 with the two-GPU connectivity as

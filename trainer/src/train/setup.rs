@@ -280,7 +280,11 @@ fn resume(
     let shown = path.display();
     let ckpt = Checkpoint::open(path)?;
     let meta = ckpt.meta().cloned().with_context(|| format!("{shown}: checkpoint without metadata"))?;
-    if meta.model != want.model {
+    // Dropout is not compared: a checkpoint written before the key existed reads as
+    // 0.5 whatever the run used, and the run's config.toml (compared on every resume)
+    // already fixes it.
+    let model = crate::model::ModelConfig { dropout: want.model.dropout, ..meta.model.clone() };
+    if model != want.model {
         return Err(
             anyhow::anyhow!("{shown}: a checkpoint of another model ({:?}), not {:?}", meta.model, want.model).into()
         );
