@@ -135,8 +135,10 @@ pub fn compare(dirs: &[PathBuf]) -> Result<Vec<RunSummary>> {
         let min = |f: fn(&(f64, f64, f64)) -> f64| val.values().map(f).reduce(f64::min);
         let last = val.values().next_back();
         let ten = ten_crop(d);
+        // TOML text, strings without their quotes (`tanh`, not `"tanh"`).
+        let shown = |v: &String| v.strip_prefix('"').and_then(|v| v.strip_suffix('"')).unwrap_or(v).to_string();
         let differs: BTreeMap<String, String> =
-            differing.iter().map(|k| (k.clone(), cfg.get(k).cloned().unwrap_or_else(|| "(unset)".into()))).collect();
+            differing.iter().map(|k| (k.clone(), cfg.get(k).map_or_else(|| "(unset)".into(), shown))).collect();
         let paper_claims = differing
             .iter()
             .filter(|k| cfg.get(*k) != configs[0].get(*k))
@@ -346,6 +348,10 @@ mod tests {
         assert!(close(runs[0].ten_crop_top1_error, 0.25) && runs[1].ten_crop_top1_error.is_none());
         assert!(runs[0].paper_claims.is_empty());
         assert_eq!(runs[1].paper_claims, ["3.3: without LRN top-1 / top-5 error +1.4 / +1.2 points"]);
+        let c = t.path().join("pool2");
+        run(&c, &["run.seed=1", "model.pooling=non-overlapping"], &[(0.5, 0.8)], None);
+        let three = compare(&[a.clone(), c]).unwrap();
+        assert_eq!(three[1].differs["model.pooling"], "non-overlapping", "strings shown without quotes");
         let md = markdown(&runs);
         assert!(md.contains("| run | model.lrn | epochs | best top-1 err % |"), "{md}");
         assert!(md.contains("| false | 2 | 40.00 | 15.00 | 40.00 | 15.00 | - | - | 60 | 3.3: without LRN"), "{md}");
