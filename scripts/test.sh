@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every test: the Rust tests of the workspace, the long-run scripts under stub Slurm
-# commands (test_long_runs.sh), then the Python cross-checks: a built
-# dataset against pyarrow, Pillow/torchvision and numpy; the models against the PyTorch
-# reference modules in ../shared/anchors (same weights, same logits, both ways); `eval
+# commands (test_long_runs.sh), then the Python cross-checks: a built dataset against
+# pyarrow, Pillow/torchvision and numpy; every model variant against the project's
+# PyTorch definitions in python/alexnet_bridge (same weights, same logits, both ways;
+# and against the reference modules in ../shared/anchors where they exist); `eval
 # score` against torch_eval_tencrop.py on a trained checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,6 @@ cargo build --quiet -p preprocess -p trainer -p eval --bins --example parity
 # Slurm (stub sbatch/srun/scontrol), the run scripts, exit codes and requeue.
 bash scripts/test_long_runs.sh
 anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
-[ -f "$anchors/reference_models.py" ] || { echo "test.sh: no reference models in $anchors (../shared/anchors beside the checkout): set ANCHORS" >&2; exit 1; }
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 bin=target/debug/preprocess
@@ -25,6 +25,7 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     target/debug/examples/parity dump "$work/parity" >/dev/null
     "$ALEXNET_PYTHON" trainer/tests/check_parity.py "$work/parity" "$anchors"
     target/debug/examples/parity check "$work/parity"
+    [ -f "$anchors/reference_models.py" ] || { echo "test.sh: no reference programs in $anchors (../shared/anchors beside the checkout) for the eval agreement check: set ANCHORS" >&2; exit 1; }
     # eval score vs torch_eval_tencrop.py: a checkpoint trained for 45 steps on
     # non-square procedural images, ten and center crops; an owt export without metadata.
     "$bin" synth --output "$work/agree-images" --classes 6 --train-per-class 40 --val-per-class 25 --seed 5 --corrupt 0 >/dev/null

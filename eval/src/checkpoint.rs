@@ -78,10 +78,13 @@ impl LoadedModel {
         )
     }
 
-    /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`.
+    /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`; a
+    /// paper variant names its switches (`paper (tanh-nolrn) width 0.25 ...`).
     pub fn describe(&self) -> String {
         let c = self.config();
+        let variant = c.variant_name();
         let mut s = match c.arch {
+            Arch::Paper if variant != "paper" => format!("paper ({variant}) width {} crop {}", c.width, c.crop),
             Arch::Paper => format!("paper width {} crop {}", c.width, c.crop),
             Arch::Owt => format!("owt crop {}", c.crop),
         };

@@ -1,9 +1,12 @@
-//! Same weights and input, same logits in PyTorch and here: the checkpoint naming
-//! contract, checked both ways with `trainer/tests/check_parity.py` (run by
-//! scripts/test.sh).
+//! Same weights and input, same logits in PyTorch and here, for every switch
+//! combination: the checkpoint naming contract, checked both ways with
+//! `trainer/tests/check_parity.py` against the project's own PyTorch definitions
+//! (`python/alexnet_bridge`), run by scripts/test.sh.
 //!
 //! usage: parity dump DIR    # models made here: DIR/CASE.safetensors (+ metadata),
-//!                           # DIR/CASE.io.safetensors (input, logits)
+//!                           # DIR/CASE.io.safetensors (input, logits),
+//!                           # DIR/CASE.layers.json (describe's shapes and parameters),
+//!                           # DIR/cases.json (the case names)
 //!        parity check DIR   # loads DIR/CASE.torch.safetensors (made by PyTorch) and
 //!                           # compares with DIR/CASE.torch_io.safetensors
 //!
@@ -11,18 +14,23 @@
 
 use std::path::Path;
 
+use anyhow::Context;
 use tch::{nn::VarStore, Device, Kind, Tensor};
 use trainer::checkpoint::{load_model, save_model, CheckpointMeta};
-use trainer::model::{AlexNet, ModelConfig};
+use trainer::model::{AlexNet, Arch, ModelConfig};
 
-fn cases() -> Vec<(&'static str, ModelConfig)> {
+/// Every switch combination of a small paper net, the LRN conventions, a dropout rate,
+/// the full-size two- and one-tower nets and owt.
+fn cases() -> Vec<(String, ModelConfig)> {
     let small = ModelConfig { width: 0.25, crop: 99, ..ModelConfig::paper(10) };
-    vec![
-        ("paper_small", small.clone()),
-        ("paper_small_lrn1_alpha5e-4", ModelConfig { lrn_towers: 1, lrn_alpha: 5e-4, ..small }),
-        ("paper_full", ModelConfig::paper(10)),
-        ("owt", ModelConfig::owt(10)),
-    ]
+    let mut out: Vec<(String, ModelConfig)> =
+        small.switch_combinations().into_iter().map(|c| (format!("small_{}", c.variant_name()), c)).collect();
+    out.push(("small_lrn1_alpha5e-4".into(), ModelConfig { lrn_towers: 1, lrn_alpha: 5e-4, ..small.clone() }));
+    out.push(("small_dropout0.3".into(), ModelConfig { dropout: 0.3, ..small }));
+    out.push(("paper_full".into(), ModelConfig::paper(10)));
+    out.push(("paper_full_1tower".into(), ModelConfig { towers: 1, lrn_towers: 1, ..ModelConfig::paper(10) }));
+    out.push(("owt".into(), ModelConfig::owt(10)));
+    out
 }
 
 const TOLERANCE: f64 = 1e-4;
@@ -36,15 +44,20 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(dir)?;
     tch::set_num_threads(2);
     let mut worst = 0.0f64;
-    for (name, cfg) in cases() {
+    let cases = cases();
+    if mode == "dump" {
+        let names: Vec<&str> = cases.iter().map(|(n, _)| n.as_str()).collect();
+        std::fs::write(dir.join("cases.json"), serde_json::to_string(&names)?)?;
+    }
+    for (name, cfg) in &cases {
         let mut vs = VarStore::new(Device::Cpu);
-        let mut model = AlexNet::new(&vs.root(), &cfg).map_err(anyhow::Error::msg)?;
+        let mut model = AlexNet::new(&vs.root(), cfg).map_err(anyhow::Error::msg)?;
         match mode {
             "dump" => {
                 tch::manual_seed(7);
                 match cfg.arch {
-                    trainer::model::Arch::Paper => model.paper_init(),
-                    trainer::model::Arch::Owt => model.torch_default_init(),
+                    Arch::Paper => model.paper_init(),
+                    Arch::Owt => model.torch_default_init(),
                 }
                 // Pixel-scale inputs exercise the LRN's nonlinearity.
                 let x = Tensor::randn([2, 3, cfg.crop as i64, cfg.crop as i64], (Kind::Float, Device::Cpu)) * 60.0;
@@ -65,10 +78,18 @@ fn main() -> anyhow::Result<()> {
                     &[("input", &x), ("logits", &logits)],
                     dir.join(format!("{name}.io.safetensors")),
                 )?;
-                println!("{name}: wrote weights, input and logits");
+                let layers: Vec<serde_json::Value> = cfg
+                    .layer_shapes()
+                    .iter()
+                    .map(|(l, shape)| serde_json::json!([l.path, shape, l.parameters()]))
+                    .collect();
+                let table = serde_json::json!({ "layers": layers, "parameters": cfg.parameter_count() });
+                std::fs::write(dir.join(format!("{name}.layers.json")), table.to_string())?;
+                println!("{name}: wrote weights, input, logits and layers");
             }
             "check" => {
-                let meta = load_model(&dir.join(format!("{name}.torch.safetensors")), &mut vs)?;
+                let path = dir.join(format!("{name}.torch.safetensors"));
+                let meta = load_model(&path, &mut vs).with_context(|| format!("{name}: PyTorch weights here"))?;
                 anyhow::ensure!(meta.is_none(), "a PyTorch export carries no trainer metadata");
                 let io: std::collections::HashMap<String, Tensor> =
                     Tensor::read_safetensors(dir.join(format!("{name}.torch_io.safetensors")))?.into_iter().collect();
@@ -84,7 +105,7 @@ fn main() -> anyhow::Result<()> {
         }
     }
     if mode == "check" {
-        println!("parity: every model agrees with PyTorch (worst relative difference {worst:.2e})");
+        println!("parity: all {} models agree with PyTorch (worst relative difference {worst:.2e})", cases.len());
     }
     Ok(())
 }

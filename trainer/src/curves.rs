@@ -170,7 +170,7 @@ fn plot_err<E: std::error::Error + Send + Sync>(e: DrawingAreaErrorKind<E>) -> a
 
 /// plotters draws text with a font registered at run time: DejaVu Sans, embedded in the
 /// binary (no system fonts needed).
-fn register_font() {
+pub(crate) fn register_font() {
     static ONCE: Once = Once::new();
     ONCE.call_once(|| {
         // The embedded font is valid; a failure would only lose the axis labels.

@@ -13,7 +13,8 @@
 //! - [`config`]: the TOML presets, `--set`, what a resumed run may change;
 //! - [`sgd`], [`schedule`]: the optimizer and the learning-rate schedules;
 //! - [`dist`]: data parallel through libtorch's c10d (the C++ shim);
-//! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs.
+//! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs;
+//! - [`describe`]: the layer table of `train describe`; [`compare`]: `train compare`.
 
 pub mod checkpoint;
 pub mod data;
@@ -26,9 +27,13 @@ pub mod topk;
 #[cfg(feature = "train")]
 pub mod cli;
 #[cfg(feature = "train")]
+pub mod compare;
+#[cfg(feature = "train")]
 pub mod config;
 #[cfg(feature = "train")]
 pub mod curves;
+#[cfg(feature = "train")]
+pub mod describe;
 #[cfg(feature = "train")]
 pub mod dist;
 #[cfg(feature = "train")]

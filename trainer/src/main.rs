@@ -1,5 +1,6 @@
-//! `train`: AlexNet training (`train run`), a device check (`train check-device`) and a
-//! data-parallel check (`train check-dist`). Under torchrun or srun (RANK/WORLD_SIZE or
+//! `train`: AlexNet training (`train run`), the layer table of a configuration (`train
+//! describe`), a device check (`train check-device`) and a data-parallel check (`train
+//! check-dist`). Under torchrun or srun (RANK/WORLD_SIZE or
 //! SLURM_PROCID set) `train run` is one rank of a data-parallel run. The work is in
 //! [`trainer::cli`]; this file is the flags.
 
@@ -77,6 +78,41 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         bench_iters: usize,
     },
+    /// The network a configuration builds, layer by layer: kernel, stride, padding,
+    /// output shape, parameters and multiply-adds, and the totals (markdown on stdout):
+    /// `train describe --config configs/alexnet-paper.toml --set model.towers=1`.
+    Describe {
+        /// TOML preset (configs/); without it, the paper's defaults.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Override a config key, as for `train run` (repeatable).
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        sets: Vec<String>,
+        /// Output classes (ImageNet's 1000; a dataset's class count).
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+        classes: u64,
+        /// JSON instead of the markdown table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Runs side by side: what differs between their configs, best and last val top-1 /
+    /// top-5 error, ten-crop errors (an `eval score --json` report of ten crops in the
+    /// run folder), epochs, wall time and the paper's claimed difference for a switch
+    /// (the first run is the baseline). Markdown on stdout.
+    Compare {
+        /// Run folders (`train run --run-dir`), the baseline first.
+        #[arg(required = true, num_args = 2..)]
+        runs: Vec<PathBuf>,
+        /// CSV instead of markdown.
+        #[arg(long, conflicts_with = "json")]
+        csv: bool,
+        /// JSON instead of markdown.
+        #[arg(long)]
+        json: bool,
+        /// Also draw the runs' curves overlaid into this PNG.
+        #[arg(long)]
+        plot: Option<PathBuf>,
+    },
     /// Check that libtorch works on a device: cpu, cuda or cuda:N.
     CheckDevice {
         /// Device: cpu, cuda (GPU 0) or cuda:N (GPU N).
@@ -117,8 +153,38 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::CheckDevice { device } => alexnet_shared::out_line!("{}", trainer::cli::check_device(&device)?),
+        Command::Compare { runs, csv, json, plot } => {
+            let r = trainer::compare::compare(&runs)?;
+            if let Some(p) = &plot {
+                trainer::compare::write_plot(&r, p)?;
+                alexnet_shared::err_line!("train: wrote {}", p.display());
+            }
+            let text = if json {
+                serde_json::to_string_pretty(&r)?
+            } else if csv {
+                trainer::compare::csv(&r)
+            } else {
+                trainer::compare::markdown(&r)
+            };
+            print_out(&text)?;
+        }
+        Command::Describe { config, sets, classes, json } => {
+            let d = trainer::describe::from_config(config.as_deref(), &sets, classes as usize)?;
+            let text = if json { serde_json::to_string_pretty(&d)? } else { d.markdown() };
+            print_out(&text)?;
+        }
     }
     Ok(trainer::cli::exit::FINISHED)
+}
+
+/// Prints `text` on stdout; a closed pipe (`| head`) ends the output, not the program
+/// with an error.
+fn print_out(text: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    match writeln!(std::io::stdout().lock(), "{text}") {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => r,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
-//! The two AlexNets, with parameter names and shapes exactly those of the PyTorch
-//! modules in `../shared/anchors/reference_models.py`, so checkpoints load there with
-//! `load_state_dict(strict=True)` and weights made there load here.
+//! The two AlexNets, with parameter names and shapes exactly those of the project's
+//! PyTorch modules (`python/alexnet_bridge/models.py`, every switch; for the paper's
+//! net and owt also `../shared/anchors/reference_models.py`), so checkpoints load there
+//! with `load_state_dict(strict=True)` and weights made there load here.
 //!
 //! - [`Arch::Paper`]: one network of the paper (section 3, figure 2): 227x227 input,
 //!   conv1 96x11x11/4, conv2 256x5x5 and conv4/conv5 with the two-GPU connectivity as
@@ -10,7 +11,14 @@
 //!   tests (not the paper), as `PaperAlexNet(width=..., crop=...)` does.
 //! - [`Arch::Owt`]: torchvision's single-tower `alexnet` (64-192-384-256-256, adaptive
 //!   6x6 average pool), "one weird trick" (Krizhevsky 2014).
+//!
+//! The paper model's experiment switches ([`Activation`], LRN on or off, [`Pooling`],
+//! two towers or the one-GPU net, dropout) keep every tensor name: both models are
+//! built and run from [`ModelConfig::layers`], one entry per PyTorch module.
 
+mod layers;
+
+pub use layers::{Activation, Layer, Module as LayerModule, Pooling};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, Module};
 use tch::{Kind, TchError, Tensor};
@@ -53,15 +61,67 @@ pub struct ModelConfig {
     pub lrn_alpha: f64,
     /// LRN within each tower (2, as the paper's two GPUs) or over all maps (1).
     pub lrn_towers: usize,
+    /// The nonlinearity (section 3.1): ReLU (the paper) or tanh. Paper model only.
+    #[serde(default)]
+    pub activation: Activation,
+    /// Local response normalization after conv1 and conv2 (section 3.3); off puts an
+    /// identity in its place. Paper model only (owt has none: `false`).
+    #[serde(default = "yes")]
+    pub lrn: bool,
+    /// Overlapping 3x3/2 (the paper, section 3.4) or non-overlapping 2x2/2 max pooling.
+    /// Paper model only.
+    #[serde(default)]
+    pub pooling: Pooling,
+    /// 2: the paper's two-GPU net; 1: its one-GPU baseline of section 3.2 (half the
+    /// kernels of every convolution but the last; the same fully connected layers).
+    /// owt: 1.
+    #[serde(default = "two")]
+    pub towers: usize,
+    /// Dropout probability on fc6 and fc7 in training (section 4.2: 0.5).
+    #[serde(default = "half")]
+    pub dropout: f64,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn two() -> usize {
+    2
+}
+
+fn half() -> f64 {
+    0.5
 }
 
 impl ModelConfig {
     pub fn paper(num_classes: usize) -> Self {
-        Self { arch: Arch::Paper, num_classes, crop: 227, width: 1.0, lrn_alpha: 1e-4, lrn_towers: 2 }
+        Self {
+            arch: Arch::Paper,
+            num_classes,
+            crop: 227,
+            width: 1.0,
+            lrn_alpha: 1e-4,
+            lrn_towers: 2,
+            activation: Activation::Relu,
+            lrn: true,
+            pooling: Pooling::Overlapping,
+            towers: 2,
+            dropout: 0.5,
+        }
     }
 
+    /// torchvision's `alexnet` (one tower, no LRN, ReLU, 3x3/2 pooling).
     pub fn owt(num_classes: usize) -> Self {
-        Self { arch: Arch::Owt, num_classes, crop: 224, width: 1.0, lrn_alpha: 1e-4, lrn_towers: 1 }
+        Self { arch: Arch::Owt, crop: 224, lrn_towers: 1, lrn: false, towers: 1, ..Self::paper(num_classes) }
+    }
+
+    /// The model of `arch` at its defaults (the paper's, or torchvision's).
+    pub fn of(arch: Arch, num_classes: usize) -> Self {
+        match arch {
+            Arch::Paper => Self::paper(num_classes),
+            Arch::Owt => Self::owt(num_classes),
+        }
     }
 
     /// Checks that the layer arithmetic works for this crop and width.
@@ -85,66 +145,38 @@ impl ModelConfig {
         if self.lrn_towers != 1 && self.lrn_towers != 2 {
             return Err(format!("lrn_towers {} must be 1 or 2", self.lrn_towers));
         }
+        if self.towers != 1 && self.towers != 2 {
+            return Err(format!("towers {} must be 2 (the paper) or 1 (its one-GPU net, section 3.2)", self.towers));
+        }
+        if self.towers == 1 && self.lrn_towers == 2 {
+            return Err("lrn_towers 2 needs two towers: the one-GPU net (towers 1) normalizes over all its maps".into());
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(format!("dropout {} must be in [0, 1)", self.dropout));
+        }
+        if self.arch == Arch::Owt {
+            let paper_only = [
+                (self.activation != Activation::Relu, "activation"),
+                (self.pooling != Pooling::Overlapping, "pooling"),
+                (self.lrn, "lrn"),
+                (self.towers != 1, "towers"),
+            ];
+            if let Some((_, key)) = paper_only.iter().find(|(differs, _)| *differs) {
+                return Err(format!(
+                    "{key} is a switch of the paper model: the owt model is torchvision's alexnet as it is"
+                ));
+            }
+        }
         let min = if self.arch == Arch::Paper { 67 } else { 63 };
         if self.crop < min || self.crop > 256 {
             return Err(format!("crop {} must be in {min}..=256 for the {} model", self.crop, self.arch.name()));
         }
         Ok(())
     }
-
-    /// Side of the last feature map (pool5) for this crop: conv1 (11x11, stride 4,
-    /// padding 0 in the paper net, 2 in owt), then three 3x3/2 max pools. (owt then
-    /// pools it adaptively to 6x6 whatever the crop.)
-    pub fn feature_side(&self) -> usize {
-        let pad = if self.arch == Arch::Owt { 2 } else { 0 };
-        let mut side = (self.crop + 2 * pad).saturating_sub(11) / 4 + 1; // conv1
-        for _ in 0..3 {
-            side = side.saturating_sub(3) / 2 + 1; // pool1, pool2, pool5
-        }
-        side
-    }
-
-    /// The number of weights and biases of the model this builds.
-    pub fn parameter_count(&self) -> u64 {
-        let conv = |cin: i64, cout: i64, k: i64, groups: i64| (cin / groups * k * k * cout + cout) as u64;
-        let fc = |i: i64, o: i64| (i * o + o) as u64;
-        let nc = self.num_classes as i64;
-        match self.arch {
-            Arch::Paper => {
-                let ([c1, c2, c3, c4, c5], f, side) = self.paper_dims();
-                conv(3, c1, 11, 1)
-                    + conv(c1, c2, 5, 2)
-                    + conv(c2, c3, 3, 1)
-                    + conv(c3, c4, 3, 2)
-                    + conv(c4, c5, 3, 2)
-                    + fc(c5 * side * side, f)
-                    + fc(f, f)
-                    + fc(f, nc)
-            }
-            Arch::Owt => {
-                conv(3, 64, 11, 1)
-                    + conv(64, 192, 5, 1)
-                    + conv(192, 384, 3, 1)
-                    + conv(384, 256, 3, 1)
-                    + conv(256, 256, 3, 1)
-                    + fc(256 * 36, 4096)
-                    + fc(4096, 4096)
-                    + fc(4096, nc)
-            }
-        }
-    }
-
-    /// (conv1..conv5 channels, fc width, side of the last feature map) of the paper net.
-    fn paper_dims(&self) -> ([i64; 5], i64, i64) {
-        let even = |c: f64| 2.max(2 * round_half_even(c * self.width / 2.0));
-        let chans = [96.0, 256.0, 384.0, 384.0, 256.0].map(even);
-        let fc = 1.max(round_half_even(4096.0 * self.width));
-        (chans, fc, self.feature_side() as i64)
-    }
 }
 
 /// Python's `round` (half to even) of a non-negative float.
-fn round_half_even(x: f64) -> i64 {
+pub(crate) fn round_half_even(x: f64) -> i64 {
     let f = x.floor();
     let d = x - f;
     let r = if d > 0.5 || (d == 0.5 && (f as i64) % 2 == 1) { f + 1.0 } else { f };
@@ -178,20 +210,13 @@ pub fn f_tower_lrn(x: &Tensor, towers: usize, alpha: f64) -> Result<Tensor, TchE
     }
 }
 
-#[derive(Debug, Clone, Copy)]
-struct ConvGeometry {
-    stride: i64,
-    pad: i64,
-    groups: i64,
-}
-
 /// An AlexNet of either architecture; parameters live in the given `VarStore` path.
 #[derive(Debug)]
 pub struct AlexNet {
     cfg: ModelConfig,
+    /// Every module in forward order ([`ModelConfig::layers`]).
+    layers: Vec<Layer>,
     convs: Vec<nn::Conv2D>,
-    /// Each conv's stride, padding and groups (tch keeps its own private).
-    geometry: Vec<ConvGeometry>,
     fcs: Vec<nn::Linear>,
     /// Dropout probability on fc6 and fc7 in training (section 4.2: 0.5).
     dropout: f64,
@@ -224,54 +249,27 @@ impl AlexNet {
     }
 
     fn build(root: &nn::Path, cfg: &ModelConfig) -> Self {
-        let f = root / "features";
-        let c = root / "classifier";
-        let conv = |name: i64, cin: i64, cout: i64, k: i64, stride: i64, pad: i64, groups: i64| {
-            let layer = nn::conv2d(
-                &f / name,
-                cin,
-                cout,
-                k,
-                nn::ConvConfig { stride, padding: pad, groups, ..Default::default() },
-            );
-            (layer, ConvGeometry { stride, pad, groups })
-        };
-        let nc = cfg.num_classes as i64;
-        let (convs, fcs) = match cfg.arch {
-            Arch::Paper => {
-                let ([c1, c2, c3, c4, c5], fc, side) = cfg.paper_dims();
-                (
-                    vec![
-                        conv(0, 3, c1, 11, 4, 0, 1),
-                        conv(4, c1, c2, 5, 1, 2, 2),
-                        conv(8, c2, c3, 3, 1, 1, 1),
-                        conv(10, c3, c4, 3, 1, 1, 2),
-                        conv(12, c4, c5, 3, 1, 1, 2),
-                    ],
-                    vec![
-                        nn::linear(&c / 0, c5 * side * side, fc, Default::default()),
-                        nn::linear(&c / 3, fc, fc, Default::default()),
-                        nn::linear(&c / 6, fc, nc, Default::default()),
-                    ],
-                )
+        let layers = cfg.layers();
+        let (mut convs, mut fcs) = (Vec::new(), Vec::new());
+        for l in &layers {
+            let at = l.path.split('.').fold(root.clone(), |p, part| &p / part);
+            match l.module {
+                LayerModule::Conv { cin, cout, kernel, stride, pad, groups, .. } => {
+                    let c = nn::ConvConfig {
+                        stride: stride as i64,
+                        padding: pad as i64,
+                        groups: groups as i64,
+                        ..Default::default()
+                    };
+                    convs.push(nn::conv2d(at, cin as i64, cout as i64, kernel as i64, c));
+                }
+                LayerModule::Linear { input, output, .. } => {
+                    fcs.push(nn::linear(at, input as i64, output as i64, Default::default()));
+                }
+                _ => {}
             }
-            Arch::Owt => (
-                vec![
-                    conv(0, 3, 64, 11, 4, 2, 1),
-                    conv(3, 64, 192, 5, 1, 2, 1),
-                    conv(6, 192, 384, 3, 1, 1, 1),
-                    conv(8, 384, 256, 3, 1, 1, 1),
-                    conv(10, 256, 256, 3, 1, 1, 1),
-                ],
-                vec![
-                    nn::linear(&c / 1, 256 * 36, 4096, Default::default()),
-                    nn::linear(&c / 4, 4096, 4096, Default::default()),
-                    nn::linear(&c / 6, 4096, nc, Default::default()),
-                ],
-            ),
-        };
-        let (convs, geometry) = convs.into_iter().unzip();
-        Self { cfg: cfg.clone(), convs, geometry, fcs, dropout: 0.5 }
+        }
+        Self { cfg: cfg.clone(), layers, convs, fcs, dropout: cfg.dropout }
     }
 
     /// Sets the training dropout probability (0: off, as in the data-parallel tests).
@@ -337,60 +335,82 @@ impl AlexNet {
         self.f_forward_t(x, train).expect("forward pass")
     }
 
-    fn conv(&self, i: usize, x: &Tensor) -> Result<Tensor, TchError> {
-        let c = &self.convs[i];
-        let g = self.geometry[i];
-        x.f_conv2d(&c.ws, c.bs.as_ref(), [g.stride; 2], [g.pad; 2], [1, 1], g.groups)
+    /// One module of [`ModelConfig::layers`] on `x`.
+    fn apply(&self, l: &Layer, x: Tensor, train: bool) -> Result<Tensor, TchError> {
+        match l.module {
+            LayerModule::Conv { index, stride, pad, groups, .. } => {
+                let c = &self.convs[index];
+                let (s, p) = (stride as i64, pad as i64);
+                x.f_conv2d(&c.ws, c.bs.as_ref(), [s, s], [p, p], [1, 1], groups as i64)
+            }
+            LayerModule::Act(Activation::Relu) => x.f_relu(),
+            LayerModule::Act(Activation::Tanh) => x.f_tanh(),
+            LayerModule::Lrn { towers, alpha } => f_tower_lrn(&x, towers, alpha),
+            LayerModule::MaxPool { kernel, stride } => {
+                let (k, s) = (kernel as i64, stride as i64);
+                x.f_max_pool2d([k, k], [s, s], [0, 0], [1, 1], false)
+            }
+            LayerModule::AdaptiveAvgPool(side) => x.f_adaptive_avg_pool2d([side as i64, side as i64]),
+            LayerModule::Identity => Ok(x),
+            // The rate of set_dropout, which may differ from the config's (tests).
+            LayerModule::Dropout(_) => x.f_dropout(self.dropout, train),
+            LayerModule::Linear { index, .. } => {
+                let l = &self.fcs[index];
+                x.f_linear(&l.ws, l.bs.as_ref())
+            }
+        }
     }
 
-    fn linear(&self, i: usize, x: &Tensor) -> Result<Tensor, TchError> {
-        let l = &self.fcs[i];
-        x.f_linear(&l.ws, l.bs.as_ref())
+    /// The modules from the first through the one labelled `last` (all: `None`), the
+    /// convolutional features flattened where the classifier starts; `trace` gets each
+    /// module's path and output shape.
+    fn run(
+        &self,
+        x: &Tensor,
+        train: bool,
+        last: Option<&str>,
+        mut trace: Option<&mut Vec<(String, Vec<i64>)>>,
+    ) -> Result<Tensor, TchError> {
+        let mut x = x.shallow_clone();
+        for l in &self.layers {
+            if l.path.starts_with("classifier") && x.dim() > 2 {
+                x = x.f_flatten(1, -1)?;
+            }
+            x = self.apply(l, x, train)?;
+            if let Some(t) = trace.as_deref_mut() {
+                t.push((l.path.clone(), x.size()));
+            }
+            if last == Some(l.label.as_str()) {
+                break;
+            }
+        }
+        Ok(x)
     }
 
-    /// Convolutional features, [N, C, 6, 6] at the full size; a libtorch error (out of
-    /// memory on a large batch) is returned.
+    /// Every module's PyTorch name and output shape on `x` (eval mode): what
+    /// `describe` computes, measured.
+    pub fn f_trace(&self, x: &Tensor) -> Result<Vec<(String, Vec<i64>)>, TchError> {
+        let mut t = Vec::new();
+        let _logits = self.run(x, false, None, Some(&mut t))?;
+        Ok(t)
+    }
+
+    /// Convolutional features, [N, C, 6, 6] at the full size (pool5; owt: its average
+    /// pool); a libtorch error (out of memory on a large batch) is returned.
     pub fn f_features(&self, x: &Tensor) -> Result<Tensor, TchError> {
-        let pool = |t: Tensor| t.f_max_pool2d([3, 3], [2, 2], [0, 0], [1, 1], false);
-        match self.cfg.arch {
-            Arch::Paper => {
-                let lrn = |t: &Tensor| f_tower_lrn(t, self.cfg.lrn_towers, self.cfg.lrn_alpha);
-                let x = pool(lrn(&self.conv(0, x)?.f_relu()?)?)?; // [N, 96, 27, 27]
-                let x = pool(lrn(&self.conv(1, &x)?.f_relu()?)?)?; // [N, 256, 13, 13]
-                let x = self.conv(3, &self.conv(2, &x)?.f_relu()?)?.f_relu()?; // [N, 384, 13, 13]
-                pool(self.conv(4, &x)?.f_relu()?) // [N, 256, 6, 6]
-            }
-            Arch::Owt => {
-                let x = pool(self.conv(0, x)?.f_relu()?)?; // [N, 64, 27, 27]
-                let x = pool(self.conv(1, &x)?.f_relu()?)?; // [N, 192, 13, 13]
-                let x = self.conv(2, &x)?.f_relu()?;
-                let x = self.conv(4, &self.conv(3, &x)?.f_relu()?)?.f_relu()?; // [N, 256, 13, 13]
-                pool(x)?.f_adaptive_avg_pool2d([6, 6]) // [N, 256, 6, 6]
-            }
-        }
+        let last = if self.cfg.arch == Arch::Owt { "avgpool" } else { "pool5" };
+        self.run(x, false, Some(last), None)
     }
 
-    /// The last hidden layer (fc7 after its ReLU, 4096-d at full size): the features
-    /// of the paper's retrieval (section 6.1). Dropout only when `train`.
+    /// The last hidden layer (fc7 after its activation, 4096-d at full size): the
+    /// features of the paper's retrieval (section 6.1). Dropout only when `train`.
     pub fn f_fc7(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
-        let h = self.f_features(x)?.f_flatten(1, -1)?;
-        let p = self.dropout;
-        match self.cfg.arch {
-            // fc6 -> ReLU -> dropout -> fc7 -> ReLU (-> dropout before fc8)
-            Arch::Paper => self.linear(1, &self.linear(0, &h)?.f_relu()?.f_dropout(p, train)?)?.f_relu(),
-            // torchvision: dropout -> fc6 -> ReLU -> dropout -> fc7 -> ReLU
-            Arch::Owt => {
-                let h = self.linear(0, &h.f_dropout(p, train)?)?.f_relu()?;
-                self.linear(1, &h.f_dropout(p, train)?)?.f_relu()
-            }
-        }
+        self.run(x, train, Some("act7"), None)
     }
 
     /// Logits [N, num_classes]; a libtorch error (out of memory) is returned.
     pub fn f_forward_t(&self, x: &Tensor, train: bool) -> Result<Tensor, TchError> {
-        let h = self.f_fc7(x, train)?;
-        let h = if self.cfg.arch == Arch::Paper { h.f_dropout(self.dropout, train)? } else { h };
-        self.linear(2, &h)
+        self.run(x, train, None, None)
     }
 
     pub fn num_parameters(vs: &nn::VarStore) -> i64 {
@@ -455,7 +475,8 @@ mod tests {
         // Python: PaperAlexNet(10, width=0.25, crop=99): conv widths 24, 64, 96, 96, 64
         // (_even(c * 0.25)), fc 1024, last feature map 2x2 -> classifier.0 in = 256.
         let cfg = ModelConfig { width: 0.25, crop: 99, ..ModelConfig::paper(10) };
-        assert_eq!(cfg.paper_dims(), ([24, 64, 96, 96, 64], 1024, 2));
+        let d = cfg.paper_dims();
+        assert_eq!((d.chans, d.fc, cfg.feature_side()), ([24, 64, 96, 96, 64], 1024, 2));
         let vs = VarStore::new(Device::Cpu);
         let m = AlexNet::new(&vs.root(), &cfg).unwrap();
         let y = m.forward_t(&Tensor::zeros([2, 3, 99, 99], (Kind::Float, Device::Cpu)), false);
@@ -515,5 +536,121 @@ mod tests {
         assert!((w.std(true).double_value(&[]) - 0.006014).abs() < 0.0001);
         let b = &v["features.0.bias"]; // fan_in 3 * 11 * 11 = 363
         assert!(b.abs().max().double_value(&[]) <= 1.0 / 363f64.sqrt() * (1.0 + 1e-6));
+    }
+
+    fn built(cfg: &ModelConfig) -> (VarStore, AlexNet) {
+        let vs = VarStore::new(Device::Cpu);
+        let m = AlexNet::new(&vs.root(), cfg).unwrap();
+        (vs, m)
+    }
+
+    /// Every switch combination builds under the paper's tensor names; its parameter
+    /// count and every module's output shape (measured) are those of the layer
+    /// arithmetic `describe` prints; on a non-square input (131x163) the convolutional
+    /// part keeps height and width apart.
+    #[test]
+    fn every_switch_combination_matches_its_layer_arithmetic() {
+        let base = ModelConfig { width: 0.25, crop: 131, ..ModelConfig::paper(10) };
+        let names = |vs: &VarStore| {
+            let mut n: Vec<(String, Vec<i64>)> = vs.variables().into_iter().map(|(k, v)| (k, v.size())).collect();
+            n.sort();
+            n.into_iter().map(|(k, _)| k).collect::<Vec<_>>()
+        };
+        let (paper_vs, _) = built(&base);
+        let combos = base.switch_combinations();
+        assert_eq!(combos.len(), 16);
+        assert_eq!(combos[0], base);
+        for cfg in &combos {
+            let (vs, m) = built(cfg);
+            let what = cfg.variant_name();
+            assert_eq!(names(&vs), names(&paper_vs), "{what}: tensor names");
+            assert_eq!(AlexNet::num_parameters(&vs) as u64, cfg.parameter_count(), "{what}");
+            let x = Tensor::randn([2, 3, 131, 131], (Kind::Float, Device::Cpu));
+            let traced = tch::no_grad(|| m.f_trace(&x)).unwrap();
+            let want: Vec<(String, Vec<i64>)> = cfg
+                .layer_shapes()
+                .into_iter()
+                .map(|(l, s)| (l.path, std::iter::once(2).chain(s.iter().map(|&d| d as i64)).collect()))
+                .collect();
+            assert_eq!(traced, want, "{what}");
+            let wide = Tensor::randn([1, 3, 131, 163], (Kind::Float, Device::Cpu));
+            let mut traced = Vec::new();
+            let _ = tch::no_grad(|| m.run(&wide, false, Some("pool5"), Some(&mut traced))).unwrap();
+            let want: Vec<(String, Vec<i64>)> = cfg
+                .layer_shapes_at(131, 163)
+                .into_iter()
+                .take_while(|(l, _)| l.path.starts_with("features"))
+                .map(|(l, s)| (l.path, std::iter::once(1).chain(s.iter().map(|&d| d as i64)).collect()))
+                .collect();
+            assert_eq!(traced, want, "{what} at 131x163");
+            let lrn1 = &cfg.layers()[2];
+            assert_eq!((lrn1.path.as_str(), lrn1.module == LayerModule::Identity), ("features.2", !cfg.lrn), "{what}");
+        }
+        let (vs, _) = built(&ModelConfig::owt(10));
+        assert_eq!(AlexNet::num_parameters(&vs) as u64, ModelConfig::owt(10).parameter_count());
+    }
+
+    /// The one-GPU net of section 3.2: conv1..conv4 halved, conv5 and the fully
+    /// connected layers kept (the paper's footnote), no groups.
+    /// Python (python/alexnet_bridge): sum(p.numel() for p in PaperAlexNet(towers=1).parameters()) == 59798312
+    #[test]
+    fn the_one_gpu_net_halves_every_convolution_but_the_last() {
+        let one = ModelConfig { towers: 1, lrn_towers: 1, ..ModelConfig::paper(1000) };
+        let (vs, _) = built(&one);
+        let v = vs.variables();
+        assert_eq!(v["features.0.weight"].size(), [48, 3, 11, 11]);
+        assert_eq!(v["features.4.weight"].size(), [128, 48, 5, 5]);
+        assert_eq!(v["features.8.weight"].size(), [192, 128, 3, 3]);
+        assert_eq!(v["features.10.weight"].size(), [192, 192, 3, 3]);
+        assert_eq!(v["features.12.weight"].size(), [256, 192, 3, 3]);
+        assert_eq!(v["classifier.0.weight"].size(), [4096, 9216]);
+        assert_eq!(AlexNet::num_parameters(&vs), 59_798_312);
+        // Two towers with LRN per tower need two towers.
+        let e = ModelConfig { towers: 1, ..ModelConfig::paper(1000) }.validate().unwrap_err().to_string();
+        assert!(e.contains("lrn_towers 2 needs two towers") && !e.contains('\n'), "{e}");
+    }
+
+    #[test]
+    fn the_switches_change_the_function_and_owt_refuses_them() {
+        let base = ModelConfig { width: 0.25, crop: 99, ..ModelConfig::paper(10) };
+        let x = Tensor::randn([2, 3, 99, 99], (Kind::Float, Device::Cpu)) * 50.0;
+        let logits = |cfg: &ModelConfig| {
+            let (mut vs, m) = built(cfg);
+            let (paper_vs, mut p) = built(&base);
+            tch::manual_seed(3);
+            p.torch_default_init();
+            vs.copy(&paper_vs).unwrap();
+            tch::no_grad(|| m.forward_t(&x, false))
+        };
+        let paper = logits(&base);
+        for cfg in [
+            ModelConfig { activation: Activation::Tanh, ..base.clone() },
+            ModelConfig { lrn: false, ..base.clone() },
+            ModelConfig { pooling: Pooling::NonOverlapping, ..base.clone() },
+        ] {
+            let d = (logits(&cfg) - &paper).abs().max().double_value(&[]);
+            assert!(d > 1e-4, "{}: same logits as the paper's", cfg.variant_name());
+        }
+        for (cfg, key) in [
+            (ModelConfig { activation: Activation::Tanh, ..ModelConfig::owt(10) }, "activation"),
+            (ModelConfig { pooling: Pooling::NonOverlapping, ..ModelConfig::owt(10) }, "pooling"),
+            (ModelConfig { lrn: true, ..ModelConfig::owt(10) }, "lrn"),
+            (ModelConfig { towers: 3, ..ModelConfig::paper(10) }, "towers 3"),
+            (ModelConfig { dropout: 1.0, ..ModelConfig::paper(10) }, "dropout 1"),
+        ] {
+            let e = cfg.validate().unwrap_err().to_string();
+            assert!(e.contains(key) && !e.contains('\n'), "{e}");
+        }
+    }
+
+    /// Section 3.4's pooling: the same sides at 227, other sides at some crops.
+    /// Python (python/alexnet_bridge): layer_table(PaperAlexNet(crop=75, pooling=P), 75)[14]
+    /// is [.., 2, 2] for "non-overlapping" and [.., 1, 1] for "overlapping".
+    #[test]
+    fn pooling_geometry_follows_the_arithmetic() {
+        let side = |crop, pooling| ModelConfig { crop, pooling, ..ModelConfig::paper(10) }.feature_side();
+        assert_eq!(side(227, Pooling::NonOverlapping), 6);
+        assert_eq!(side(75, Pooling::NonOverlapping), 2);
+        assert_eq!(side(75, Pooling::Overlapping), 1);
     }
 }

@@ -24,8 +24,9 @@ impl Checkpoint {
     /// The model of this file from its tensor names and shapes (whatever its metadata
     /// says): owt has `features.3` and `classifier.1` (torchvision's indices), the paper
     /// model `features.4` and `classifier.0`. The paper model's width comes from fc7's
-    /// size, its crop is 227 when the classifier allows it (else `ov.crop`); LRN as the
-    /// paper.
+    /// size, its towers from conv2's input maps (the one-GPU net's conv2 sees all of
+    /// conv1's), its crop is 227 when the classifier allows it (else `ov.crop`); the
+    /// switches the names cannot tell (activation, LRN, pooling) are the paper's.
     pub fn infer_config(&self, ov: &Overrides) -> Result<ModelConfig, CheckpointError> {
         let path = self.path();
         let shapes = self.shapes();
@@ -69,7 +70,13 @@ impl Checkpoint {
         let fc6 = shape("classifier.0.weight").unwrap_or_default();
         let conv5 = need("features.12.weight")?;
         let width = fc7[0] as f64 / 4096.0;
-        let base = ModelConfig { width, ..ModelConfig::paper(num_classes) };
+        // conv2 sees all of conv1's maps in the one-GPU net (section 3.2), half in two towers.
+        let one_tower = matches!(
+            (shape("features.0.weight").as_deref(), shape("features.4.weight").as_deref()),
+            (Some([c1, ..]), Some([_, cin, ..])) if c1 == cin
+        );
+        let towers = if one_tower { 1 } else { 2 };
+        let base = ModelConfig { width, towers, lrn_towers: towers, ..ModelConfig::paper(num_classes) };
         if let Some(c) = ov.crop {
             return Ok(ModelConfig { crop: c, ..base });
         }
@@ -124,6 +131,9 @@ mod tests {
         let paper = ModelConfig { width: 0.25, ..ModelConfig::paper(7) };
         let c = bare(dir.path(), "p.safetensors", &paper);
         assert_eq!(c.infer_config(&Overrides::default()).unwrap(), paper);
+        let one = ModelConfig { towers: 1, lrn_towers: 1, ..paper.clone() };
+        let c1 = bare(dir.path(), "p1.safetensors", &one);
+        assert_eq!(c1.infer_config(&Overrides::default()).unwrap(), one);
         let e = c.infer_config(&Overrides { arch: Some(Arch::Owt), ..Default::default() }).unwrap_err().to_string();
         assert!(e.contains("p.safetensors: holds the paper model's tensors, not the owt model's"), "{e}");
         let owt = bare(dir.path(), "o.safetensors", &ModelConfig::owt(3));

@@ -7,7 +7,11 @@
 //! Optional keys (a file without one loads as before): `data_fingerprint`
 //! ([`data_fingerprint`]), `provenance` (a JSON object: [`Provenance`], the start of
 //! the run that wrote the file), `tensors_sha256` (added by the writer, see `file.rs`),
-//! and the inputs a checkpoint needs to classify images ([`InputsMeta`]).
+//! the inputs a checkpoint needs to classify images ([`InputsMeta`]), and the model's
+//! experiment switches `activation` (`relu` | `tanh`), `lrn` (`true` | `false`),
+//! `pooling` (`overlapping` | `non-overlapping`), `towers` (`2` | `1`) and `dropout`,
+//! whose absence means the architecture's own (the paper's for `paper`, torchvision's
+//! for `owt`), as every file written before them holds.
 //! Numbers must be finite, counts whole and non-negative: `lrn_alpha = NaN` or
 //! `num_classes = 1e30` are errors naming the key.
 
@@ -155,6 +159,11 @@ impl CheckpointMeta {
             ("width".into(), m.width.to_string()),
             ("lrn_alpha".into(), m.lrn_alpha.to_string()),
             ("lrn_towers".into(), m.lrn_towers.to_string()),
+            ("activation".into(), serde_name(&m.activation)?),
+            ("lrn".into(), m.lrn.to_string()),
+            ("pooling".into(), serde_name(&m.pooling)?),
+            ("towers".into(), m.towers.to_string()),
+            ("dropout".into(), m.dropout.to_string()),
             ("normalization".into(), serde_name(&self.normalization)?),
             ("epoch".into(), self.epoch.to_string()),
             ("step".into(), self.step.to_string()),
@@ -200,13 +209,39 @@ impl CheckpointMeta {
         }
         let model = get("model")?;
         let arch = by_serde_name(model).ok_or_else(|| bad(path, format!("unknown model {model:?}")))?;
+        // The switches: optional, the architecture's own when absent.
+        let num_classes = count("num_classes")? as usize;
+        let d = ModelConfig::of(arch, num_classes);
+        fn named<'a>(m: &'a HashMap<String, String>, k: &'a str) -> Option<(&'a str, &'a str)> {
+            m.get(k).map(|v| (k, v.as_str()))
+        }
+        let bad_name = |k: &str, v: &str| bad(path, format!("unknown {k} {v:?} in the metadata"));
+        let activation = match named(m, "activation") {
+            Some((k, v)) => by_serde_name(v).ok_or_else(|| bad_name(k, v))?,
+            None => d.activation,
+        };
+        let pooling = match named(m, "pooling") {
+            Some((k, v)) => by_serde_name(v).ok_or_else(|| bad_name(k, v))?,
+            None => d.pooling,
+        };
+        let lrn = match named(m, "lrn") {
+            Some((_, "true")) => true,
+            Some((_, "false")) => false,
+            Some((_, v)) => return Err(bad(path, format!("metadata \"lrn\" is {v}, not true or false"))),
+            None => d.lrn,
+        };
         let model = ModelConfig {
             arch,
-            num_classes: count("num_classes")? as usize,
+            num_classes,
             crop: count("crop")? as usize,
             width: num("width")?,
             lrn_alpha: num("lrn_alpha")?,
             lrn_towers: count("lrn_towers")? as usize,
+            activation,
+            lrn,
+            pooling,
+            towers: if m.contains_key("towers") { count("towers")? as usize } else { d.towers },
+            dropout: if m.contains_key("dropout") { num("dropout")? } else { d.dropout },
         };
         let norm = get("normalization")?;
         let normalization =
@@ -276,6 +311,11 @@ mod tests {
             ("width", "0.25"),
             ("lrn_alpha", "0.0001"),
             ("lrn_towers", "2"),
+            ("activation", "relu"),
+            ("lrn", "true"),
+            ("pooling", "overlapping"),
+            ("towers", "2"),
+            ("dropout", "0.5"),
             ("normalization", "mean-image"),
             ("epoch", "3"),
             ("step", "120"),
@@ -394,5 +434,46 @@ mod tests {
         m.insert("provenance".into(), "not json".into());
         let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
         assert!(e.starts_with("m.safetensors: metadata provenance: "), "{e}");
+    }
+
+    /// Files written before the switches existed load as the paper's (or torchvision's)
+    /// model; every variant round-trips; a bad switch value is an error naming it.
+    #[test]
+    fn the_switches_are_optional_keys_that_round_trip() {
+        use crate::model::{Activation, Pooling};
+        let p = Path::new("m.safetensors");
+        let mut old = meta().to_map().unwrap();
+        for k in ["activation", "lrn", "pooling", "towers", "dropout"] {
+            old.remove(k);
+        }
+        assert_eq!(CheckpointMeta::from_map(p, &old).unwrap(), meta());
+        let owt = CheckpointMeta { model: ModelConfig::owt(2), ..meta() };
+        let mut old_owt = owt.to_map().unwrap();
+        for k in ["activation", "lrn", "pooling", "towers", "dropout"] {
+            old_owt.remove(k);
+        }
+        assert_eq!(CheckpointMeta::from_map(p, &old_owt).unwrap(), owt);
+        for model in meta().model.switch_combinations() {
+            let m = CheckpointMeta { model: ModelConfig { dropout: 0.3, ..model }, ..meta() };
+            assert_eq!(CheckpointMeta::from_map(p, &m.to_map().unwrap()).unwrap(), m);
+        }
+        let tanh = CheckpointMeta {
+            model: ModelConfig { activation: Activation::Tanh, pooling: Pooling::NonOverlapping, ..meta().model },
+            ..meta()
+        };
+        let map = tanh.to_map().unwrap();
+        assert_eq!((map["activation"].as_str(), map["pooling"].as_str()), ("tanh", "non-overlapping"));
+        for (k, v, want) in [
+            ("activation", "gelu", r#"unknown activation "gelu" in the metadata"#),
+            ("pooling", "avg", r#"unknown pooling "avg" in the metadata"#),
+            ("lrn", "yes", r#"metadata "lrn" is yes, not true or false"#),
+            ("towers", "1.5", r#"metadata "towers" is 1.5, not a whole number"#),
+            ("dropout", "nan", r#"metadata "dropout" is nan, not a finite number"#),
+        ] {
+            let mut m = meta().to_map().unwrap();
+            m.insert(k.into(), v.into());
+            let e = CheckpointMeta::from_map(p, &m).unwrap_err().to_string();
+            assert_eq!(e, format!("m.safetensors: {want}"));
+        }
     }
 }

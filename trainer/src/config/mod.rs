@@ -32,6 +32,30 @@ pub struct TrainConfig {
     /// Data-parallel settings (several ranks); defaults suit one process.
     #[serde(default)]
     pub dist: DistSection,
+    /// The warning for a run that has not left chance.
+    #[serde(default)]
+    pub stall: StallSection,
+}
+
+/// `[stall]`: a run whose training loss stays at ln(classes) (uniform predictions) says
+/// so, naming the known causes (the paper's N(0, 0.01) init with biases of 1 is known to
+/// stall) and remedies; see `trainer::train::stall`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StallSection {
+    /// Consecutive steps within `tolerance` of ln(classes) that fire the warning; 0 (the
+    /// default): the larger of one epoch and 1,000 steps.
+    pub steps: usize,
+    /// How close to ln(classes) counts as chance, as a fraction of it (0.01: 1%).
+    pub tolerance: f64,
+    /// Stop the run with an error when it fires (default: warn and go on).
+    pub stop: bool,
+}
+
+impl Default for StallSection {
+    fn default() -> Self {
+        Self { steps: 0, tolerance: 0.01, stop: false }
+    }
 }
 
 /// `[model]`; defaults: the paper's network (section 3).
@@ -50,13 +74,43 @@ pub struct ModelSection {
     pub lrn_alpha: f64,
     /// LRN within each tower (2, the paper's two GPUs) or over all maps (1).
     pub lrn_towers: usize,
-    /// Dropout probability on fc6 and fc7 (paper section 4.2: 0.5); 0 turns it off.
+    /// Dropout probability on fc6 and fc7 in training (section 4.2: 0.5; without it
+    /// the paper's net "exhibits substantial overfitting"); 0 turns it off.
     pub dropout: f64,
+    /// `relu` (the paper) or `tanh` after every convolution and hidden fully connected
+    /// layer (section 3.1, Figure 1: ReLU nets reach 25% training error six times
+    /// faster than tanh nets). Paper model only.
+    pub activation: crate::model::Activation,
+    /// Local response normalization after conv1 and conv2 (section 3.3: without it
+    /// top-1 / top-5 error is 1.4 / 1.2 points higher); `false` puts an identity in its
+    /// place. Paper model only.
+    pub lrn: bool,
+    /// `overlapping` max pooling, 3x3 windows at stride 2 (the paper), or
+    /// `non-overlapping`, 2x2 at stride 2 (section 3.4: 0.4 / 0.3 points more top-1 /
+    /// top-5 error, same output sizes). Paper model only.
+    pub pooling: crate::model::Pooling,
+    /// 2: the paper's two-GPU net (two towers, conv2, conv4 and conv5 see only their
+    /// tower's maps); 1: its one-GPU baseline (section 3.2: one tower with half the
+    /// kernels of every convolution but the last, the fully connected layers as they
+    /// are; 1.7 / 1.2 points more top-1 / top-5 error than two towers). LRN then runs
+    /// over all maps. Paper model only.
+    pub towers: usize,
 }
 
 impl Default for ModelSection {
     fn default() -> Self {
-        Self { arch: crate::model::Arch::Paper, width: 1.0, crop: 227, lrn_alpha: 1e-4, lrn_towers: 2, dropout: 0.5 }
+        Self {
+            arch: crate::model::Arch::Paper,
+            width: 1.0,
+            crop: 227,
+            lrn_alpha: 1e-4,
+            lrn_towers: 2,
+            dropout: 0.5,
+            activation: crate::model::Activation::Relu,
+            lrn: true,
+            pooling: crate::model::Pooling::Overlapping,
+            towers: 2,
+        }
     }
 }
 
@@ -74,7 +128,7 @@ pub struct DataSection {
     pub shuffle: Shuffle,
     /// Random horizontal flips (section 4.1).
     pub flip: bool,
-    /// PCA colour noise (section 4.1).
+    /// PCA colour noise (section 4.1: it "reduces the top-1 error rate by over 1%").
     pub pca_noise: bool,
     /// Train images held out of training and scored (center crop) after every epoch;
     /// when more than 0 their error drives the plateau schedule instead of val's, so
@@ -301,18 +355,31 @@ impl TrainConfig {
         toml::Table::try_from(self).expect("config serializes")
     }
 
+    /// The model this configuration trains. owt is torchvision's net: one tower, no
+    /// LRN (`model.lrn`, `model.towers` and `model.lrn_towers` do not apply to it); the
+    /// one-GPU paper net (`model.towers = 1`) normalizes over all its maps.
     pub fn model_config(&self, num_classes: usize) -> ModelConfig {
+        let m = &self.model;
+        let owt = m.arch == crate::model::Arch::Owt;
         ModelConfig {
-            arch: self.model.arch,
+            arch: m.arch,
             num_classes,
-            crop: self.model.crop,
-            width: self.model.width,
-            lrn_alpha: self.model.lrn_alpha,
-            lrn_towers: if self.model.arch == crate::model::Arch::Owt { 1 } else { self.model.lrn_towers },
+            crop: m.crop,
+            width: m.width,
+            lrn_alpha: m.lrn_alpha,
+            lrn_towers: if owt || m.towers == 1 { 1 } else { m.lrn_towers },
+            activation: m.activation,
+            lrn: m.lrn && !owt,
+            pooling: m.pooling,
+            towers: if owt { 1 } else { m.towers },
+            dropout: m.dropout,
         }
     }
 
     pub fn validate(&self) -> Result<(), String> {
+        if !(0.0..1.0).contains(&self.model.dropout) {
+            return Err(format!("model.dropout {} must be in [0, 1)", self.model.dropout));
+        }
         self.model_config(1).validate().map_err(|e| e.0)?;
         let o = &self.optim;
         if o.batch_size == 0 || o.batch_size > MAX_BATCH || o.epochs == 0 {
@@ -328,9 +395,6 @@ impl TrainConfig {
             return Err(format!("optim.momentum = {} must be in [0, 1)", o.momentum));
         }
         o.schedule.validate().map_err(|e| format!("optim.schedule: {e}"))?;
-        if !(0.0..1.0).contains(&self.model.dropout) {
-            return Err(format!("model.dropout {} must be in [0, 1)", self.model.dropout));
-        }
         let r = &self.run;
         if !(r.checkpoint_minutes.is_finite() && r.checkpoint_minutes > 0.0) {
             return Err(format!(
@@ -354,6 +418,12 @@ impl TrainConfig {
         }
         if d.world_size == Some(0) {
             return Err("dist.world_size must be at least 1".into());
+        }
+        if !(self.stall.tolerance.is_finite() && self.stall.tolerance > 0.0 && self.stall.tolerance < 1.0) {
+            return Err(format!(
+                "stall.tolerance = {} must be in (0, 1) (a fraction of ln(classes))",
+                self.stall.tolerance
+            ));
         }
         let data = &self.data;
         if data.workers == 0 || data.workers > MAX_WORKERS {
@@ -577,5 +647,37 @@ mod tests {
         assert!(e.contains("global_batch = 100"), "{e}");
         // No scaling: the rate is optim.lr whatever the world.
         assert_eq!(base.resolve(8).unwrap().dist.scaled_lr, Some(0.01));
+    }
+
+    /// The paper-experiment switches (issue 13): keys of [model], the paper by default,
+    /// set from a file or `--set`, and a combination that cannot be built is one line.
+    #[test]
+    fn the_experiment_switches_are_model_keys_with_the_paper_as_default() {
+        use crate::model::{Activation, Arch, Pooling};
+        let paper = TrainConfig::default().model_config(1000);
+        assert_eq!(paper, crate::model::ModelConfig::paper(1000));
+        let sets = ["model.activation=tanh", "model.lrn=false", "model.pooling=non-overlapping", "model.towers=1"];
+        let c = TrainConfig::parse(&preset("demo"), &sets.map(String::from)).unwrap();
+        let m = c.model_config(10);
+        assert_eq!((m.activation, m.lrn, m.pooling, m.towers), (Activation::Tanh, false, Pooling::NonOverlapping, 1));
+        assert_eq!(m.lrn_towers, 1, "the one-GPU net normalizes over its one tower");
+        assert_eq!(TrainConfig::from_toml(&c.to_toml()).unwrap(), c);
+        let c = TrainConfig::parse("", &["model.dropout=0.0".into(), "data.pca_noise=false".into()]).unwrap();
+        assert_eq!((c.model_config(10).dropout, c.data.pca_noise), (0.0, false));
+        for (set, want) in [
+            ("model.activation=sigmoid", "unknown variant `sigmoid`"),
+            ("model.pooling=2x2", "unknown variant `2x2`"),
+            ("model.towers=4", "towers 4 must be 2"),
+            ("model.lrn=1", "invalid type"),
+        ] {
+            let e = TrainConfig::parse("", &[set.to_string()]).unwrap_err().to_string();
+            assert!(e.contains(want) && !e.contains('\n'), "{set}: {e}");
+        }
+        let owt = preset("alexnet-owt");
+        let e = TrainConfig::parse(&owt, &["model.activation=tanh".into()]).unwrap_err().to_string();
+        assert!(e.contains("activation is a switch of the paper model") && !e.contains('\n'), "{e}");
+        // owt has one tower and no LRN whatever the paper's keys say.
+        let o = TrainConfig::from_toml(&owt).unwrap().model_config(10);
+        assert_eq!((o.arch, o.lrn, o.towers, o.lrn_towers), (Arch::Owt, false, 1, 1));
     }
 }

@@ -29,7 +29,8 @@ pub(super) fn list(changes: &[Change]) -> String {
 /// Keys that a resumed run may change: they decide how long it runs and how it logs,
 /// checkpoints and loads, never what a step computes. `optim.epochs` extends (or
 /// shortens) a run; the loader's threads do not change its batches (they are handed
-/// out in order); `data.on_damaged` acts only on a row whose bytes fail their check.
+/// out in order); `data.on_damaged` acts only on a row whose bytes fail their check;
+/// `stall.*` only warns (or stops).
 pub const RESUME_SAFE: &[&str] = &[
     "optim.epochs",
     "run.log_every_steps",
@@ -39,12 +40,20 @@ pub const RESUME_SAFE: &[&str] = &[
     "data.prefetch",
     "dist.timeout_s",
     "data.on_damaged",
+    "stall.steps",
+    "stall.tolerance",
+    "stall.stop",
 ];
 
 /// Keys the run fills in itself ([`TrainConfig::resolve`]): recorded, never compared.
 pub const DERIVED: &[&str] = &["dist.world_size", "dist.global_batch", "dist.scaled_lr"];
 
 impl TrainConfig {
+    /// Every key as `section.key` -> its TOML text (`optim.schedule` whole).
+    pub fn leaves(&self) -> BTreeMap<String, String> {
+        flatten(&self.to_table())
+    }
+
     /// The keys whose values differ from `other`'s, derived keys ([`DERIVED`]) left out.
     pub fn changes_to(&self, other: &TrainConfig) -> Vec<Change> {
         let (a, b) = (flatten(&self.to_table()), flatten(&other.to_table()));

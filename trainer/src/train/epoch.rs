@@ -69,6 +69,9 @@ impl Run<'_> {
                 wait: self.train.loader.stats().wait,
             };
             log.step(&mut self.metrics, &tick)?;
+            if let Some(stall) = self.stall.observe(out.loss, self.pos.global_step, steps) {
+                self.stalled(&stall)?;
+            }
             let interrupted = out.stop || self.opt.max_steps.is_some_and(|m| self.steps_here >= m);
             let timed = self.last_ckpt_time.elapsed().as_secs_f64() >= cfg.run.checkpoint_minutes * 60.0;
             if (interrupted || timed) && b < steps {
@@ -99,6 +102,23 @@ impl Run<'_> {
             .open(&path)
             .with_context(|| format!("ALEXNET_TRACE_ROWS: {}", path.display()))?;
         std::io::Write::write_all(&mut f, line.as_bytes()).with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// The loss has stayed at chance ([`super::stall`]): the warning, or with
+    /// `stall.stop` the error that ends the run (on every rank: they see the same loss).
+    fn stalled(&self, stall: &super::stall::Stall) -> Result<()> {
+        let message = stall.message(self.cfg.optim.paper_init);
+        if self.cfg.stall.stop {
+            bail!(
+                "{message}. Stopped (stall.stop = true) at step {}; the last checkpoint is {}",
+                stall.to,
+                self.last_ckpt_shown()
+            );
+        }
+        if self.main {
+            alexnet_shared::err_line!("train: warning: {message}");
+        }
+        Ok(())
     }
 
     /// After a stop mid-epoch: every rank checks the weights and leaves together.

@@ -12,6 +12,7 @@
 //!   end (records, schedule, checkpoint);
 //! - [`metrics`]: the typed records of `metrics.jsonl`, and [`tensorboard`]: the same
 //!   numbers as TensorBoard event files.
+//! - [`stall`]: the warning (or stop) for a run whose loss stays at chance.
 //!
 //! Every random draw comes from (seed, epoch, step): the loader's crops, flips and
 //! colour noise (see [`crate::data`]), and dropout, for which libtorch's generator is
@@ -33,6 +34,7 @@ mod epoch;
 mod log;
 pub mod metrics;
 mod setup;
+pub mod stall;
 pub mod step;
 pub mod tensorboard;
 pub mod validate;

@@ -52,6 +52,8 @@ pub(super) struct Run<'a> {
     pub last_val: (Option<f64>, Option<f64>),
     /// When this process began (the ETA's pace).
     pub clock: RunClock,
+    /// Steps at chance (the `[stall]` warning).
+    pub stall: super::stall::StallWatch,
 }
 
 impl<'a> Run<'a> {
@@ -178,6 +180,7 @@ impl<'a> Run<'a> {
                 pos.global_step
             );
         }
+        let stall = super::stall::StallWatch::new(&cfg.stall, manifest.classes.len());
         let rows = |split| manifest.split(split).map_or(0, |s| s.rows as usize);
         let (train_rows, val_rows) = (rows(Split::Train), rows(Split::Val));
         let run = Self {
@@ -200,6 +203,7 @@ impl<'a> Run<'a> {
             meta,
             steps_here: 0,
             last_val: (None, None),
+            stall,
         };
         if main {
             for line in run.banner(train_rows, val_rows) {
@@ -351,7 +355,11 @@ fn resume(
     let shown = path.display();
     let ckpt = Checkpoint::open(path)?;
     let meta = ckpt.meta().cloned().with_context(|| format!("{shown}: checkpoint without metadata"))?;
-    if meta.model != want.model {
+    // Dropout is not compared: a checkpoint written before the key existed reads as
+    // 0.5 whatever the run used, and the run's config.toml (compared on every resume)
+    // already fixes it.
+    let model = crate::model::ModelConfig { dropout: want.model.dropout, ..meta.model.clone() };
+    if model != want.model {
         return Err(
             anyhow::anyhow!("{shown}: a checkpoint of another model ({:?}), not {:?}", meta.model, want.model).into()
         );
