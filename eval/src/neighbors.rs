@@ -277,16 +277,15 @@ pub fn grid(data: &std::path::Path, split: Split, results: &[QueryResult], k: us
     ];
     for (i, q) in results.iter().enumerate() {
         let y = HEADER + pad + i as u32 * (thumb + LABEL + pad);
+        // Two lines under the image at column x: its class name, then a grey detail.
         let text_y = (y + thumb + 3) as i32;
+        let mut under = |x: u32, name: String, color, detail: String| {
+            labels.push(Label { x: x as i32, y: text_y, text: fit(&name, thumb, TEXT), size: TEXT, color });
+            let y = text_y + TEXT as i32 + 2;
+            labels.push(Label { x: x as i32, y, text: fit(&detail, thumb, TEXT), size: TEXT, color: grey });
+        };
         let ql = draw(&qs, q.row, pad, y, &mut img)?;
-        labels.push(Label { x: pad as i32, y: text_y, text: fit(&name(ql), thumb, TEXT), size: TEXT, color: black });
-        labels.push(Label {
-            x: pad as i32,
-            y: text_y + TEXT as i32 + 2,
-            text: fit(&format!("row {}", q.row), thumb, TEXT),
-            size: TEXT,
-            color: grey,
-        });
+        under(pad, name(ql), black, format!("row {}", q.row));
         for (j, n) in q.neighbors.iter().enumerate() {
             let x = pad + (j as u32 + 1) * (thumb + pad) + gap;
             let nl = draw(&train, n.row, x, y, &mut img)?;
@@ -294,15 +293,7 @@ pub fn grid(data: &std::path::Path, split: Split, results: &[QueryResult], k: us
             if other {
                 frame(&mut img, (x, y, thumb, thumb), (thumb / 32).max(2), red);
             }
-            let color = if other { red } else { black };
-            labels.push(Label { x: x as i32, y: text_y, text: fit(&name(nl), thumb, TEXT), size: TEXT, color });
-            labels.push(Label {
-                x: x as i32,
-                y: text_y + TEXT as i32 + 2,
-                text: fit(&format!("distance {:.2}", n.distance), thumb, TEXT),
-                size: TEXT,
-                color: grey,
-            });
+            under(x, name(nl), if other { red } else { black }, format!("distance {:.2}", n.distance));
         }
     }
     crate::text::draw(&mut img, &labels)?;

@@ -305,20 +305,7 @@ mod tests {
     /// has some (clap's own --help and --version aside).
     #[test]
     fn every_flag_has_help_text() {
-        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for a in c.get_arguments() {
-                let id = a.get_id().as_str();
-                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
-                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
-                }
-            }
-            for s in c.get_subcommands() {
-                walk(s, &format!("{path} {}", s.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        let c = super::Cli::command();
-        walk(&c, c.get_name(), &mut missing);
+        let missing = alexnet_shared::flags_without_help(&super::Cli::command());
         assert!(missing.is_empty(), "without help: {missing:?}");
     }
 }

@@ -105,3 +105,24 @@ mod tests {
         assert_eq!((super::center_offset(29), super::center_offset(32)), (14, 16));
     }
 }
+
+/// The arguments of `cmd` and of its subcommands that have no help text (clap's own
+/// `--help` and `--version` aside), as `path --flag`: each binary's test asks for none
+/// (the first-use review found flags with empty help).
+#[cfg(feature = "clap")]
+pub fn flags_without_help(cmd: &clap::Command) -> Vec<String> {
+    fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
+        for a in c.get_arguments() {
+            let id = a.get_id().as_str();
+            if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
+                missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
+            }
+        }
+        for s in c.get_subcommands() {
+            walk(s, &format!("{path} {}", s.get_name()), missing);
+        }
+    }
+    let mut missing = Vec::new();
+    walk(cmd, cmd.get_name(), &mut missing);
+    missing
+}

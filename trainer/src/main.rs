@@ -166,25 +166,15 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             } else {
                 trainer::compare::markdown(&r)
             };
-            print_out(&text)?;
+            alexnet_shared::out_line!("{text}");
         }
         Command::Describe { config, sets, classes, json } => {
             let d = trainer::describe::from_config(config.as_deref(), &sets, classes as usize)?;
             let text = if json { serde_json::to_string_pretty(&d)? } else { d.markdown() };
-            print_out(&text)?;
+            alexnet_shared::out_line!("{text}");
         }
     }
     Ok(trainer::cli::exit::FINISHED)
-}
-
-/// Prints `text` on stdout; a closed pipe (`| head`) ends the output, not the program
-/// with an error.
-fn print_out(text: &str) -> std::io::Result<()> {
-    use std::io::Write;
-    match writeln!(std::io::stdout().lock(), "{text}") {
-        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
-        r => r,
-    }
 }
 
 #[cfg(test)]
@@ -195,20 +185,7 @@ mod tests {
     /// has some (clap's own --help and --version aside).
     #[test]
     fn every_flag_has_help_text() {
-        fn walk(c: &clap::Command, path: &str, missing: &mut Vec<String>) {
-            for a in c.get_arguments() {
-                let id = a.get_id().as_str();
-                if id != "help" && id != "version" && a.get_help().is_none() && a.get_long_help().is_none() {
-                    missing.push(format!("{path} --{}", a.get_long().unwrap_or(id)));
-                }
-            }
-            for s in c.get_subcommands() {
-                walk(s, &format!("{path} {}", s.get_name()), missing);
-            }
-        }
-        let mut missing = Vec::new();
-        let c = super::Cli::command();
-        walk(&c, c.get_name(), &mut missing);
+        let missing = alexnet_shared::flags_without_help(&super::Cli::command());
         assert!(missing.is_empty(), "without help: {missing:?}");
     }
 }
