@@ -103,7 +103,7 @@ fn a_format_1_dataset_still_reads_and_is_checked_by_sha256() {
             let labels = r.labels().to_vec();
             drop(r);
             *s =
-                w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys }).unwrap();
+                w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys, sizes: &[] }).unwrap();
         }
     }
     m.format_version = 1;
@@ -168,7 +168,7 @@ fn manifests_that_point_outside_or_repeat_a_shard_are_refused() {
     let m = Manifest::load(&out).unwrap();
     let mut edits: Vec<(Manifest, &str)> = Vec::new();
     let mut a = m.clone();
-    a.mean_image = "../../../../../../etc/passwd".into();
+    a.mean_image = Some("../../../../../../etc/passwd".into());
     edits.push((a, "not a plain file name"));
     let mut b = m.clone();
     let t = b.splits.get_mut("train").unwrap();
