@@ -84,9 +84,13 @@ enum Command {
         /// Split to score.
         #[arg(long, value_enum, default_value = "val")]
         split: Split,
-        /// Crops per image: center, or the paper's ten (softmax averaged).
-        #[arg(long, value_enum, default_value = "ten")]
-        crops: Crops,
+        /// Crops per image: center, the paper's ten (of the central square, softmax
+        /// averaged), or ten-whole (torchvision's TenCrop: corners of the whole image).
+        /// Default: the one matching the first checkpoint's training (its metadata):
+        /// ten for the paper's crops, center (torchvision's Resize(256) + CenterCrop)
+        /// for RandomResizedCrop on whole images.
+        #[arg(long, value_enum)]
+        crops: Option<Crops>,
         /// Images per batch (ten crops put 10x as many crops through the model).
         #[arg(long, default_value_t = 32)]
         batch_size: usize,
@@ -216,6 +220,10 @@ fn main() -> ExitCode {
 fn run(cli: Cli) -> Result<()> {
     let text = match cli.command {
         Command::Score { checkpoints, data, split, crops, batch_size, run, bf16, json, predictions, limit, model } => {
+            let crops = match crops {
+                Some(c) => c,
+                None => eval::score::default_crops(&checkpoints)?,
+            };
             let mut cfg = eval::score::ScoreConfig::new(checkpoints, data);
             (cfg.split, cfg.crops, cfg.batch_size, cfg.workers) = (split, crops, batch_size, run.workers);
             (cfg.device, cfg.bf16, cfg.overrides) = (run.apply()?, bf16, model.overrides());

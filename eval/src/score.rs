@@ -42,6 +42,18 @@ pub struct ScoreConfig {
     pub progress: bool,
 }
 
+/// The crops that match how the first of `checkpoints` was trained (its metadata):
+/// torchvision's centre crop for `RandomResizedCrop` on whole images, else the
+/// paper's ten crops (also for checkpoints without the key: older ones, PyTorch files).
+pub fn default_crops(checkpoints: &[PathBuf]) -> Result<Crops> {
+    let Some(first) = checkpoints.first() else { return Ok(Crops::Ten) };
+    let meta = trainer::checkpoint::read_meta(first)?;
+    Ok(match meta.and_then(|m| m.inputs).map(|i| i.train_crop) {
+        Some(trainer::config::TrainCrop::RandomResizedCrop) => Crops::Center,
+        _ => Crops::Ten,
+    })
+}
+
 impl ScoreConfig {
     pub fn new(checkpoints: Vec<PathBuf>, data: PathBuf) -> Self {
         Self {

@@ -63,6 +63,9 @@ pub struct InputsMeta {
     pub mean_rgb: [f64; 3],
     /// 256x256x3 HWC, 0..255 (only for `mean-image` normalization).
     pub mean_image: Option<std::sync::Arc<Vec<f32>>>,
+    /// The train crops it was trained with (key `train_crop`; absent: the paper's):
+    /// eval's default crops follow it.
+    pub train_crop: crate::config::TrainCrop,
 }
 
 impl InputsMeta {
@@ -73,6 +76,12 @@ impl InputsMeta {
             class_names: manifest.classes.iter().map(|c| c.name.clone()).collect(),
             mean_rgb: manifest.stats.mean_rgb,
             mean_image: mean_image.map(|m| std::sync::Arc::new(m.to_vec())),
+            // The loader trains each layout with its own crops (it refuses the others).
+            train_crop: if manifest.layout.is_whole() {
+                crate::config::TrainCrop::RandomResizedCrop
+            } else {
+                crate::config::TrainCrop::Paper
+            },
         }
     }
 
@@ -80,6 +89,7 @@ impl InputsMeta {
         use base64::Engine;
         map.insert("class_names".into(), serde_json::to_string(&self.class_names)?);
         map.insert("mean_rgb".into(), serde_json::to_string(&self.mean_rgb)?);
+        map.insert("train_crop".into(), self.train_crop.name().into());
         if let Some(m) = &self.mean_image {
             let bytes: Vec<u8> = m.iter().flat_map(|v| v.to_le_bytes()).collect();
             map.insert("mean_image_sha256".into(), sha256_hex(&bytes));
@@ -123,7 +133,12 @@ impl InputsMeta {
                 Some(std::sync::Arc::new(v))
             }
         };
-        Ok(Some(Self { class_names, mean_rgb, mean_image }))
+        let train_crop = match m.get("train_crop") {
+            None => crate::config::TrainCrop::Paper,
+            Some(v) => crate::config::TrainCrop::from_name(v)
+                .ok_or_else(|| bad(path, format!("unknown train_crop {v:?} in the metadata")))?,
+        };
+        Ok(Some(Self { class_names, mean_rgb, mean_image, train_crop }))
     }
 }
 
@@ -338,15 +353,27 @@ mod tests {
             class_names: vec!["tench".into(), "goldfish, Carassius auratus".into()],
             mean_rgb: [120.5, 115.0, 104.25],
             mean_image: Some(std::sync::Arc::new(mean)),
+            train_crop: crate::config::TrainCrop::Paper,
         };
         let with = CheckpointMeta { inputs: Some(inputs.clone()), ..meta() };
         let m = with.to_map().unwrap();
         assert_eq!(CheckpointMeta::from_map(p, &m).unwrap(), with);
         // Mean RGB only (other normalizations): no mean image keys.
-        let rgb = CheckpointMeta { inputs: Some(InputsMeta { mean_image: None, ..inputs }), ..meta() };
+        let rgb = CheckpointMeta { inputs: Some(InputsMeta { mean_image: None, ..inputs.clone() }), ..meta() };
         let m2 = rgb.to_map().unwrap();
         assert!(!m2.contains_key("mean_image") && !m2.contains_key("mean_image_sha256"));
         assert_eq!(CheckpointMeta::from_map(p, &m2).unwrap(), rgb);
+        // A whole-image model records torchvision's crops; without the key, the paper's.
+        let tv = InputsMeta { mean_image: None, train_crop: crate::config::TrainCrop::RandomResizedCrop, ..inputs.clone() };
+        let m3 = CheckpointMeta { inputs: Some(tv.clone()), ..meta() }.to_map().unwrap();
+        assert_eq!(m3["train_crop"], "random-resized-crop");
+        assert_eq!(CheckpointMeta::from_map(p, &m3).unwrap().inputs, Some(tv));
+        let mut old = m2.clone();
+        old.remove("train_crop");
+        assert_eq!(CheckpointMeta::from_map(p, &old).unwrap().inputs.unwrap().train_crop, crate::config::TrainCrop::Paper);
+        let mut odd = m2.clone();
+        odd.insert("train_crop".into(), "five-crop".into());
+        assert!(CheckpointMeta::from_map(p, &odd).unwrap_err().to_string().contains("unknown train_crop \"five-crop\""));
         for (k, v, want) in [
             ("class_names", r#"["one"]"#.to_string(), "metadata lists 1 class names for 2 classes"),
             ("mean_rgb", "[300, 0, 0]".to_string(), "metadata mean_rgb [300.0, 0.0, 0.0] is outside 0..255"),

@@ -130,6 +130,16 @@ pub struct DataSection {
     pub flip: bool,
     /// PCA colour noise (section 4.1: it "reduces the top-1 error rate by over 1%").
     pub pca_noise: bool,
+    /// How train crops are made: `paper` (a random `model.crop` square of the 256x256
+    /// centre squares, section 4.1; a centre-square dataset) or `random-resized-crop`
+    /// (torchvision's `RandomResizedCrop(model.crop)` of the whole image; a whole-image
+    /// dataset, `preprocess build --keep whole`). Recorded in checkpoints: eval's
+    /// default crops follow it (the paper's ten crops, or torchvision's centre crop).
+    pub train_crop: TrainCrop,
+    /// `RandomResizedCrop`'s range of the box's area as a fraction of the image's.
+    pub rrc_scale: [f64; 2],
+    /// `RandomResizedCrop`'s range of the box's aspect ratio (width / height).
+    pub rrc_ratio: [f64; 2],
     /// Train images held out of training and scored (center crop) after every epoch;
     /// when more than 0 their error drives the plateau schedule instead of val's, so
     /// val stays untouched by any training decision. Drawn once from the seed.
@@ -149,9 +159,46 @@ impl Default for DataSection {
             shuffle: Shuffle::Full,
             flip: true,
             pca_noise: true,
+            train_crop: TrainCrop::Paper,
+            rrc_scale: [0.08, 1.0],
+            rrc_ratio: [3.0 / 4.0, 4.0 / 3.0],
             holdout: 0,
             on_damaged: OnDamaged::Stop,
         }
+    }
+}
+
+/// How train crops are made (`data.train_crop`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum TrainCrop {
+    /// Random crops of the 256x256 centre squares (the paper, section 4.1).
+    #[default]
+    Paper,
+    /// torchvision's `RandomResizedCrop` of the whole image.
+    RandomResizedCrop,
+}
+
+impl TrainCrop {
+    pub fn name(self) -> &'static str {
+        match self {
+            TrainCrop::Paper => "paper",
+            TrainCrop::RandomResizedCrop => "random-resized-crop",
+        }
+    }
+
+    pub fn from_name(name: &str) -> Option<Self> {
+        [TrainCrop::Paper, TrainCrop::RandomResizedCrop].into_iter().find(|t| t.name() == name)
+    }
+}
+
+impl DataSection {
+    /// The loader's `RandomResizedCrop`, for `random-resized-crop`.
+    pub fn resized_crop(&self) -> Option<crate::data::resized_crop::RandomResizedCrop> {
+        (self.train_crop == TrainCrop::RandomResizedCrop).then(|| crate::data::resized_crop::RandomResizedCrop {
+            scale: (self.rrc_scale[0], self.rrc_scale[1]),
+            ratio: (self.rrc_ratio[0], self.rrc_ratio[1]),
+        })
     }
 }
 
@@ -381,6 +428,12 @@ impl TrainConfig {
             return Err(format!("model.dropout {} must be in [0, 1)", self.model.dropout));
         }
         self.model_config(1).validate().map_err(|e| e.0)?;
+        let (sc, ra) = (self.data.rrc_scale, self.data.rrc_ratio);
+        if !(sc[0] > 0.0 && sc[0] <= sc[1] && sc[1] <= 1.0 && ra[0] > 0.0 && ra[0] <= ra[1] && ra[1].is_finite()) {
+            return Err(format!(
+                "data.rrc_scale = {sc:?} must be 0 < lo <= hi <= 1 and data.rrc_ratio = {ra:?} 0 < lo <= hi (finite)"
+            ));
+        }
         let o = &self.optim;
         if o.batch_size == 0 || o.batch_size > MAX_BATCH || o.epochs == 0 {
             return Err(format!("optim.batch_size must be in 1..={MAX_BATCH} and optim.epochs at least 1"));

@@ -11,6 +11,7 @@ use rand::{RngExt, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
 
+use super::resized_crop::{CropBox, RandomResizedCrop};
 use super::seed::derive_seed;
 
 /// Where a crop is taken, and whether it is mirrored (left-right).
@@ -68,14 +69,41 @@ pub fn train_draw(seed: u64, epoch: u64, rank: usize, position: usize, crop: usi
     TrainDraw { crop: CropSpec { y, x, flip }, alpha }
 }
 
+/// The random draws for one train image of a whole-image dataset: torchvision's
+/// `RandomResizedCrop` box ([`RandomResizedCrop::sample`]) of the `height` x `width`
+/// image, the flip and the PCA noise coefficients, reproducible from (seed, epoch, rank,
+/// position) like [`train_draw`].
+#[allow(clippy::too_many_arguments)]
+pub fn resized_crop_draw(
+    seed: u64,
+    epoch: u64,
+    rank: usize,
+    position: usize,
+    height: usize,
+    width: usize,
+    rrc: &RandomResizedCrop,
+    flip: bool,
+) -> (CropBox, bool, [f32; 3]) {
+    let mut rng = ChaCha8Rng::seed_from_u64(derive_seed(&[seed, epoch, rank as u64, position as u64, 0xa0a]));
+    let b = rrc.sample(height, width, &mut rng);
+    let flip = flip && rng.random_bool(0.5);
+    let normal = Normal::new(0.0, PCA_ALPHA_STD).expect("valid normal");
+    let alpha = [0, 1, 2].map(|_| normal.sample(&mut rng) as f32);
+    (b, flip, alpha)
+}
+
 /// Copies the `crop`x`crop` window `spec` of a 256x256x3 HWC image into `dst`
 /// (`crop * crop * 3` bytes, HWC), mirrored left-right when `spec.flip`.
 pub fn crop_into(src: &[u8], spec: CropSpec, crop: usize, dst: &mut [u8]) {
-    debug_assert_eq!(src.len(), SIDE * SIDE * 3);
-    debug_assert!(spec.y + crop <= SIDE && spec.x + crop <= SIDE);
+    crop_into_from(src, SIDE, spec, crop, dst)
+}
+
+/// [`crop_into`] from an HWC image `src_width` pixels wide (any height).
+pub fn crop_into_from(src: &[u8], src_width: usize, spec: CropSpec, crop: usize, dst: &mut [u8]) {
+    debug_assert!(spec.x + crop <= src_width && (spec.y + crop) * src_width * 3 <= src.len());
     let row = crop * 3;
     for (y, out) in dst[..crop * row].chunks_exact_mut(row).enumerate() {
-        let start = ((spec.y + y) * SIDE + spec.x) * 3;
+        let start = ((spec.y + y) * src_width + spec.x) * 3;
         let line = &src[start..start + row];
         if spec.flip {
             for (o, i) in out.chunks_exact_mut(3).zip(line.chunks_exact(3).rev()) {

@@ -20,16 +20,19 @@ pub enum Crops {
     /// One center crop per image.
     Center,
     /// The paper's ten crops (corners and center, and their mirror images), softmax
-    /// averaged; torchvision's order, consecutive in the batch.
+    /// averaged; torchvision's order, consecutive in the batch. On a whole-image dataset:
+    /// of the image's central square (the same crops as on a centre-square dataset).
     Ten,
+    /// torchvision's `TenCrop(crop)` of the whole `Resize(256)` image: its corners are
+    /// the whole image's (on a centre-square dataset, the same as `ten`).
+    TenWhole,
 }
 
 impl Crops {
     pub fn per_image(self) -> usize {
-        if self == Crops::Ten {
-            10
-        } else {
-            1
+        match self {
+            Crops::Ten | Crops::TenWhole => 10,
+            Crops::Train | Crops::Center => 1,
         }
     }
 }
@@ -106,6 +109,13 @@ pub struct LoaderConfig {
     pub flip: bool,
     /// PCA colour noise coefficients (training); zero when off.
     pub pca_noise: bool,
+    /// Train crops of whole images: torchvision's `RandomResizedCrop` (a whole-image
+    /// dataset needs it). `None`: the paper's random crops of the 256x256 squares.
+    pub resized_crop: Option<super::resized_crop::RandomResizedCrop>,
+    /// Eval crops of whole images: the shorter side of torchvision's `Resize` before
+    /// `CenterCrop(crop)` (the dataset's shorter side; 256 for capped longer sides). Set
+    /// by [`super::Pipeline`] from the manifest.
+    pub eval_resize: usize,
     /// Page-locked host buffers for asynchronous copies to this CUDA device. Set by
     /// [`super::Pipeline`]; tests set it by hand.
     pub pin_memory: Option<Device>,
@@ -136,6 +146,8 @@ impl LoaderConfig {
             shuffle: Shuffle::Full,
             flip: true,
             pca_noise: true,
+            resized_crop: None,
+            eval_resize: IMAGE_SIDE,
             pin_memory: None,
             transform: None,
             rows: Rows::All,

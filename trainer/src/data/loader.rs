@@ -26,7 +26,7 @@ use alexnet_shared::SplitReader;
 use crossbeam_channel::{bounded, unbounded, Receiver, RecvTimeoutError, Sender};
 
 use super::batch::{Batch, HostBuffer};
-use super::config::LoaderConfig;
+use super::config::{Crops, LoaderConfig};
 use super::error::DataError;
 use super::sampler::{EpochPlan, Trained};
 use super::worker::{Done, Job, WorkerCtx};
@@ -65,6 +65,23 @@ impl Loader {
     /// wait for [`Self::start`].
     pub fn new(split: Arc<SplitReader>, cfg: LoaderConfig) -> Result<Self, DataError> {
         cfg.check()?;
+        let whole = split.shards().iter().any(|s| s.is_whole());
+        if cfg.crops == Crops::Train && whole != cfg.resized_crop.is_some() {
+            return Err(DataError::Config(if whole {
+                "the paper's random crops take 256x256 centre squares, and this dataset holds whole images: train \
+                 it with torchvision's RandomResizedCrop (data.train_crop = \"random-resized-crop\", as \
+                 configs/alexnet-owt.toml), or build a centre-square dataset (preprocess build --keep center)"
+                    .into()
+            } else {
+                "RandomResizedCrop takes whole images, and this dataset holds 256x256 centre squares: build a \
+                 whole-image dataset (preprocess build --keep whole), or train with the paper's crops \
+                 (data.train_crop = \"paper\")"
+                    .into()
+            }));
+        }
+        if whole && cfg.transform.as_ref().is_some_and(|t| t.mean_image.is_some()) {
+            return Err(DataError::NoMeanImage);
+        }
         let buffers = cfg.workers + cfg.prefetch.max(1);
         let (free_tx, free_rx) = bounded::<HostBuffer>(buffers);
         for _ in 0..buffers {

@@ -52,6 +52,18 @@ impl FloatIn {
     }
 }
 
+/// The shorter side eval crops of whole images are taken at (torchvision's
+/// `Resize(side)` before `CenterCrop`): the dataset's own for `--shorter-side`, 256
+/// otherwise.
+pub fn eval_resize(manifest: &Manifest) -> usize {
+    match manifest.layout {
+        alexnet_shared::Layout::Whole { resize: alexnet_shared::WholeResize::ShorterSide } => {
+            manifest.image_size as usize
+        }
+        _ => alexnet_shared::IMAGE_SIDE,
+    }
+}
+
 /// A loader of one split and the normalizer of its batches, for one device.
 pub struct Pipeline {
     pub loader: Loader,
@@ -73,6 +85,7 @@ impl Pipeline {
         device: Device,
     ) -> Result<Self, DataError> {
         let transform = PixelTransform::new(manifest, mean_image, normalization)?;
+        let cfg = LoaderConfig { eval_resize: eval_resize(manifest), ..cfg };
         Self::with_float_in(split, cfg, &transform, device, FloatIn::for_device(device))
     }
 

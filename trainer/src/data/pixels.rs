@@ -138,6 +138,21 @@ impl PixelTransform {
     /// Writes the normalized float crop `spec` of a 256x256x3 HWC image into `dst`
     /// (`3 * crop * crop`, CHW), adding the colour shift of `alpha`.
     pub fn crop_float(&self, src: &[u8], spec: CropSpec, crop: usize, alpha: [f32; 3], dst: &mut [f32]) {
+        self.crop_float_from(src, SIDE, spec, crop, alpha, dst)
+    }
+
+    /// [`Self::crop_float`] from an HWC image `src_width` pixels wide (a whole image, or
+    /// a resized crop). The mean image is 256 wide: it needs `src_width` 256.
+    pub fn crop_float_from(
+        &self,
+        src: &[u8],
+        src_width: usize,
+        spec: CropSpec,
+        crop: usize,
+        alpha: [f32; 3],
+        dst: &mut [f32],
+    ) {
+        assert!(self.mean_image.is_none() || src_width == SIDE, "the mean image is 256x256");
         let shift = self.shift(alpha);
         // v = (pixel + shift - mean) * scale + offset, per channel
         let (scale, offset, mean) = match self.norm {
@@ -154,7 +169,7 @@ impl PixelTransform {
         let (r, rest) = dst[..3 * plane].split_at_mut(plane);
         let (g, b) = rest.split_at_mut(plane);
         for y in 0..crop {
-            let row = (spec.y + y) * SIDE;
+            let row = (spec.y + y) * src_width;
             let line = &src[(row + spec.x) * 3..(row + spec.x + crop) * 3];
             let out = y * crop..(y + 1) * crop;
             let (ro, go, bo) = (&mut r[out.clone()], &mut g[out.clone()], &mut b[out]);

@@ -85,6 +85,56 @@ impl RandomResizedCrop {
     }
 }
 
+/// The side of an eval crop's box on a whole image whose shorter side is `short`:
+/// `crop / resize` of it, the geometry of torchvision's `Resize(resize)` +
+/// `CenterCrop(crop)` (`resize` is the dataset's shorter side, or 256 for a dataset of
+/// capped longer sides; 224 of a 256 shorter side: the box is the crop itself, no
+/// resize). FFCV's centre decoder uses the same ratio.
+pub fn eval_box_side(short: usize, crop: usize, resize: usize) -> usize {
+    (short * crop / resize.max(1)).clamp(1, short)
+}
+
+/// torchvision's `CenterCrop` of a `height` x `width` whole image (offsets
+/// `round_half_even(margin / 2)`), as a box of [`eval_box_side`].
+pub fn center_box(height: usize, width: usize, crop: usize, resize: usize) -> CropBox {
+    let c = eval_box_side(height.min(width), crop, resize);
+    let (top, left) = (alexnet_shared::center_offset(height - c), alexnet_shared::center_offset(width - c));
+    CropBox { top, left, height: c, width: c }
+}
+
+/// Ten crops of a whole image, in torchvision's `TenCrop` order (top-left, top-right,
+/// bottom-left, bottom-right, centre, then the same of the mirrored image), each a box
+/// of [`eval_box_side`] with its flip. `corners_of_whole`: torchvision's `TenCrop(crop)`
+/// of the `Resize(256)` image, whose corners are the whole image's. Otherwise the
+/// paper's ten: the corners and centre of the image's central square (256x256 at a
+/// shorter side of 256), the same crops as on a centre-square dataset.
+pub fn ten_boxes(
+    height: usize,
+    width: usize,
+    crop: usize,
+    resize: usize,
+    corners_of_whole: bool,
+) -> [(CropBox, bool); 10] {
+    let short = height.min(width);
+    let c = eval_box_side(short, crop, resize);
+    let (area_top, area_left, area_h, area_w) = if corners_of_whole {
+        (0, 0, height, width)
+    } else {
+        (alexnet_shared::center_offset(height - short), alexnet_shared::center_offset(width - short), short, short)
+    };
+    let (my, mx) = (area_h - c, area_w - c);
+    let (cy, cx) = (alexnet_shared::center_offset(my), alexnet_shared::center_offset(mx));
+    let five = [(0, 0), (0, mx), (my, 0), (my, mx), (cy, cx)];
+    let at = |y: usize, x: usize| CropBox { top: area_top + y, left: area_left + x, height: c, width: c };
+    let mut out = [(at(0, 0), false); 10];
+    for (i, &(y, x)) in five.iter().enumerate() {
+        out[i] = (at(y, x), false);
+        // The crop at x of the mirrored area is the mirror of the crop at mx - x.
+        out[i + 5] = (at(y, mx - x), true);
+    }
+    out
+}
+
 /// Resizes the box `b` of the `height` x `width` HWC RGB image `src` to `side` x `side`
 /// into `dst` (`side * side * 3` bytes, HWC), with Pillow's antialiased `BILINEAR`
 /// (what torchvision's `resized_crop` does to a PIL image, as its ImageFolder pipeline
@@ -218,6 +268,32 @@ mod tests {
     /// Tolerance: every byte within 2 of Pillow's, and the mean absolute difference
     /// under 0.2 (fast_image_resize and Pillow differ in the fixed-point rounding of
     /// their weights).
+    /// torchvision on a `Resize(256)` image of 256x341 (H x W):
+    ///
+    /// ```python
+    /// from torchvision.transforms import functional as F
+    /// img = torch.arange(341).repeat(256, 1)[None] * 0 + torch.arange(341)   # value = column
+    /// F.center_crop(img, 224)[0, 0, 0] == 58    # round((341 - 224) / 2) = round(58.5) = 58
+    /// [int(c[0, 0, 0]) for c in F.ten_crop(img, 224)] == [0, 117, 0, 117, 58, 340, 223, 340, 223, 282]
+    /// ```
+    /// (the first column of each crop; a mirrored crop starts at its box's last column).
+    #[test]
+    fn eval_boxes_on_whole_images_are_torchvisions() {
+        assert_eq!(center_box(256, 341, 224, 256), CropBox { top: 16, left: 58, height: 224, width: 224 });
+        assert_eq!(center_box(384, 256, 224, 256), CropBox { top: 80, left: 16, height: 224, width: 224 });
+        // A larger stored image (--max-side): the box keeps the 224/256 ratio.
+        assert_eq!(center_box(375, 500, 224, 256), CropBox { top: 24, left: 86, height: 328, width: 328 }); // round(23.5) = 24
+        let tv: Vec<usize> =
+            ten_boxes(256, 341, 224, 256, true).iter().map(|(b, f)| if *f { b.left + b.width - 1 } else { b.left }).collect();
+        assert_eq!(tv, [0, 117, 0, 117, 58, 340, 223, 340, 223, 282]);
+        assert!(ten_boxes(256, 341, 224, 256, true).iter().all(|(b, _)| b.height == 224 && (b.top == 0 || b.top == 32 || b.top == 16)));
+        // The paper's ten: of the central 256 square (columns 42..298), as on a
+        // centre-square dataset (corners at 0 and 32 of the square, centre 16).
+        let paper: Vec<(usize, usize)> = ten_boxes(256, 341, 224, 256, false).iter().map(|(b, _)| (b.top, b.left)).collect();
+        assert_eq!(paper[..5], [(0, 42), (0, 74), (32, 42), (32, 74), (16, 58)]);
+        assert_eq!(paper[5..], [(0, 74), (0, 42), (32, 74), (32, 42), (16, 58)]);
+    }
+
     #[test]
     fn a_resized_crop_is_pillows_bilinear_of_the_box_and_mirrors() {
         let (h, w) = (300usize, 410usize);

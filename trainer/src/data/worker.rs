@@ -11,10 +11,12 @@
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use alexnet_shared::{Encoding, SplitReader, IMAGE_BYTES, IMAGE_SIDE};
+use alexnet_shared::{Encoding, SplitReader, IMAGE_BYTES};
 use crossbeam_channel::{select, Receiver, Sender};
+use fast_image_resize::Resizer;
 
-use super::augment::{center_crop, crop_into, ten_crops, train_draw, CropSpec};
+use super::augment::{center_crop, crop_into, crop_into_from, resized_crop_draw, ten_crops, train_draw, CropSpec};
+use super::resized_crop::{center_box, resized_crop_into, ten_boxes, CropBox};
 use super::batch::HostBuffer;
 use super::config::{Crops, LoaderConfig, OnDamaged};
 use super::error::DataError;
@@ -51,7 +53,13 @@ impl WorkerCtx {
     }
 
     fn run(self, worker: usize) {
-        let mut decoded = vec![0u8; IMAGE_BYTES];
+        // Reused for every image: decoded pixels (grown to the largest image once),
+        // the resizer's buffers and one resized crop.
+        let mut scratch = Scratch {
+            decoded: vec![0u8; IMAGE_BYTES],
+            resizer: Resizer::new(),
+            crop: vec![0u8; self.cfg.crop * self.cfg.crop * 3],
+        };
         loop {
             // The buffer before the job: jobs start in order, so the batch the consumer
             // waits for always has a buffer and the ring cannot deadlock.
@@ -64,7 +72,7 @@ impl WorkerCtx {
                 recv(self.job_rx) -> j => match j { Ok(j) => j, Err(_) => return },
             };
             let filled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fill(&mut buf, &job, &mut decoded)));
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fill(&mut buf, &job, &mut scratch)));
             let result = match filled {
                 Ok(Ok(())) => Ok(buf),
                 Ok(Err(e)) => Err((buf, e)),
@@ -87,14 +95,15 @@ impl WorkerCtx {
     }
 
     /// Writes the crops of `job`'s rows into `buf`, in order.
-    fn fill(&self, buf: &mut HostBuffer, job: &Job, decoded: &mut [u8]) -> Result<(), DataError> {
+    fn fill(&self, buf: &mut HostBuffer, job: &Job, scratch: &mut Scratch) -> Result<(), DataError> {
         let crop = self.cfg.crop;
         let per_crop = crop * crop * 3;
         buf.clear();
         let ten = ten_crops(crop);
         let mut slot = 0;
+        let Scratch { decoded, resizer, crop: resized } = scratch;
         for &(position, row) in &job.items {
-            let (src, label) = match self.image(row, decoded) {
+            let (src, label, size) = match self.image(row, decoded) {
                 Ok(x) => x,
                 Err(Damaged(e)) if self.cfg.on_damaged == OnDamaged::Skip => {
                     alexnet_shared::err_line!("warning: {e} (skipped: on_damaged = skip)");
@@ -103,6 +112,37 @@ impl WorkerCtx {
                 }
                 Err(Damaged(e) | Other(e)) => return Err(e),
             };
+            if let Some((h, w)) = size {
+                let (boxes, n, alpha) = self.whole_boxes(job.epoch, position, h, w);
+                for &(b, flip) in &boxes[..n] {
+                    let at = slot * per_crop..(slot + 1) * per_crop;
+                    let direct = b.height == crop && b.width == crop;
+                    let spec = CropSpec { y: b.top, x: b.left, flip };
+                    let fail = |message: String| {
+                        let (s, r) = self.split.locate(row).unwrap_or((0, row));
+                        DataError::Image { shard: self.split.shards()[s].path().to_path_buf(), row: r, message }
+                    };
+                    match (&self.cfg.transform, direct) {
+                        (Some(t), true) => t.crop_float_from(src, w, spec, crop, alpha, &mut buf.floats()[at]),
+                        (None, true) => crop_into_from(src, w, spec, crop, &mut buf.pixels()[at]),
+                        (Some(t), false) => {
+                            resized_crop_into(resizer, src, h, w, b, crop, flip, resized).map_err(fail)?;
+                            let plain = CropSpec { y: 0, x: 0, flip: false };
+                            t.crop_float_from(resized, crop, plain, crop, alpha, &mut buf.floats()[at]);
+                        }
+                        (None, false) => {
+                            resized_crop_into(resizer, src, h, w, b, crop, flip, &mut buf.pixels()[at])
+                                .map_err(fail)?
+                        }
+                    }
+                    buf.labels.push(label);
+                    buf.alphas.push(alpha);
+                    buf.specs.push(spec);
+                    buf.rows.push(row);
+                    slot += 1;
+                }
+                continue;
+            }
             let one: [CropSpec; 1];
             let (specs, alpha): (&[CropSpec], [f32; 3]) = match self.cfg.crops {
                 Crops::Train => {
@@ -114,7 +154,7 @@ impl WorkerCtx {
                     one = [center_crop(crop)];
                     (&one, [0.0; 3])
                 }
-                Crops::Ten => (&ten, [0.0; 3]),
+                Crops::Ten | Crops::TenWhole => (&ten, [0.0; 3]),
             };
             for &spec in specs {
                 let at = slot * per_crop..(slot + 1) * per_crop;
@@ -135,9 +175,38 @@ impl WorkerCtx {
         Ok(())
     }
 
-    /// The 256x256x3 pixels of split row `row` (a slice of the map, or decoded into
-    /// `decoded`) and its label.
-    fn image<'a>(&'a self, row: usize, decoded: &'a mut [u8]) -> Result<(&'a [u8], i64), RowError> {
+    /// The boxes (with their flips) of a whole image's crops for this pass, how many, and
+    /// the colour noise coefficients.
+    fn whole_boxes(&self, epoch: u64, position: usize, h: usize, w: usize) -> ([(CropBox, bool); 10], usize, [f32; 3]) {
+        let crop = self.cfg.crop;
+        let mut out = [(CropBox { top: 0, left: 0, height: crop, width: crop }, false); 10];
+        match self.cfg.crops {
+            Crops::Train => {
+                let rrc = self.cfg.resized_crop.unwrap_or_default();
+                let c = &self.cfg;
+                let (b, flip, alpha) = resized_crop_draw(c.seed, epoch, c.rank, position, h, w, &rrc, c.flip);
+                out[0] = (b, flip);
+                (out, 1, if c.pca_noise { alpha } else { [0.0; 3] })
+            }
+            Crops::Center => {
+                out[0] = (center_box(h, w, crop, self.cfg.eval_resize), false);
+                (out, 1, [0.0; 3])
+            }
+            Crops::Ten | Crops::TenWhole => {
+                let corners = self.cfg.crops == Crops::TenWhole;
+                (ten_boxes(h, w, crop, self.cfg.eval_resize, corners), 10, [0.0; 3])
+            }
+        }
+    }
+
+    /// The pixels of split row `row` (a slice of the map, or decoded into `decoded`),
+    /// its label, and for a whole image its (height, width) (centre squares: 256x256,
+    /// `None`).
+    fn image<'a>(
+        &'a self,
+        row: usize,
+        decoded: &'a mut Vec<u8>,
+    ) -> Result<(&'a [u8], i64, Option<(usize, usize)>), RowError> {
         let Some((s, r)) = self.split.locate(row) else {
             return Err(Other(DataError::Config(format!(
                 "row {row} is outside the split ({} rows)",
@@ -156,12 +225,16 @@ impl WorkerCtx {
         }
         let bytes = shard.image_unchecked(r);
         let label = shard.labels()[r] as i64;
+        let (h, w) = shard.size(r);
+        let size = shard.is_whole().then_some((h, w));
         if shard.encoding() != Encoding::Jpeg {
-            return Ok((bytes, label));
+            return Ok((bytes, label, size));
         }
-        decode_jpeg(bytes, decoded)
+        // Grows once to the largest image; never shrinks its allocation.
+        decoded.resize(h * w * 3, 0);
+        decode_jpeg(bytes, h, w, decoded)
             .map_err(|message| Other(DataError::Image { shard: shard.path().to_path_buf(), row: r, message }))?;
-        Ok((decoded, label))
+        Ok((decoded, label, size))
     }
 }
 
@@ -173,8 +246,15 @@ enum RowError {
 }
 use RowError::{Damaged, Other};
 
-/// Decodes a 256x256 RGB JPEG of a shard into `out` (196608 bytes).
-fn decode_jpeg(bytes: &[u8], out: &mut [u8]) -> Result<(), String> {
+/// A worker's reusable buffers.
+struct Scratch {
+    decoded: Vec<u8>,
+    resizer: Resizer,
+    crop: Vec<u8>,
+}
+
+/// Decodes an `h` x `w` RGB JPEG of a shard into `out` (`h * w * 3` bytes).
+fn decode_jpeg(bytes: &[u8], h: usize, w: usize, out: &mut [u8]) -> Result<(), String> {
     use zune_core::bytestream::ZCursor;
     use zune_core::colorspace::ColorSpace;
     use zune_core::options::DecoderOptions;
@@ -182,8 +262,9 @@ fn decode_jpeg(bytes: &[u8], out: &mut [u8]) -> Result<(), String> {
     let mut d = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
     d.decode_headers().map_err(|e| format!("bad JPEG in shard: {e:?}"))?;
     match d.dimensions() {
-        Some((w, h)) if w == IMAGE_SIDE && h == IMAGE_SIDE => {}
-        other => return Err(format!("JPEG in shard is {other:?}, expected 256x256")),
+        Some((dw, dh)) if dw == w && dh == h => {}
+        Some((dw, dh)) => return Err(format!("JPEG in shard is {dw}x{dh}, the row says {w}x{h}")),
+        None => return Err("JPEG in shard has no size".into()),
     }
     d.decode_into(out).map_err(|e| format!("bad JPEG in shard: {e:?}"))
 }

@@ -453,6 +453,7 @@ fn pipelines(
         c.shuffle = cfg.data.shuffle;
         c.flip = cfg.data.flip;
         c.pca_noise = cfg.data.pca_noise;
+        c.resized_crop = cfg.data.resized_crop();
         c.on_damaged = cfg.data.on_damaged;
         c.rows = rows;
         c
