@@ -54,6 +54,23 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     else
         echo "test.sh: tensorboard could not be installed: the TensorBoard read-back is SKIPPED" >&2
     fi
+    # Whole images (format 3): the stored images against torchvision's Resize(256), raw
+    # and JPEG shards; then a checkpoint trained with RandomResizedCrop, scored by `eval
+    # score` (its default crop: the centre) against torchvision's Resize + CenterCrop
+    # pipeline on the source files (S = 113 so that 99 / 113 is torchvision's 224 / 256).
+    "$bin" build --input "$work/images" --output "$work/whole-raw" --keep whole --shard-rows 64 --quiet >/dev/null
+    "$bin" build --input "$work/images" --output "$work/whole-jpeg" --keep whole --encoding jpeg --quality 95 \
+        --shard-rows 64 --quiet >/dev/null
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/whole-raw" "$work/images"
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/whole-jpeg" "$work/images"
+    "$bin" build --input "$work/agree-images" --output "$work/agree-whole" --keep whole --shorter-side 113 \
+        --shard-rows 64 --quiet >/dev/null
+    target/debug/train run --config configs/smoke-tiny.toml --set model.crop=99 --set optim.batch_size=16 \
+        --set data.train_crop=random-resized-crop --set data.normalization=mean-rgb --set data.pca_noise=false \
+        --set run.seed=1 --set run.keep_last=1 --set run.log_every_steps=100 \
+        --data "$work/agree-whole" --run-dir "$work/whole-run" --threads 2 >/dev/null 2>&1
+    "$ALEXNET_PYTHON" eval/tests/check_whole_agreement.py target/debug/eval "$work/agree-whole" \
+        "$work/whole-run/checkpoints/epoch-003.safetensors" "$work/agree-images" "$work/agree-out"
 else
     echo "test.sh: numpy/pillow/pyarrow/torchvision missing: Python cross-checks skipped" >&2
     exit 1

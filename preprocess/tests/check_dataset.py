@@ -2,8 +2,10 @@
 """Cross-checks a dataset built by `preprocess build` against the Python tools users
 have: pyarrow reads every shard with the format's schema and physical layout; every
 image equals the torchvision recipe on the source file (Pillow decode, exif_transpose,
-convert("RGB"), Resize(256) + CenterCrop(256)) up to decoder rounding; the manifest's
-statistics, PCA and mean image equal a direct numpy computation over the train pixels.
+convert("RGB"), Resize(256) + CenterCrop(256); for a whole-image dataset, format 3,
+Resize(S) alone, at each row's own height and width) up to decoder rounding; the
+manifest's statistics, PCA and mean image (centre squares only) equal a direct numpy
+computation over the train pixels.
 
 usage: check_dataset.py DATASET_DIR SOURCE_DIR
 """
@@ -19,6 +21,7 @@ SIDE = 256
 ds, src = sys.argv[1], sys.argv[2]
 m = json.load(open(os.path.join(ds, "dataset.json")))
 raw = m["encoding"] == "raw"
+whole = m.get("layout", {"kind": "center-square"})["kind"] == "whole"
 failures = []
 
 
@@ -27,7 +30,12 @@ def fail(msg):
     print("FAIL", msg)
 
 
-ref_tf = T.Compose([T.Resize(SIDE), T.CenterCrop(SIDE)])
+if whole:
+    assert m["format_version"] == 3 and "mean_image" not in m, m
+    assert m["layout"]["resize"] == "shorter-side", "this check covers Resize(S) builds"
+    ref_tf = T.Resize(m["image_size"])
+else:
+    ref_tf = T.Compose([T.Resize(SIDE), T.CenterCrop(SIDE)])
 
 
 def reference(path):
@@ -37,12 +45,14 @@ def reference(path):
 
 
 fields = [
-    pa.field("image", pa.binary(SIDE * SIDE * 3) if raw else pa.binary(), nullable=False),
+    pa.field("image", pa.binary(SIDE * SIDE * 3) if raw and not whole else pa.binary(), nullable=False),
     pa.field("label", pa.int16(), nullable=False),
     pa.field("key", pa.string(), nullable=False),
 ]
 if m["format_version"] >= 2:
     fields.append(pa.field("crc32c", pa.uint32(), nullable=False))
+if whole:
+    fields += [pa.field("height", pa.uint16(), nullable=False), pa.field("width", pa.uint16(), nullable=False)]
 want_schema = pa.schema(fields)
 
 # CRC-32C (Castagnoli, reflected 0x82F63B78), table-driven: the per-row check of
@@ -80,6 +90,8 @@ for split, entry in m["splits"].items():
             # Pure Python is slow over raw pixels: check the first row of every shard.
             r0 = t.slice(0, 1).to_pylist()[0]
             data = r0["image"] + int(r0["label"]).to_bytes(2, "little", signed=True) + r0["key"].encode()
+            if whole:  # format 3: then the height and width, uint16 little-endian
+                data += int(r0["height"]).to_bytes(2, "little") + int(r0["width"]).to_bytes(2, "little")
             if crc32c(data) != r0["crc32c"]:
                 fail(f"{sh['file']} row 0: crc32c {r0['crc32c']:08x} != {crc32c(data):08x}")
         for i in range(f.metadata.num_row_groups):
@@ -95,20 +107,28 @@ for split, entry in m["splits"].items():
         labels = t.column("label").to_pylist()
         if split == "train" and len(set(labels)) < 2 and t.num_rows >= 32:
             fail(f"{sh['file']}: train shard is not class-mixed: {set(labels)}")
-        for img, label, key in zip(t.column("image").to_pylist(), labels, t.column("key").to_pylist()):
-            a = np.frombuffer(img, np.uint8).reshape(SIDE, SIDE, 3) if raw else \
+        sizes = zip(t.column("height").to_pylist(), t.column("width").to_pylist()) if whole else \
+            [(SIDE, SIDE)] * t.num_rows
+        for img, label, key, (h, w) in zip(t.column("image").to_pylist(), labels, t.column("key").to_pylist(), sizes):
+            a = np.frombuffer(img, np.uint8).reshape(h, w, 3) if raw else \
                 np.asarray(Image.open(io.BytesIO(img)).convert("RGB"))
+            if a.shape != (h, w, 3):
+                fail(f"{key}: image is {a.shape}, the row says {h}x{w}")
+                continue
             if split == "train":
                 train_pixels.append(a)
                 if m["classes"][label]["wnid"] != key.split("/")[0]:
                     fail(f"{key}: label {label} is not its folder's class")
             r = reference(os.path.join(split_dir, key)).astype(np.int16)
+            if r.shape != a.shape:
+                fail(f"{key}: stored {a.shape}, torchvision's Resize gives {r.shape}")
+                continue
             d = np.abs(a.astype(np.int16) - r)
             diffs[key] = (d.mean(), np.percentile(d, 99), d.max())
             # Decoders differ by IDCT rounding (and JPEG shards add their own loss).
             lim_mean, lim_p99 = (0.5, 2) if raw else (3.5, 16)
             if d.mean() > lim_mean or np.percentile(d, 99) > lim_p99:
-                fail(f"{key}: differs from torchvision's Resize(256)+CenterCrop(256): "
+                fail(f"{key}: differs from torchvision's {ref_tf}: "
                      f"mean abs {d.mean():.2f}, p99 {np.percentile(d, 99)}, max {d.max()}")
     if rows != entry["rows"]:
         fail(f"{split}: {rows} rows, manifest {entry['rows']}")
@@ -116,8 +136,7 @@ for split, entry in m["splits"].items():
 # Statistics against numpy, on the raw build only (JPEG shards hold lossy pixels;
 # the manifest's statistics are of the pixels before encoding).
 if raw:
-    x = np.stack(train_pixels)
-    px = x.reshape(-1, 3).astype(np.float64)
+    px = np.concatenate([p.reshape(-1, 3) for p in train_pixels]).astype(np.float64)
     mean = px.mean(0)
     cov = np.cov(px.T, bias=True)
     w, v = np.linalg.eigh(cov)
@@ -133,11 +152,13 @@ if raw:
         ours = np.array(st["pca"]["eigenvectors"][i])
         if abs(abs(ours @ v[:, k]) - 1) > 1e-9:
             fail(f"eigenvector {i} {ours} != numpy {v[:, k]} (up to sign)")
-    mean_img = np.load(os.path.join(ds, m["mean_image"]))
-    if mean_img.shape != (SIDE, SIDE, 3) or mean_img.dtype != np.float32:
-        fail(f"mean image {mean_img.shape} {mean_img.dtype}")
-    if not np.allclose(mean_img, x.astype(np.float64).mean(0), atol=1e-4):
-        fail("mean image != numpy mean of the train images")
+    if not whole:
+        x = np.stack(train_pixels)
+        mean_img = np.load(os.path.join(ds, m["mean_image"]))
+        if mean_img.shape != (SIDE, SIDE, 3) or mean_img.dtype != np.float32:
+            fail(f"mean image {mean_img.shape} {mean_img.dtype}")
+        if not np.allclose(mean_img, x.astype(np.float64).mean(0), atol=1e-4):
+            fail("mean image != numpy mean of the train images")
 
 rej = open(os.path.join(ds, "rejects.tsv")).read().splitlines()[1:]
 if len(rej) != m["rejected"] or not any("truncated" in r for r in rej):
