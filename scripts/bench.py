@@ -9,6 +9,7 @@ which build the binaries first; usable alone:
 
   bench.py step [--device cpu] [--batch 128] [--steps 5] [--threads N] [--models paper,owt]
   bench.py loader DATASET [--workers N] [--batches 30]
+  bench.py whole-loader FOLDER WHOLE_DATASET [--workers N] [--batches 20]
   bench.py eval DATASET --checkpoint paper=FILE --checkpoint owt=FILE [--threads N] [--images 192] [--batch 16]
   bench.py ddp DATASET [--batch 16] [--steps 8] [--rounds 2] [--device cpu]
 
@@ -86,6 +87,7 @@ def ours(cmd):
 # The anchors' summary lines (../shared/anchors, read-only):
 #   torch_alexnet_step.py: "... threads=N: 123.4 ms/step, 56.7 images/s"
 #   torch_loader.py:       "N images in 1.23 s: 456.7 images/s with W worker(s)"
+#   torchvision_folder_loader.py: "N images in C classes, W workers, batch B: ... = 456.7 images/s"
 #   torch_eval_tencrop.py: "N images, ...: top-1 0.1 top-5 0.2; 34.5 images/s (...)"
 ANCHOR_FIGURES = {
     "ms_per_step": r"([0-9.]+) ms/step",
@@ -134,6 +136,27 @@ def loader(a):
             f"(loader alone {r.get('loader_only_images_per_s', 0):.0f}); torch_loader.py {an:.0f} images/s: "
             f"ratio {r['images_per_s'] / an:.2f}")
     return res
+
+
+def whole_loader(a):
+    """torchvision's ImageFolder + RandomResizedCrop(224) pipeline on the source JPEGs
+    against the loader on a whole-image dataset built from them, same workers, batch
+    128, alternating (`--rounds`), median of each."""
+    folder = os.path.join(a.folder, "train")
+    an, rs = [], []
+    for _ in range(a.rounds):
+        an.append(anchor_figure(anchor("torchvision_folder_loader.py", folder, "--workers", a.workers, "--batches",
+                                       a.batches, "--skip-bad"), "images_per_s"))
+        rs.append(ours([os.path.join(BIN, "examples", "loader_bench"), a.dataset, "--workers", str(a.workers),
+                        "--batches", str(a.batches), "--crop", "224", "--json"]))
+    am = statistics.median(an)
+    r = sorted(rs, key=lambda x: x["images_per_s"])[len(rs) // 2]
+    say(f"whole-image loader {a.workers} worker(s), RandomResizedCrop(224), {r['layout']} ({r['encoding']}): "
+        f"{r['images_per_s']:.0f} images/s (loader alone {r['loader_only_images_per_s']:.0f}); "
+        f"torchvision_folder_loader.py {am:.0f} images/s: ratio {r['images_per_s'] / am:.2f} "
+        f"(per core: {r['images_per_s'] / a.workers:.0f} vs {am / a.workers:.0f} images/s; "
+        f"cores for 25,000 images/s: {25000 / (r['images_per_s'] / a.workers):.0f} vs {25000 / (am / a.workers):.0f})")
+    return {"anchor_images_per_s": an, "rust": rs, "ratio": r["images_per_s"] / am}
 
 
 def evaluate(a):
@@ -334,6 +357,11 @@ def main():
     s = sub.add_parser("loader")
     s.add_argument("dataset"); s.add_argument("--workers", type=int, default=os.cpu_count())
     s.add_argument("--batches", type=int, default=30)
+    s = sub.add_parser("whole-loader")
+    s.add_argument("folder", help="the source images: FOLDER/train/<wnid>/*.JPEG")
+    s.add_argument("dataset", help="a whole-image dataset built from FOLDER (preprocess build --keep whole)")
+    s.add_argument("--workers", type=int, default=os.cpu_count()); s.add_argument("--batches", type=int, default=20)
+    s.add_argument("--rounds", type=int, default=2)
     s = sub.add_parser("eval")
     s.add_argument("dataset"); s.add_argument("--checkpoint", action="append", required=True, help="NAME=FILE")
     s.add_argument("--threads", type=int, default=os.cpu_count()); s.add_argument("--images", type=int, default=192)
@@ -352,7 +380,7 @@ def main():
     s.add_argument("--workers", type=int, help="loader workers (default: cores - 2, at least 2)")
     a = ap.parse_args()
     try:
-        res = {"step": step, "loader": loader, "eval": evaluate, "ddp": ddp, "gpu": gpu}[a.what](a)
+        res = {"step": step, "loader": loader, "whole-loader": whole_loader, "eval": evaluate, "ddp": ddp, "gpu": gpu}[a.what](a)
     except BenchError as e:
         sys.exit(f"bench: {e}")
     if a.json:

@@ -1,7 +1,11 @@
 //! Input pipeline throughput, the same finished work as `../shared/anchors/torch_loader.py`:
 //! train rows -> random crop, random flip, PCA colour noise, mean-RGB subtraction ->
 //! a float [batch, 3, crop, crop] batch on the training device (here the CPU), through
-//! the pipeline the trainer uses (`trainer::data::Pipeline`).
+//! the pipeline the trainer uses (`trainer::data::Pipeline`). On a whole-image dataset
+//! (`preprocess build --keep whole`) the work is that of
+//! `../shared/anchors/torchvision_folder_loader.py` instead: torchvision's
+//! RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3, antialiased bilinear) to `--crop`
+//! (224), flip, torchvision's normalization, no colour noise.
 //!
 //! usage: cargo run --release -p trainer --example loader_bench -- DATASET_DIR
 //!            [--workers N] [--batch 128] [--batches 40] [--crop 227] [--intra-op-threads T]
@@ -67,6 +71,8 @@ struct Report {
     batch: usize,
     crop: usize,
     encoding: String,
+    /// `center-square 256x256` (random crops) or `whole images, ...` (RandomResizedCrop).
+    layout: String,
     float_in: FloatIn,
     /// Whether each row's bytes were checked as read (the default).
     row_checks: bool,
@@ -106,8 +112,14 @@ fn main() -> anyhow::Result<()> {
     tch::set_num_threads(a.intra_op_threads.unwrap_or(a.workers as i32));
     let ds = Dataset::open(&a.dataset)?;
     let split = Arc::new(ds.split(Split::Train)?);
-    let transform = PixelTransform::new(ds.manifest(), None, Normalization::MeanRgb)?;
+    let whole = ds.manifest().layout.is_whole();
+    let norm = if whole { Normalization::Torchvision } else { Normalization::MeanRgb };
+    let transform = PixelTransform::new(ds.manifest(), None, norm)?;
     let mut cfg = LoaderConfig::new(a.batch, a.crop, Crops::Train);
+    if whole {
+        cfg.resized_crop = Some(Default::default());
+        cfg.pca_noise = false;
+    }
     cfg.workers = a.workers;
     cfg.check_rows = !a.no_row_checks;
     let float_in = a.float_in.unwrap_or(FloatIn::for_device(Device::Cpu));
@@ -138,6 +150,7 @@ fn main() -> anyhow::Result<()> {
         batch: a.batch,
         crop: a.crop,
         encoding: ds.manifest().encoding.name().to_string(),
+        layout: ds.manifest().describe_layout(),
         float_in,
         row_checks: !a.no_row_checks,
     };
@@ -155,8 +168,9 @@ fn print_text(r: &Report, reps: usize) {
         FloatIn::Device => ("uint8 crops", "float conversion as tensor ops"),
     };
     println!(
-        "{} shards, {} workers, batch {}, crop {}, {what}, row checks {}:",
+        "{} shards of {}, {} workers, batch {}, crop {}, {what}, row checks {}:",
         r.encoding,
+        r.layout,
         r.workers,
         r.batch,
         r.crop,
