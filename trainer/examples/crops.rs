@@ -41,8 +41,10 @@ fn format1(src: &Path, dst: &Path) -> anyhow::Result<()> {
     for split in m.splits.values_mut() {
         for s in &mut split.shards {
             let r = ShardReader::open(&src.join(&s.file), m.encoding)?;
-            let images: Vec<Vec<u8>> = (0..r.len()).map(|i| r.image(i).map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
-            let keys: Vec<String> = (0..r.len()).map(|i| r.get(i).map(|g| g.key.to_string())).collect::<Result<_, _>>()?;
+            let images: Vec<Vec<u8>> =
+                (0..r.len()).map(|i| r.image(i).map(<[u8]>::to_vec)).collect::<Result<_, _>>()?;
+            let keys: Vec<String> =
+                (0..r.len()).map(|i| r.get(i).map(|g| g.key.to_string())).collect::<Result<_, _>>()?;
             let flat: Vec<u8> = images.concat();
             let pixels = match m.encoding {
                 Encoding::Raw => ShardImages::Raw(&flat),

@@ -47,7 +47,9 @@ impl InitRecord {
     pub fn read(run_dir: &Path) -> Result<Option<Self>> {
         let path = run_dir.join(INIT_FILE);
         match std::fs::read(&path) {
-            Ok(bytes) => Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?)),
+            Ok(bytes) => {
+                Ok(Some(serde_json::from_slice(&bytes).with_context(|| format!("reading {}", path.display()))?))
+            }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
             Err(e) => Err(e).with_context(|| format!("reading {}", path.display())),
         }
@@ -74,7 +76,8 @@ pub fn init_weights(learner: &mut Learner, path: &Path, wnids: &[String]) -> Res
     let ckpt = Checkpoint::open(path).with_context(|| format!("--init {shown}"))?;
     let file_shapes = ckpt.shapes();
     let vars = learner.vs.variables();
-    let mut missing: Vec<&str> = learner.names.iter().map(String::as_str).filter(|n| !file_shapes.contains_key(*n)).collect();
+    let mut missing: Vec<&str> =
+        learner.names.iter().map(String::as_str).filter(|n| !file_shapes.contains_key(*n)).collect();
     missing.sort();
     let mut extra: Vec<&str> = file_shapes.keys().map(String::as_str).filter(|n| !vars.contains_key(*n)).collect();
     extra.sort();
@@ -86,7 +89,8 @@ pub fn init_weights(learner: &mut Learner, path: &Path, wnids: &[String]) -> Res
         );
     }
     let mut reinitialized = Vec::new();
-    for name in &learner.names {
+    // In forward order, so that a mismatch names the first layer that differs.
+    for name in crate::dist::forward_order(&learner.names).into_iter().map(|i| &learner.names[i]) {
         let want = vars[name].size();
         let have: Vec<i64> = file_shapes[name].iter().map(|&d| d as i64).collect();
         if have == want {
