@@ -22,30 +22,17 @@ import time
 import torch
 
 from .data import ShardDataset
-from .models import OwtAlexNet, PaperAlexNet, from_metadata
+from .models import load_checkpoint
 from .transforms import Preprocess
 
 
 def model_of(path, crop=0):
-    """(module in eval mode, metadata dict of strings) of a safetensors model file."""
-    from safetensors import safe_open
-    from safetensors.torch import load_file
-    sd = load_file(path)
-    with safe_open(path, "pt") as f:
-        meta = dict(f.metadata() or {})
-    n_cls = sd["classifier.6.weight"].shape[0]
-    if meta.get("format"):
-        model = from_metadata(meta)
-    elif "features.12.weight" in sd:
-        meta.update(model="paper", crop=str(crop or 227), normalization="mean-image")
-        model = PaperAlexNet(n_cls, crop=crop or 227)
-    else:
-        meta.update(model="owt", crop=str(crop or 224), normalization="torchvision")
-        model = OwtAlexNet(n_cls)
-    model.load_state_dict(sd, strict=True)
+    """(module in eval mode, metadata dict) of a safetensors model file (`load_checkpoint`;
+    `crop` overrides the crop side of a file without metadata)."""
+    model, meta = load_checkpoint(path, crop=crop or None)
     if crop:
         meta["crop"] = str(crop)
-    return model.eval(), meta
+    return model, meta
 
 
 def score(ckpt, data, crops="ten", split="val", crop=0, normalize=None, batch=64, limit=0, device="cpu"):
