@@ -5,15 +5,16 @@ of the map (raw shards: the HWC pixels, no copy; JPEG shards: the encoded bytes)
 
 Dataset format versions (shared/src/manifest.rs, DESIGN.md "Format versions"):
 
-- 1: columns image, label, key;
+- 1: columns image, label, key (256x256 centre squares);
 - 2: and `crc32c`, a per-row check (read here, not verified: `preprocess verify` does,
   and the Rust loader at every read);
+- 3: whole images (the manifest's `layout` is `{"kind": "whole", ...}`): and `height`,
+  `width` (uint16) per row; the raw image column is then variable-length binary
+  (`height * width * 3` HWC bytes), found by the same page walk as JPEG values; no mean
+  image. A centre-square dataset is still written as format 2;
 - a newer version is refused by name, as the Rust reader does.
 
-Per-row sizes: every row has a (height, width); versions 1 and 2 hold 256x256 images
-only, so the sizes are constant there. A version with whole images drops its per-row
-`height`/`width` columns into `Shard.sizes` (see `_sizes`), and the raw image column is
-then variable-length binary, which the page walk already handles for JPEG shards.
+Every row has a (height, width) (`Shard.sizes`): 256x256 for centre squares.
 
     from alexnet_bridge.shards import open_dataset
     manifest, shards = open_dataset("data/imagenet", "val")
@@ -29,8 +30,9 @@ import pyarrow.parquet as pq
 SIDE = 256
 IMAGE_BYTES = SIDE * SIDE * 3
 #: The format versions this module reads (as shared/src/manifest.rs).
-READS_VERSIONS = (1, 2)
-_COLUMNS = {("image", "label", "key"): 1, ("image", "label", "key", "crc32c"): 2}
+READS_VERSIONS = (1, 2, 3)
+_COLUMNS = {("image", "label", "key"): 1, ("image", "label", "key", "crc32c"): 2,
+            ("image", "label", "key", "crc32c", "height", "width"): 3}
 
 
 class ShardError(ValueError):
@@ -50,7 +52,15 @@ def load_manifest(root):
                          f"{': it was built by a newer program' if newer else ''}")
     if m.get("encoding", "raw") not in ("raw", "jpeg"):
         raise ShardError(f"{path}: encoding {m.get('encoding')!r}, expected raw or jpeg")
+    kind = m.setdefault("layout", {"kind": "center-square"}).get("kind")
+    if kind not in ("center-square", "whole") or (kind == "whole" and v < 3):
+        raise ShardError(f"{path}: layout {m['layout']!r} in a format {v} manifest")
     return m
+
+
+def is_whole(manifest):
+    """Whether the dataset holds whole images (format 3) rather than 256x256 squares."""
+    return manifest.get("layout", {}).get("kind") == "whole"
 
 
 def open_dataset(root, split):
@@ -58,7 +68,7 @@ def open_dataset(root, split):
     m = load_manifest(root)
     if split not in m["splits"]:
         raise ShardError(f"{root}: no {split!r} split (has {sorted(m['splits'])})")
-    shards = [Shard(os.path.join(root, s["file"]), m["encoding"]) for s in m["splits"][split]["shards"]]
+    shards = [Shard(os.path.join(root, s["file"]), m["encoding"], is_whole(m)) for s in m["splits"][split]["shards"]]
     for s, entry in zip(shards, m["splits"][split]["shards"]):
         if len(s) != entry["rows"]:
             raise ShardError(f"{s.path}: {len(s)} rows, the manifest says {entry['rows']}")
@@ -151,21 +161,22 @@ class Shard:
     The file must not change while it is mapped (the format's contract: shards are never
     modified after they are written)."""
 
-    def __init__(self, path, encoding):
-        self.path, self.encoding = path, encoding
+    def __init__(self, path, encoding, whole=False):
+        self.path, self.encoding, self.whole = path, encoding, whole
         self._map = pa.memory_map(path, "r")
-        whole = self._map.read_buffer(self._map.size())                 # the map itself: no copy
-        self._bytes, self._view = np.frombuffer(whole, np.uint8), memoryview(whole)
+        mapped = self._map.read_buffer(self._map.size())                # the map itself: no copy
+        self._bytes, self._view = np.frombuffer(mapped, np.uint8), memoryview(mapped)
         self._map.seek(0)
         pf = pq.ParquetFile(self._map)
         names = tuple(pf.schema_arrow.names)
-        if names not in _COLUMNS:
-            raise ShardError(f"{path}: columns are {list(names)}, expected image, label, key (format 1) "
-                             "and crc32c (format 2)")
+        if names not in _COLUMNS or (_COLUMNS[names] == 3) != whole:
+            raise ShardError(f"{path}: columns are {list(names)}, expected image, label, key (format 1), "
+                             "and crc32c (format 2), and height, width (format 3, whole images)")
         self.version = _COLUMNS[names]
         col = pf.schema.column(0)
-        want = "FIXED_LEN_BYTE_ARRAY" if encoding == "raw" else "BYTE_ARRAY"
-        if col.physical_type != want or (encoding == "raw" and col.length != IMAGE_BYTES) or col.max_definition_level:
+        self._fixed = encoding == "raw" and not whole
+        want = "FIXED_LEN_BYTE_ARRAY" if self._fixed else "BYTE_ARRAY"
+        if col.physical_type != want or (self._fixed and col.length != IMAGE_BYTES) or col.max_definition_level:
             raise ShardError(f"{path}: image column is {col.physical_type} (length {col.length}); a {encoding} "
                              f"dataset needs a required {want}")
         self.offsets, self.lengths = self._index(pf)
@@ -177,10 +188,20 @@ class Shard:
         if not (len(self.labels) == len(self.keys) == len(self.offsets) == pf.metadata.num_rows):
             raise ShardError(f"{path}: {len(self.offsets)} images, {len(self.labels)} labels for "
                              f"{pf.metadata.num_rows} rows")
+        if encoding == "raw" and not np.array_equal(self.lengths, self.sizes.prod(1) * 3):
+            row = int(np.flatnonzero(self.lengths != self.sizes.prod(1) * 3)[0])
+            raise ShardError(f"{path}: row {row}: {self.lengths[row]} bytes of raw pixels for a "
+                             f"{self.sizes[row][0]}x{self.sizes[row][1]} image")
 
     def _sizes(self, small):
-        """[rows, 2] (height, width) of every row: 256x256 in formats 1 and 2."""
-        return np.full((small.num_rows, 2), SIDE, np.int64)
+        """[rows, 2] (height, width) of every row: 256x256 for centre squares, the
+        `height` and `width` columns for whole images (format 3)."""
+        if not self.whole:
+            return np.full((small.num_rows, 2), SIDE, np.int64)
+        hw = np.stack([small.column("height").to_numpy(), small.column("width").to_numpy()], 1).astype(np.int64)
+        if len(hw) and hw.min() < 1:
+            raise ShardError(f"{self.path}: a row of size {hw.min(0).tolist()}")
+        return hw
 
     def _index(self, pf):
         """(offset, length) in the file of every row's image bytes, from the page headers."""
@@ -210,7 +231,7 @@ class Shard:
                     raise ShardError(f"{self.path}: row group {rg}: image column is encoded {enc}, expected PLAIN")
                 if start + size > len(buf):
                     raise ShardError(f"{self.path}: a page lies outside the file")
-                if self.encoding == "raw":
+                if self._fixed:
                     if size != n * IMAGE_BYTES:
                         raise ShardError(f"{self.path}: row group {rg}: a page of {n} images holds {size} bytes")
                     offsets.extend(range(start, start + n * IMAGE_BYTES, IMAGE_BYTES))
@@ -237,8 +258,8 @@ class Shard:
         return self._bytes[o:o + self.lengths[row]]
 
     def image(self, row):
-        """uint8 [height, width, 3] HWC RGB of `row`: a read-only view of the map (raw),
-        or decoded with Pillow (JPEG)."""
+        """uint8 [height, width, 3] HWC RGB of `row` (256x256, or `sizes[row]` for whole
+        images): a read-only view of the map (raw), or decoded with Pillow (JPEG)."""
         h, w = self.sizes[row]
         if self.encoding == "raw":
             return self.raw(row).reshape(h, w, 3)

@@ -102,8 +102,10 @@ class Preprocess:
 
     @classmethod
     def from_dataset(cls, root, side, normalization, crops="center"):
-        from .shards import load_manifest
+        from .shards import is_whole, load_manifest
         m = load_manifest(root)
+        if normalization == "mean-image" and is_whole(m):
+            raise ValueError(f"{root}: whole images have no mean image: use mean-rgb or torchvision")
         mi = mean_image(root, m) if normalization == "mean-image" else None
         return cls(side, normalization, crops, m["stats"]["mean_rgb"], mi)
 

@@ -15,9 +15,13 @@ procedural images:
    independent definition the scoring reference relies on);
 4. every format version the Rust reader reads: DATASET is format 2; DATASET_V1 is the
    same dataset rewritten as format 1 by the Rust writer (`crops format1`); both read,
-   with the same pixels; a newer version is refused by name.
+   with the same pixels; WHOLE_RAW and WHOLE_JPEG are format 3 (whole images, per-row
+   sizes): the reader's bytes equal pyarrow's, each row's size its height/width
+   columns, raw pixels and decoded JPEGs of that size, the Dataset's centre and ten
+   crops of them torchvision's (the Rust loader does not crop whole images yet); a newer
+   version is refused by name.
 
-usage: check_bridge_data.py CROPS_BIN DATASET_RAW DATASET_JPEG WORK_DIR
+usage: check_bridge_data.py CROPS_BIN DATASET_RAW DATASET_JPEG WHOLE_RAW WHOLE_JPEG WORK_DIR
 Prints each check; exits 1 on any failure.
 """
 import json, os, shutil, subprocess, sys
@@ -34,7 +38,7 @@ from alexnet_bridge.shards import ShardError, load_manifest, open_dataset  # noq
 from alexnet_bridge.transforms import crops, to_float_chw  # noqa: E402
 
 JPEG_MAX, JPEG_MEAN = 4, 0.05
-crops_bin, raw, jpeg, work = sys.argv[1:5]
+crops_bin, raw, jpeg, whole_raw, whole_jpeg, work = sys.argv[1:7]
 torch.set_num_threads(2)
 fails = 0
 
@@ -47,6 +51,7 @@ def check(what, ok, detail=""):
 
 def reader_vs_pyarrow(root):
     m, rows, same, views = load_manifest(root), 0, True, True
+    sizes = set()
     for split in ("train", "val"):
         _, shards = open_dataset(root, split)
         for sh in shards:
@@ -54,11 +59,18 @@ def reader_vs_pyarrow(root):
             imgs = t.column("image").to_pylist()
             same &= [sh.raw(i).tobytes() for i in range(len(sh))] == imgs
             same &= sh.labels.tolist() == t.column("label").to_pylist() and sh.keys == t.column("key").to_pylist()
+            if "height" in t.column_names:
+                same &= sh.sizes.tolist() == [list(p) for p in zip(t.column("height").to_pylist(),
+                                                                    t.column("width").to_pylist())]
+            same &= all(sh.image(i).shape == (*sh.sizes[i], 3) for i in range(len(sh)))
+            sizes |= {tuple(s) for s in sh.sizes.tolist()}
             if m["encoding"] == "raw":
                 views &= all(not sh.image(i).flags.owndata and not sh.image(i).flags.writeable for i in range(len(sh)))
             rows += len(sh)
     check(f"{os.path.basename(root)} (format {m['format_version']}, {m['encoding']}): reader vs pyarrow",
-          same and views, f"{rows} rows, bytes/labels/keys equal" + (", images are views of the map" if m["encoding"] == "raw" else ""))
+          same and views, f"{rows} rows, bytes/labels/keys equal" + (", images are views of the map" if m["encoding"]
+                                                                       == "raw" else "") + f"; {len(sizes)} image sizes")
+    return sizes
 
 
 def rust_crops(root, split, side, mode, norm):
@@ -93,14 +105,17 @@ def crops_vs_rust(root, split, side, mode, norm):
     return mine
 
 
-def crops_vs_torchvision(root):
+def crops_vs_torchvision(root, sides, rows=(0,)):
     ds = ShardDataset(root, "val")
-    x = to_float_chw(ds[0][0])
-    ok = True
-    for side in (227, 224, 99, 67):
-        ok &= torch.equal(crops(x, side, "center")[0], TF.center_crop(x, [side, side]))
-        ok &= torch.equal(crops(x, side, "ten"), torch.stack(TF.ten_crop(x, [side, side])))
-    check("centre and ten crops vs torchvision (227, 224, 99, 67)", ok, "equal")
+    ok, shapes = True, set()
+    for r in rows:
+        x = to_float_chw(ds[r][0])
+        shapes.add(tuple(x.shape[1:]))
+        for side in sides:
+            ok &= torch.equal(crops(x, side, "center")[0], TF.center_crop(x, [side, side]))
+            ok &= torch.equal(crops(x, side, "ten"), torch.stack(TF.ten_crop(x, [side, side])))
+    check(f"{os.path.basename(root)}: centre and ten crops vs torchvision {sides}", ok,
+          f"equal on {len(rows)} images of sizes {sorted(shapes)}")
 
 
 def format1(root):
@@ -135,7 +150,12 @@ crops_vs_rust(raw, "val", 99, "ten", "mean-rgb")
 crops_vs_rust(raw, "train", 224, "center", "torchvision")
 crops_vs_rust(jpeg, "val", 227, "center", "mean-image")
 crops_vs_rust(jpeg, "val", 99, "ten", "torchvision")
-crops_vs_torchvision(raw)
+crops_vs_torchvision(raw, (227, 224, 99, 67))
+for root in (whole_raw, whole_jpeg):
+    sizes = reader_vs_pyarrow(root)
+    check(f"{os.path.basename(root)} holds non-square images of several sizes",
+          len(sizes) > 1 and any(h != w for h, w in sizes), f"{sorted(sizes)[:4]}...")
+    crops_vs_torchvision(root, (64, 57), rows=range(0, len(ShardDataset(root, "val")), 5))
 raw1 = format1(raw)
 reader_vs_pyarrow(raw1)
 b = crops_vs_rust(raw1, "val", 227, "center", "mean-image")

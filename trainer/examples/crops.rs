@@ -14,7 +14,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use alexnet_shared::{read_mean_image, Dataset, Split};
+use alexnet_shared::{Dataset, Split};
 use anyhow::{bail, Context};
 use tch::{Device, Kind, Tensor};
 use trainer::data::{Crops, Loader, LoaderConfig, Normalization, Pipeline};
@@ -35,8 +35,13 @@ fn main() -> anyhow::Result<()> {
 fn format1(src: &Path, dst: &Path) -> anyhow::Result<()> {
     use alexnet_shared::{Encoding, Manifest, ShardImages, ShardReader, ShardRows, ShardWriter};
     let mut m = Manifest::load(src)?;
+    if m.layout.is_whole() {
+        bail!("{}: whole images are format 3 only", src.display());
+    }
     std::fs::create_dir_all(dst)?;
-    std::fs::copy(src.join(&m.mean_image), dst.join(&m.mean_image))?;
+    if let Some(mean) = &m.mean_image {
+        std::fs::copy(src.join(mean), dst.join(mean))?;
+    }
     let w = ShardWriter::with_format(m.encoding, 1);
     for split in m.splits.values_mut() {
         for s in &mut split.shards {
@@ -48,9 +53,9 @@ fn format1(src: &Path, dst: &Path) -> anyhow::Result<()> {
             let flat: Vec<u8> = images.concat();
             let pixels = match m.encoding {
                 Encoding::Raw => ShardImages::Raw(&flat),
-                Encoding::Jpeg => ShardImages::Jpeg(&images),
+                Encoding::Jpeg => ShardImages::PerRow(&images),
             };
-            *s = w.write(&dst.join(&s.file), &ShardRows { images: pixels, labels: r.labels(), keys: &keys })?;
+            *s = w.write(&dst.join(&s.file), &ShardRows { images: pixels, labels: r.labels(), keys: &keys, sizes: &[] })?;
         }
     }
     m.format_version = 1;
@@ -74,7 +79,10 @@ fn dump(args: &[String]) -> anyhow::Result<()> {
     };
     let norm = Normalization::from_name(norm).with_context(|| format!("normalization {norm:?}"))?;
     let ds = Dataset::open(Path::new(data))?;
-    let mean = read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?;
+    if ds.manifest().layout.is_whole() {
+        bail!("crops dump: {data} holds whole images (format 3); the loader's crops are of 256x256 squares");
+    }
+    let mean = if norm == Normalization::MeanImage { Some(ds.mean_image()?) } else { None };
     let reader = Arc::new(ds.split(split)?);
     let mut cfg = LoaderConfig::new(16, crop, crops);
     (cfg.workers, cfg.flip, cfg.pca_noise) = (2, false, false);
@@ -89,7 +97,7 @@ fn dump(args: &[String]) -> anyhow::Result<()> {
         labels.push(b.labels());
     }
     // float crops: the pipeline `eval score` uses on the CPU.
-    let mut pipe = Pipeline::new(reader, cfg, ds.manifest(), Some(&mean), norm, Device::Cpu)?;
+    let mut pipe = Pipeline::new(reader, cfg, ds.manifest(), mean.as_deref(), norm, Device::Cpu)?;
     pipe.start(0);
     let mut f32s = Vec::new();
     while let Some(b) = pipe.next_batch()? {
