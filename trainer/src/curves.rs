@@ -270,8 +270,7 @@ mod tests {
 
     #[test]
     fn the_picture_has_the_curves_in_their_colours_and_axis_text() {
-        let mut c = Curves::default();
-        c.name = "paper-run".into();
+        let mut c = Curves { name: "paper-run".into(), ..Default::default() };
         for s in 1..=40u64 {
             c.train_loss.insert(s * 10, 2.3 / (1.0 + s as f64 * 0.1));
             c.lr.insert(s * 10, if s <= 20 { 0.01 } else { 0.001 });
