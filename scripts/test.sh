@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
 # Every test: the Rust tests of the workspace, the long-run scripts under stub Slurm
 # commands (test_long_runs.sh), then the Python cross-checks: a built dataset against
-# pyarrow, Pillow/torchvision and numpy; every model variant against the project's
-# PyTorch definitions in python/alexnet_bridge (same weights, same logits, both ways;
-# and against the reference modules in ../shared/anchors where they exist); `eval
-# score` against torch_eval_tencrop.py on a trained checkpoint.
+# pyarrow, Pillow/torchvision and numpy; the bridge's Dataset and crops against the Rust
+# loader's, on every format version; every model variant against the project's PyTorch
+# definitions in python/alexnet_bridge (same weights, same logits, both ways); `eval
+# score` against the bridge's PyTorch scoring on a trained checkpoint; the bridge's
+# export (torch.export, ONNX with onnxruntime) and conversion of torchvision weights for
+# `train run --init`. The reference programs in ../shared/anchors (or $ANCHORS) are an
+# extra, independent check where they exist; a bare clone passes without them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/setup.sh
 cargo test --workspace --quiet
-cargo build --quiet -p preprocess -p trainer -p eval --bins --example parity
+cargo build --quiet -p preprocess -p trainer -p eval --bins --example parity --example crops
 # Slurm (stub sbatch/srun/scontrol), the run scripts, exit codes and requeue.
 bash scripts/test_long_runs.sh
 anchors="${ANCHORS:-$(cd .. && pwd)/shared/anchors}"
@@ -22,11 +25,19 @@ bin=target/debug/preprocess
 if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; then
     "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/raw" "$work/images"
     "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/jpeg" "$work/images"
+    # The bridge's shard reader, Dataset and crops vs the Rust loader and pyarrow, on
+    # formats 1, 2 and 3 (whole images: raw at shorter side 96, JPEG at longer side 120).
+    "$bin" build --input "$work/images" --output "$work/whole-raw" --shard-rows 64 --keep whole --shorter-side 96 \
+        --limit-per-class 20 --quiet >/dev/null
+    "$bin" build --input "$work/images" --output "$work/whole-jpeg" --shard-rows 64 --keep whole --max-side 120 \
+        --encoding jpeg --limit-per-class 20 --quiet >/dev/null
+    "$ALEXNET_PYTHON" python/tests/check_bridge_data.py target/debug/examples/crops "$work/raw" "$work/jpeg" \
+        "$work/whole-raw" "$work/whole-jpeg" "$work/bridge-data"
     target/debug/examples/parity dump "$work/parity" >/dev/null
     "$ALEXNET_PYTHON" trainer/tests/check_parity.py "$work/parity" "$anchors"
     target/debug/examples/parity check "$work/parity"
-    [ -f "$anchors/reference_models.py" ] || { echo "test.sh: no reference programs in $anchors (../shared/anchors beside the checkout) for the eval agreement check: set ANCHORS" >&2; exit 1; }
-    # eval score vs torch_eval_tencrop.py: a checkpoint trained for 45 steps on
+    # eval score vs the bridge's PyTorch scoring (and torch_eval_tencrop.py of the
+    # anchors where they exist): a checkpoint trained for 45 steps on
     # non-square procedural images, ten and center crops; an owt export without metadata.
     "$bin" synth --output "$work/agree-images" --classes 6 --train-per-class 40 --val-per-class 25 --seed 5 --corrupt 0 >/dev/null
     "$bin" build --input "$work/agree-images" --output "$work/agree" --shard-rows 64 --quiet >/dev/null
@@ -36,7 +47,17 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
         --data "$work/agree" --run-dir "$work/agree-run" --threads 2 >/dev/null 2>&1
     mkdir -p "$work/agree-out"
     "$ALEXNET_PYTHON" eval/tests/check_agreement.py target/debug/eval "$work/agree" \
-        "$work/agree-run/checkpoints/epoch-003.safetensors" "$anchors" "$work/agree-out"
+        "$work/agree-run/checkpoints/epoch-003.safetensors" "$work/agree-out" "$anchors"
+    # Export (torch.export; ONNX with onnxruntime when it installs) and torchvision's
+    # weights converted for --init.
+    if ! "$ALEXNET_PYTHON" -c 'import onnx, onnxruntime, onnxscript' 2>/dev/null; then
+        echo "test.sh: installing onnx, onnxruntime, onnxscript (to check the ONNX export)" >&2
+        "$ALEXNET_PYTHON" -m pip install --quiet onnx onnxruntime onnxscript >&2 || true
+    fi
+    "$ALEXNET_PYTHON" -c 'import onnx, onnxruntime, onnxscript' 2>/dev/null ||
+        echo "test.sh: onnx/onnxruntime/onnxscript could not be installed: the ONNX export check is SKIPPED" >&2
+    "$ALEXNET_PYTHON" python/tests/check_export.py target/debug/train \
+        "$work/agree-run/checkpoints/epoch-003.safetensors" "$work/agree" "$work/export"
     # TensorBoard: the event files read back with the tensorboard package, equal to
     # metrics.jsonl; then a run stopped with records past its last checkpoint, resumed
     # from the checkpoint before: no step twice across its two event files.

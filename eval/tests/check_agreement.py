@@ -1,5 +1,9 @@
 #!/usr/bin/env python3
-"""Agreement of `eval score` with PyTorch (../shared/anchors/torch_eval_tencrop.py).
+"""Agreement of `eval score` with PyTorch: the project's own reference,
+`python -m alexnet_bridge score` (python/alexnet_bridge/score.py: the bridge's shard
+reader, crops and modules, no Rust code), and, as an extra independent check where it
+exists, ../shared/anchors/torch_eval_tencrop.py (torchvision's TenCrop on pyarrow's
+reading of the shards).
 
 Scores the same checkpoint on the same dataset with both programs and checks, for ten
 crops and the center crop: top-1 and top-5 within 0.5 points of each other, and the
@@ -8,16 +12,29 @@ the same for an owt network made in PyTorch and saved with safetensors without m
 (the import path, as a user exports torchvision's pretrained weights), center crop.
 Both sides run with 2 threads. Prints each comparison; exits 1 on any failure.
 
-usage: check_agreement.py EVAL_BIN DATASET CHECKPOINT ANCHORS_DIR WORK_DIR
+usage: check_agreement.py EVAL_BIN DATASET CHECKPOINT WORK_DIR [ANCHORS_DIR]
+       (without ANCHORS_DIR, or where it has no torch_eval_tencrop.py, the anchors'
+       check is skipped, saying so)
 """
 import csv, json, os, re, subprocess, sys
 
 import torch
 from safetensors.torch import save_file
 
-eval_bin, data, ckpt, anchors, work = sys.argv[1:6]
-sys.path.insert(0, anchors)
-import reference_models as rm  # noqa: E402
+eval_bin, data, ckpt, work = sys.argv[1:5]
+anchors = sys.argv[5] if len(sys.argv) > 5 else None
+python_dir = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "python")
+sys.path.insert(0, python_dir)
+from alexnet_bridge import OwtAlexNet  # noqa: E402
+
+# The PyTorch programs: name -> command line before its arguments.
+env = dict(os.environ, PYTHONPATH=python_dir + os.pathsep + os.environ.get("PYTHONPATH", ""))
+programs = {"bridge": [sys.executable, "-m", "alexnet_bridge", "score"]}
+if anchors and os.path.isfile(os.path.join(anchors, "torch_eval_tencrop.py")):
+    programs["anchors"] = [sys.executable, os.path.join(anchors, "torch_eval_tencrop.py")]
+else:
+    print(f"check_agreement: no torch_eval_tencrop.py in {anchors!r}: the anchors' extra check is skipped "
+          "(the bridge's reference is checked)")
 
 TOL_POINTS = 0.5      # issue 6: top-1/top-5 within 0.5 points
 MIN_SAME_TOP1 = 0.99  # issue 6: the same top-1 class on >= 99% of images
@@ -35,11 +52,11 @@ def rust(ckpt, crops, tag):
     return report["top1"], report["top5"], report["images"], rows
 
 
-def torch_side(ckpt, crops, tag):
-    preds = os.path.join(work, f"{tag}.torch.csv")
-    out = subprocess.run([sys.executable, os.path.join(anchors, "torch_eval_tencrop.py"), ckpt, data,
-                          "--crops", crops, "--threads", "2", "--batch", "16", "--predictions", preds],
-                         check=True, capture_output=True, text=True).stdout
+def torch_side(ckpt, crops, tag, program):
+    preds = os.path.join(work, f"{tag}.{program}.csv")
+    out = subprocess.run(programs[program] + [ckpt, data, "--crops", crops, "--threads", "2", "--batch", "16",
+                                              "--predictions", preds],
+                         check=True, capture_output=True, text=True, env=env).stdout
     m = re.search(r"(\d+) images.*top-1 ([0-9.]+) top-5 ([0-9.]+)", out)
     with open(preds) as f:
         rows = {r["key"]: (int(r["label"]), [int(c) for c in r["top5"].split()]) for r in csv.DictReader(f)}
@@ -48,16 +65,19 @@ def torch_side(ckpt, crops, tag):
 
 def compare(ckpt, crops, tag):
     r1, r5, rn, rrows = rust(ckpt, crops, tag)
-    t1, t5, tn, trows = torch_side(ckpt, crops, tag)
-    ok = rn == tn == len(rrows) == len(trows) and rrows.keys() == trows.keys()
-    same1 = sum(rrows[k][1][0] == trows[k][1][0] for k in rrows) / max(1, len(rrows))
-    same5 = sum(rrows[k][1] == trows[k][1] for k in rrows) / max(1, len(rrows))
-    labels = all(rrows[k][0] == trows[k][0] for k in rrows)
-    d1, d5 = 100 * abs(r1 - t1), 100 * abs(r5 - t5)
-    ok = ok and labels and d1 <= TOL_POINTS and d5 <= TOL_POINTS and same1 >= MIN_SAME_TOP1
-    print(f"{tag} ({crops}, {rn} images): eval top-1 {100 * r1:.2f}% top-5 {100 * r5:.2f}%, "
-          f"PyTorch top-1 {100 * t1:.2f}% top-5 {100 * t5:.2f}% (|diff| {d1:.2f} / {d5:.2f} points); "
-          f"same top-1 class {100 * same1:.1f}%, same top-5 list {100 * same5:.1f}% {'ok' if ok else 'FAIL'}")
+    ok = True
+    for program in programs:
+        t1, t5, tn, trows = torch_side(ckpt, crops, tag, program)
+        same_n = rn == tn == len(rrows) == len(trows) and rrows.keys() == trows.keys()
+        same1 = sum(rrows[k][1][0] == trows[k][1][0] for k in rrows if k in trows) / max(1, len(rrows))
+        same5 = sum(rrows[k][1] == trows[k][1] for k in rrows if k in trows) / max(1, len(rrows))
+        labels = same_n and all(rrows[k][0] == trows[k][0] for k in rrows)
+        d1, d5 = 100 * abs(r1 - t1), 100 * abs(r5 - t5)
+        good = same_n and labels and d1 <= TOL_POINTS and d5 <= TOL_POINTS and same1 >= MIN_SAME_TOP1
+        print(f"{tag} ({crops}, {rn} images): eval top-1 {100 * r1:.2f}% top-5 {100 * r5:.2f}%, "
+              f"PyTorch ({program}) top-1 {100 * t1:.2f}% top-5 {100 * t5:.2f}% (|diff| {d1:.2f} / {d5:.2f} points); "
+              f"same top-1 class {100 * same1:.1f}%, same top-5 list {100 * same5:.1f}% {'ok' if good else 'FAIL'}")
+        ok &= good
     return ok
 
 
@@ -69,7 +89,7 @@ ok &= compare(ckpt, "center", "trained-paper-center")
 # (safetensors, no metadata). Seeded default initialisation, the dataset's class count.
 classes = len(json.load(open(os.path.join(data, "dataset.json")))["classes"])
 torch.manual_seed(0)
-owt = rm.owt_alexnet(classes)
+owt = OwtAlexNet(classes)
 owt_path = os.path.join(work, "owt-import.safetensors")
 save_file({k: v.contiguous() for k, v in owt.state_dict().items()}, owt_path)
 ok &= compare(owt_path, "center", "imported-owt-center")

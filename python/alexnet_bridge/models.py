@@ -149,15 +149,27 @@ def from_metadata(meta):
                         meta.get("pooling", "overlapping"), int(meta.get("towers", "2")), dropout)
 
 
-def load_checkpoint(path, strict=True, device="cpu"):
-    """(model in eval mode, metadata dict) of a checkpoint written by `train`."""
+def load_checkpoint(path, strict=True, device="cpu", crop=None):
+    """(model in eval mode, metadata dict) of a model file: a checkpoint written by
+    `train` (its metadata says which model), or a file without metadata (weights saved
+    from PyTorch, e.g. torchvision's): owt when it has owt's tensor names, else the
+    paper's network at its defaults (crop 227, or `crop`); the dict then says what was
+    assumed."""
     from safetensors import safe_open
     from safetensors.torch import load_file
     with safe_open(path, "pt") as f:
-        meta = f.metadata() or {}
-    model = from_metadata(meta)
-    model.load_state_dict(load_file(path, device=device), strict=strict)
-    meta = dict(meta)
+        meta = dict(f.metadata() or {})
+    sd = load_file(path, device=device)
+    if meta.get("format"):
+        model = from_metadata(meta)
+    else:
+        nc = sd["classifier.6.weight"].shape[0]
+        paper = "features.12.weight" in sd
+        side = crop or (227 if paper else 224)
+        model = PaperAlexNet(nc, crop=side) if paper else OwtAlexNet(nc)
+        meta.update(model="paper" if paper else "owt", num_classes=str(nc), crop=str(side),
+                    normalization="mean-image" if paper else "torchvision")
+    model.load_state_dict(sd, strict=strict)
     meta["wnids"] = json.loads(meta["wnids"]) if "wnids" in meta else None
     return model.to(device).eval(), meta
 

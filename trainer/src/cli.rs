@@ -25,6 +25,8 @@ pub struct RunRequest {
     pub device: String,
     pub resume: bool,
     pub max_steps: Option<u64>,
+    /// A new run's weights from this model file (not with `resume`).
+    pub init: Option<PathBuf>,
     /// libtorch intra-op threads (default under a launcher: the cores per local rank).
     pub threads: Option<i32>,
     pub deterministic: bool,
@@ -112,6 +114,7 @@ pub fn train(req: &RunRequest) -> Result<TrainOutcome> {
         device,
         resume: req.resume,
         max_steps: req.max_steps,
+        init: req.init.clone(),
     };
     let summary = run_distributed(&cfg, &opts, pg.as_ref())?;
     let under_agent = launch.as_ref().is_some_and(|l| l.agent_store);

@@ -157,7 +157,7 @@ pub fn compare(dirs: &[PathBuf]) -> Result<Vec<RunSummary>> {
             wall_s,
             paper_claims,
             train_loss: loss.into_iter().collect(),
-            val_top1_error: val.iter().map(|(&e, v)| (e + 1, v.0)).collect(),
+            val_top1_error: val.iter().map(|(&e, v)| (e, v.0)).collect(),
         });
     }
     Ok(out)

@@ -49,6 +49,12 @@ enum Command {
         /// Stop after N steps of this process (N >= 1), with a checkpoint (as on SIGTERM).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         max_steps: Option<u64>,
+        /// Start a new run from the weights of this model file (a checkpoint, or
+        /// torchvision's AlexNet converted with `python -m alexnet_bridge convert`)
+        /// instead of a random initialisation. The optimizer and schedule start fresh;
+        /// another class count re-initializes the last layer.
+        #[arg(long, value_name = "FILE", conflicts_with = "resume")]
+        init: Option<PathBuf>,
         /// libtorch intra-op threads. Default under a launcher: the machine's cores
         /// divided by the ranks on it (torchrun's OMP_NUM_THREADS=1 is not used).
         #[arg(long)]
@@ -129,7 +135,7 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> anyhow::Result<u8> {
     match cli.command {
-        Command::Run { config, sets, data, run_dir, device, resume, max_steps, threads, deterministic } => {
+        Command::Run { config, sets, data, run_dir, device, resume, max_steps, init, threads, deterministic } => {
             let req = trainer::cli::RunRequest {
                 config,
                 sets,
@@ -138,6 +144,7 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 device,
                 resume,
                 max_steps,
+                init,
                 threads,
                 deterministic,
             };

@@ -46,7 +46,7 @@ fn two_runs_side_by_side() {
     assert!(lines[0].starts_with("| run | model.lrn | epochs | best top-1 err %"), "{md}");
     assert!(lines[2].contains("| true | 2 |") && lines[2].ends_with("| - |"), "{md}");
     assert!(lines[3].contains("| false | 2 |") && lines[3].contains("3.3: without LRN"), "{md}");
-    assert_eq!(image::image_dimensions(&png).unwrap(), (1200, 450));
+    assert_eq!(image::image_dimensions(&png).unwrap(), (trainer::curves::WIDTH, trainer::curves::HEIGHT));
     let (ok, csv, _) = train(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--csv"]);
     assert!(ok && csv.lines().count() == 3 && csv.starts_with("run,model.lrn,epochs,"), "{csv}");
     let (ok, json, _) = train(&["compare", a.to_str().unwrap(), b.to_str().unwrap(), "--json"]);

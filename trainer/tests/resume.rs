@@ -16,7 +16,7 @@ use trainer::train::{run, RunOptions};
 static ONE_RUN_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn opts(data: &Path, run_dir: PathBuf, resume: bool, max_steps: Option<u64>) -> RunOptions {
-    RunOptions { data: data.to_path_buf(), run_dir, device: Device::Cpu, resume, max_steps }
+    RunOptions { data: data.to_path_buf(), run_dir, device: Device::Cpu, resume, max_steps, init: None }
 }
 
 /// A copy of the run folder `from` (config, metrics, checkpoints) at `to`.

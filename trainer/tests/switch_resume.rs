@@ -34,6 +34,7 @@ fn a_run_from_before_the_switches_resumes() {
         device: Device::Cpu,
         resume,
         max_steps: None,
+        init: None,
     };
     let cfg = common::tiny(&["optim.epochs=1", "model.dropout=0.3"]);
     run(&cfg, &opts(false)).unwrap();

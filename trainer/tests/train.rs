@@ -26,7 +26,7 @@ fn dataset(dir: &Path) -> PathBuf {
 
 /// A new run of the dataset `data` in `run_dir`, on the CPU, to its end.
 fn fresh(data: &Path, run_dir: PathBuf) -> RunOptions {
-    RunOptions { data: data.to_path_buf(), run_dir, device: Device::Cpu, resume: false, max_steps: None }
+    RunOptions { data: data.to_path_buf(), run_dir, device: Device::Cpu, resume: false, max_steps: None, init: None }
 }
 
 fn weights(path: &Path, cfg: &TrainConfig) -> Vec<(String, tch::Tensor)> {
@@ -51,6 +51,7 @@ fn a_stopped_and_resumed_run_ends_with_the_same_weights() {
         device: Device::Cpu,
         resume,
         max_steps,
+        init: None,
     };
     // 48 train rows, batch 8: 6 steps per epoch, 18 in all.
     let full = run(&cfg, &opts("full", false, None)).unwrap();

@@ -161,7 +161,7 @@ impl Checkpoint {
     }
 
     /// One tensor on the CPU, in the file's floating-point kind.
-    fn tensor(&self, name: &str) -> Result<Tensor, CheckpointError> {
+    pub fn tensor(&self, name: &str) -> Result<Tensor, CheckpointError> {
         let path = self.path();
         let view = self.file.view(name).ok_or_else(|| bad(path, format!("no {name}")))?;
         let kind = match view.dtype {

@@ -31,6 +31,7 @@
 
 mod banner;
 mod epoch;
+pub mod init;
 mod log;
 pub mod metrics;
 mod setup;
@@ -62,6 +63,8 @@ pub struct RunOptions {
     pub resume: bool,
     /// Stop (with a checkpoint, as on SIGTERM) after this many steps of this process.
     pub max_steps: Option<u64>,
+    /// A new run's weights from this model file (`--init`, see [`init`]).
+    pub init: Option<PathBuf>,
 }
 
 /// Why a run stopped before its last epoch, with a checkpoint to resume from.

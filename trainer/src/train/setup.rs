@@ -9,6 +9,7 @@ use std::time::Instant;
 use alexnet_shared::{sha256_file, Dataset, Manifest, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 
+use super::init::{init_weights, InitRecord, INIT_FILE};
 use super::log::RunClock;
 use super::metrics::{unix_time, MetricsSink, Record};
 use super::step::Learner;
@@ -74,10 +75,6 @@ impl<'a> Run<'a> {
         let (cfg, world_change) = if opt.resume { cfg.resolve_resumed(world)? } else { (cfg.resolve(world)?, None) };
         let ds = Dataset::open(&opt.data)?;
         let manifest = ds.manifest().clone();
-        if main {
-            ckpts.create()?;
-            alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
-        }
         let mean_image = match cfg.data.normalization {
             Normalization::MeanImage => Some(ds.mean_image()?),
             _ => None,
@@ -95,6 +92,16 @@ impl<'a> Run<'a> {
             provenance: None,
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
+        // --init (or its record, on a resume before the first checkpoint): checked before
+        // the run folder is made, so a bad file leaves nothing behind.
+        let init = start_weights(&mut learner, opt, survey.is_empty(), &meta.wnids, main)?;
+        if main {
+            ckpts.create()?;
+            alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
+            if let Some(record) = init {
+                record.write(&opt.run_dir)?;
+            }
+        }
         let mut pos = Position { best_top1: -1.0, part: Some((world, cfg.optim.batch_size)), ..Default::default() };
         let mut latest = None;
         if !survey.is_empty() {
@@ -248,6 +255,49 @@ impl<'a> Run<'a> {
             self.last_ckpt.display().to_string()
         }
     }
+}
+
+/// The weights of `--init` in a new run, or in a run resumed before its first checkpoint
+/// that was started with `--init` (its `init.json`): the same file again, checked by the
+/// hash of its tensors. Returns the record to write in a new run's folder.
+fn start_weights(
+    learner: &mut Learner,
+    opt: &RunOptions,
+    no_checkpoint: bool,
+    wnids: &[String],
+    main: bool,
+) -> Result<Option<InitRecord>> {
+    let (path, again) = match (&opt.init, InitRecord::read(&opt.run_dir)?) {
+        (Some(_), _) if opt.resume => bail!("--init starts a new run; --resume continues one: give one of them"),
+        (Some(p), _) => (p.clone(), None),
+        (None, Some(rec)) if opt.resume && no_checkpoint => (rec.file.clone(), Some(rec)),
+        (None, _) => return Ok(None),
+    };
+    let (record, lines) = match &again {
+        Some(_) => init_weights(learner, &path, wnids).with_context(|| {
+            format!("--resume of a run started with --init (its {INIT_FILE}), before its first checkpoint")
+        })?,
+        None => init_weights(learner, &path, wnids)?,
+    };
+    if let Some(rec) = &again {
+        ensure!(
+            rec.tensors_sha256 == record.tensors_sha256,
+            "--resume: the run was started with --init {}, whose tensors have changed since (sha256 {} then, {} now); \
+             restore that file, or start a new run folder",
+            path.display(),
+            rec.tensors_sha256,
+            record.tensors_sha256
+        );
+    }
+    if main {
+        if again.is_some() {
+            alexnet_shared::err_line!("train: --resume before the first checkpoint: the weights of --init again");
+        }
+        for line in lines {
+            alexnet_shared::err_line!("train: {line}");
+        }
+    }
+    Ok(if again.is_some() { None } else { Some(record) })
 }
 
 /// Resumes from the newest usable checkpoint of `survey` (`--resume` of a folder that
