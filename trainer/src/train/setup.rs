@@ -93,6 +93,7 @@ impl<'a> Run<'a> {
             // Class names and normalization data: `eval predict` then needs no dataset.
             inputs: Some(InputsMeta::of(&manifest, mean_image.as_deref())),
             provenance: None,
+            pca_noise: cfg.data.pca_noise,
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
         let mut pos = Position { best_top1: -1.0, part: Some((world, cfg.optim.batch_size)), ..Default::default() };
