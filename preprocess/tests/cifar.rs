@@ -33,7 +33,8 @@ fn a_synthetic_cifar_archive_round_trips_labels_and_pixels() {
     // Fifteen images over five batches: three in each, in order.
     assert_eq!(c.train[3].key, "data_batch_2.bin:0");
     // The images are not symmetric: flipping either axis or swapping them changes them.
-    let px = |hwc: &[u8], y: usize, x: usize| [hwc[(y * 32 + x) * 3], hwc[(y * 32 + x) * 3 + 1], hwc[(y * 32 + x) * 3 + 2]];
+    let px =
+        |hwc: &[u8], y: usize, x: usize| [hwc[(y * 32 + x) * 3], hwc[(y * 32 + x) * 3 + 1], hwc[(y * 32 + x) * 3 + 2]];
     let a = &c.train[0].hwc;
     assert!((0..32).any(|y| (0..32).any(|x| px(a, y, x) != px(a, x, y))));
     assert!((0..32).any(|y| (0..32).any(|x| px(a, y, x) != px(a, 31 - y, x))));

@@ -112,6 +112,10 @@ enum Command {
         /// Also draw the runs' curves overlaid into this PNG.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Runs that differ only in run.seed are one variant: one row each, with the
+        /// mean and spread over its seeds and its difference from the baseline.
+        #[arg(long, conflicts_with = "csv")]
+        by_seed: bool,
     },
     /// The paper's Figure 1 (section 3.1): a four-layer net on the dataset's train images
     /// scaled down to 32x32, trained with ReLU and with tanh (no regularization), each
@@ -200,13 +204,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::CheckDevice { device } => alexnet_shared::out_line!("{}", trainer::cli::check_device(&device)?),
-        Command::Compare { runs, csv, json, plot } => {
+        Command::Compare { runs, csv, json, plot, by_seed } => {
             let r = trainer::compare::compare(&runs)?;
             if let Some(p) = &plot {
                 trainer::compare::write_plot(&r, p)?;
                 alexnet_shared::err_line!("train: wrote {}", p.display());
             }
-            let text = if json {
+            let text = if by_seed {
+                let v = trainer::compare::seeds::by_seed(&r);
+                if json {
+                    serde_json::to_string_pretty(&v)?
+                } else {
+                    trainer::compare::seeds::markdown(&v)
+                }
+            } else if json {
                 serde_json::to_string_pretty(&r)?
             } else if csv {
                 trainer::compare::csv(&r)

@@ -113,7 +113,8 @@ pub fn read(path: &Path) -> Result<Cifar> {
         }
         let name = entry.path().ok().and_then(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()));
         let Some(name) = name else { continue };
-        let slot = TRAIN_BATCHES.iter().position(|b| *b == name).or((name == TEST_BATCH).then_some(TRAIN_BATCHES.len()));
+        let slot =
+            TRAIN_BATCHES.iter().position(|b| *b == name).or((name == TEST_BATCH).then_some(TRAIN_BATCHES.len()));
         if slot.is_none() && name != META {
             continue;
         }

@@ -7,8 +7,8 @@
 
 use std::path::Path;
 
-use anyhow::{bail, ensure, Context, Result};
 use alexnet_shared::{Dataset, Encoding, Split};
+use anyhow::{bail, ensure, Context, Result};
 use tch::Tensor;
 
 /// The held images.

@@ -79,7 +79,10 @@ impl Default for Figure1Config {
 
 impl Figure1Config {
     pub fn validate(&self) -> Result<()> {
-        ensure!(self.epochs.is_finite() && self.epochs > 0.0 && self.epochs <= 10_000.0, "epochs must be in (0, 10000]");
+        ensure!(
+            self.epochs.is_finite() && self.epochs > 0.0 && self.epochs <= 10_000.0,
+            "epochs must be in (0, 10000]"
+        );
         ensure!(self.batch >= 1, "the batch must be at least 1");
         ensure!((0.0..1.0).contains(&self.momentum), "momentum must be in [0, 1)");
         ensure!(!self.lr_relu.is_empty() && !self.lr_tanh.is_empty(), "each activation needs a learning rate");
@@ -232,7 +235,8 @@ impl Bench<'_> {
             for step in 0..spe {
                 let rows = order.f_narrow(0, (step * self.cfg.batch) as i64, self.cfg.batch as i64)?;
                 let (x, y) = self.batch(&rows)?;
-                let loss = net.f_forward(&x)?.f_cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Mean, -100, 0.0)?;
+                let loss =
+                    net.f_forward(&x)?.f_cross_entropy_loss::<Tensor>(&y, None, tch::Reduction::Mean, -100, 0.0)?;
                 sgd.zero_grad();
                 loss.f_backward()?;
                 sgd.step(lr);
@@ -326,7 +330,10 @@ pub fn run(dir: &Path, cfg: &Figure1Config, device: Device, threads: usize) -> R
             let r = bench.run(activation, lr, limit, &label).with_context(|| format!("training {label}"))?;
             match r.epochs_to_target {
                 Some(e) => {
-                    alexnet_shared::err_line!("figure1: {label}: {:.0}% training error at epoch {e:.2}", cfg.target * 100.0);
+                    alexnet_shared::err_line!(
+                        "figure1: {label}: {:.0}% training error at epoch {e:.2}",
+                        cfg.target * 100.0
+                    );
                     limit = limit.min(r.epochs_run);
                 }
                 None => alexnet_shared::err_line!(

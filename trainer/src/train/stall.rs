@@ -177,7 +177,8 @@ mod tests {
     fn a_restored_watch_continues_its_window() {
         let losses = [2.20, 2.31, 2.30, 2.34, 2.30, 2.29];
         let mut whole = watch(3);
-        let fired: Vec<u64> = losses.iter().zip(1..).filter_map(|(&l, s)| whole.observe(l, s, 100)).map(|s| s.to).collect();
+        let fired: Vec<u64> =
+            losses.iter().zip(1..).filter_map(|(&l, s)| whole.observe(l, s, 100)).map(|s| s.to).collect();
         assert_eq!(fired, [4]);
         // Stopped after step 3, resumed: it fires at step 4 as the whole run did.
         let mut a = watch(3);
