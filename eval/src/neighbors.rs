@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use alexnet_shared::{read_mean_image, Dataset, Encoding, Split, SplitReader, IMAGE_SIDE};
+use alexnet_shared::{Dataset, Encoding, Split, SplitReader, IMAGE_SIDE};
 use anyhow::{bail, ensure, Context, Result};
 use image::{imageops::FilterType, RgbImage};
 use tch::{Device, Kind, Tensor};
@@ -64,7 +64,7 @@ fn mean_image(model: &LoadedModel, ds: &Dataset) -> Result<Option<Vec<f32>>> {
     if model.normalization != Normalization::MeanImage {
         return Ok(None);
     }
-    Ok(Some(read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?))
+    Ok(Some(ds.mean_image()?))
 }
 
 /// The center crops of `rows` of `split` (all of it: `Rows::All`), in order, normalized

@@ -14,7 +14,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use alexnet_shared::{read_mean_image, Dataset, IMAGE_BYTES};
+use alexnet_shared::{Dataset, IMAGE_BYTES};
 use anyhow::{bail, ensure, Context, Result};
 use fast_image_resize::Resizer;
 use serde::Serialize;
@@ -158,11 +158,15 @@ struct DataInputs {
 fn data_inputs(dir: &Path) -> Result<DataInputs> {
     let ds = Dataset::open(dir)?;
     let m = ds.manifest();
-    let mean = read_mean_image(&dir.join(&m.mean_image))?;
+    // A whole-image dataset has no mean image (its models use the mean RGB).
+    let mean = match &m.mean_image {
+        Some(_) => Some(Arc::new(ds.mean_image()?)),
+        None => None,
+    };
     Ok(DataInputs {
         classes: Classes { wnids: m.wnids(), names: m.classes.iter().map(|c| c.name.clone()).collect() },
         mean_rgb: m.stats.mean_rgb,
-        mean_image: Some(Arc::new(mean)),
+        mean_image: mean,
     })
 }
 

@@ -178,7 +178,14 @@ fn mean_image(cfg: &ScoreConfig, manifest: &Manifest, models: &[LoadedModel]) ->
     if !models.iter().any(|m| m.normalization == Normalization::MeanImage) {
         return Ok(None);
     }
-    let p = cfg.data.join(&manifest.mean_image);
+    let Some(name) = &manifest.mean_image else {
+        bail!(
+            "{}: a model is normalized with the mean image, and a dataset of {} has none",
+            cfg.data.display(),
+            manifest.describe_layout()
+        );
+    };
+    let p = cfg.data.join(name);
     Ok(Some(read_mean_image(&p).with_context(|| format!("reading the mean image {}", p.display()))?))
 }
 

@@ -42,7 +42,7 @@ fn checkpoint(path: &Path, data: &Path, norm: Normalization, inputs: bool) -> Pa
     m.set_dropout(0.0);
     let ds = Dataset::open(data).unwrap();
     let manifest = ds.manifest();
-    let mean = read_mean_image(&data.join(&manifest.mean_image)).unwrap();
+    let mean = read_mean_image(&data.join(manifest.mean_image.as_ref().unwrap())).unwrap();
     let split = Arc::new(ds.split(Split::Val).unwrap());
     let mut lc = LoaderConfig::new(12, 99, Crops::Center);
     lc.workers = 1;

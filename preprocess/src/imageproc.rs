@@ -12,6 +12,10 @@
 //! decoded by all the build's threads together are held under [`DECODE_BUDGET_BYTES`]
 //! (a thread waits for room rather than each taking the per-image maximum).
 //!
+//! Whole-image datasets ([`process_whole`]) skip the crop: the image is rescaled with
+//! its aspect kept, so that its shorter side is S (`Resize(S)`) or its longer side at
+//! most M, and stored at that size.
+//!
 //! The filter is Pillow's antialiased bilinear (a triangle filter widened by the
 //! downscale factor), as torchvision's `Resize` applies it to PIL images; only the
 //! kept window is computed, with the same sample positions a full resize would use.
@@ -19,13 +23,15 @@
 use std::io::Cursor;
 use std::sync::{Condvar, Mutex};
 
-use alexnet_shared::{center_offset, IMAGE_BYTES, IMAGE_SIDE};
+use alexnet_shared::{center_offset, WholeResize, IMAGE_BYTES, IMAGE_SIDE, WHOLE_MAX_PIXELS_PER_SIDE2};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 /// The name recorded in the manifest.
 pub const RESIZE_FILTER: &str = "bilinear-antialias (Pillow/torchvision Resize(256)), center crop 256";
+/// The name recorded in the manifest of a whole-image dataset.
+pub const RESIZE_FILTER_WHOLE: &str = "bilinear-antialias (Pillow/torchvision Resize), whole image";
 
 /// The longest side decoded: JPEG's own limit (65535); ImageNet's largest images are
 /// under 10000 pixels a side.
@@ -176,10 +182,15 @@ pub fn jpeg_is_complete(bytes: &[u8]) -> bool {
 /// The rescaled size: shorter side 256, longer `floor(256 * long / short)` (in u64: an
 /// image too extreme in aspect for that to fit u32 is an error, the reject reason).
 pub fn rescaled_size(w: u32, h: u32) -> Result<(u32, u32), String> {
+    rescaled_size_to(w, h, IMAGE_SIDE as u32)
+}
+
+/// [`rescaled_size`] with shorter side `side` (torchvision's `Resize(side)`).
+pub fn rescaled_size_to(w: u32, h: u32, side: u32) -> Result<(u32, u32), String> {
     if w == 0 || h == 0 {
         return Err("corrupt image: zero size".into());
     }
-    let s = IMAGE_SIDE as u64;
+    let s = side as u64;
     let (short, long) = (w.min(h) as u64, w.max(h) as u64);
     let rescaled = u32::try_from(s * long / short)
         .map_err(|_| format!("too extreme in aspect: {w}x{h} would rescale to a side of {}", s * long / short))?;
@@ -206,6 +217,76 @@ pub fn resize_center_crop(resizer: &mut Resizer, img: &RgbImage, out: &mut [u8])
     resizer.resize(&src, &mut dst, &opts).map_err(|e| format!("resize: {e}"))
 }
 
+/// The stored (width, height) of a `w` x `h` image in a whole-image dataset of `size`:
+/// `Resize(size)` for [`WholeResize::ShorterSide`]; for [`WholeResize::MaxSide`] the
+/// longer side becomes `size` and the shorter `floor(size * short / long)` (at least 1)
+/// when the image is larger, else the image is kept as it is. An image whose stored
+/// pixels would exceed [`WHOLE_MAX_PIXELS_PER_SIDE2`] x `size`^2 (an aspect beyond 16:1
+/// at `ShorterSide`) is an error, the reject reason.
+pub fn whole_size(w: u32, h: u32, resize: WholeResize, size: u32) -> Result<(u32, u32), String> {
+    if w == 0 || h == 0 {
+        return Err("corrupt image: zero size".into());
+    }
+    let (rw, rh) = match resize {
+        WholeResize::ShorterSide => rescaled_size_to(w, h, size)?,
+        WholeResize::MaxSide if w.max(h) <= size => (w, h),
+        WholeResize::MaxSide => {
+            let short = ((size as u64 * w.min(h) as u64) / w.max(h) as u64).max(1) as u32;
+            if w >= h {
+                (size, short)
+            } else {
+                (short, size)
+            }
+        }
+    };
+    let max = WHOLE_MAX_PIXELS_PER_SIDE2 as u64 * size as u64 * size as u64;
+    if rw as u64 * rh as u64 > max || rw > u16::MAX as u32 || rh > u16::MAX as u32 {
+        return Err(format!(
+            "too extreme in aspect: {w}x{h} would be stored as {rw}x{rh}, more than {WHOLE_MAX_PIXELS_PER_SIDE2} x \
+             {size}^2 pixels"
+        ));
+    }
+    Ok((rw, rh))
+}
+
+/// Rescales the whole of `img` to `rw` x `rh` (HWC bytes; a copy when the size is kept).
+pub fn resize_whole(resizer: &mut Resizer, img: &RgbImage, rw: u32, rh: u32) -> Result<Vec<u8>, String> {
+    let (w, h) = img.dimensions();
+    if (w, h) == (rw, rh) {
+        return Ok(img.as_raw().clone());
+    }
+    let mut out = vec![0u8; rw as usize * rh as usize * 3];
+    let src = ImageRef::new(w, h, img.as_raw(), PixelType::U8x3).map_err(|e| format!("resize: {e}"))?;
+    let mut dst = Image::from_slice_u8(rw, rh, &mut out, PixelType::U8x3).map_err(|e| format!("resize: {e}"))?;
+    let opts = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    resizer.resize(&src, &mut dst, &opts).map_err(|e| format!("resize: {e}"))?;
+    Ok(out)
+}
+
+/// A stored whole image: HWC RGB pixels and their height and width.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WholeImage {
+    pub pixels: Vec<u8>,
+    pub height: u16,
+    pub width: u16,
+}
+
+/// The whole-image recipe for one file's bytes: decode as [`decode_rgb`], rescale as
+/// [`whole_size`] says.
+pub fn process_whole(
+    resizer: &mut Resizer,
+    bytes: &[u8],
+    resize: WholeResize,
+    size: u32,
+) -> Result<WholeImage, String> {
+    alexnet_shared::guard::catch(|| {
+        let img = decode_rgb(bytes)?;
+        let (rw, rh) = whole_size(img.width(), img.height(), resize, size)?;
+        let pixels = resize_whole(resizer, &img, rw, rh)?;
+        Ok(WholeImage { pixels, height: rh as u16, width: rw as u16 })
+    })
+}
+
 /// The whole recipe for one file's bytes.
 pub fn process(resizer: &mut Resizer, bytes: &[u8], out: &mut [u8]) -> Result<(), String> {
     // A decoder that panics on a malformed file rejects that file, not the build.
@@ -217,10 +298,14 @@ pub fn process(resizer: &mut Resizer, bytes: &[u8], out: &mut [u8]) -> Result<()
 
 /// Encodes a 256x256 RGB image as a baseline JPEG (4:2:0).
 pub fn encode_jpeg(rgb: &[u8], quality: u8) -> Result<Vec<u8>, String> {
-    let mut out = Vec::with_capacity(32 << 10);
+    encode_jpeg_sized(rgb, IMAGE_SIDE as u16, IMAGE_SIDE as u16, quality)
+}
+
+/// Encodes a `width` x `height` RGB image (HWC) as a baseline JPEG (4:2:0).
+pub fn encode_jpeg_sized(rgb: &[u8], width: u16, height: u16, quality: u8) -> Result<Vec<u8>, String> {
+    let mut out = Vec::with_capacity(rgb.len() / 6 + 1024);
     let enc = jpeg_encoder::Encoder::new(&mut out, quality);
-    enc.encode(rgb, IMAGE_SIDE as u16, IMAGE_SIDE as u16, jpeg_encoder::ColorType::Rgb)
-        .map_err(|e| format!("jpeg encode: {e}"))?;
+    enc.encode(rgb, width, height, jpeg_encoder::ColorType::Rgb).map_err(|e| format!("jpeg encode: {e}"))?;
     Ok(out)
 }
 
@@ -318,6 +403,50 @@ mod tests {
             let p = &out[3 * (y * IMAGE_SIDE + x)..][..3];
             let sx = x as u32 + 22;
             assert_eq!(p, &[sx as u8, y as u8, ((sx * 7 + y as u32 * 3) % 251) as u8], "at y={y} x={x}");
+        }
+    }
+
+    /// torchvision's `Resize(256)` sizes for whole images, FFCV-style caps, and the
+    /// aspect bound.
+    #[test]
+    fn whole_image_sizes() {
+        use WholeResize::*;
+        assert_eq!(whole_size(500, 375, ShorterSide, 256), Ok((341, 256)));
+        assert_eq!(whole_size(375, 500, ShorterSide, 256), Ok((256, 341)));
+        assert_eq!(whole_size(100, 30, ShorterSide, 256), Ok((853, 256))); // enlarged, as Resize does
+        assert_eq!(whole_size(800, 600, MaxSide, 500), Ok((500, 375)));
+        assert_eq!(whole_size(333, 1000, MaxSide, 500), Ok((166, 500)));
+        assert_eq!(whole_size(320, 240, MaxSide, 500), Ok((320, 240))); // never enlarged
+        assert_eq!(whole_size(32, 32, ShorterSide, 32), Ok((32, 32)));
+        assert_eq!(whole_size(1600, 100, ShorterSide, 256), Ok((4096, 256))); // 16:1 fits
+        let e = whole_size(1700, 100, ShorterSide, 256).unwrap_err();
+        assert!(e.starts_with("too extreme in aspect: 1700x100 would be stored as 4352x256"), "{e}");
+    }
+
+    /// The whole image, resized with its aspect kept: a no-op size keeps every pixel,
+    /// and a 2x downscale of a wide asymmetric image gives Pillow's box-like averages
+    /// on a flat region.
+    #[test]
+    fn whole_images_keep_their_aspect() {
+        let img = RgbImage::from_fn(300, 256, |x, y| image::Rgb([x as u8, y as u8, ((x * 7 + y * 3) % 251) as u8]));
+        let mut png = Vec::new();
+        img.write_to(&mut Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+        let w = process_whole(&mut Resizer::new(), &png, WholeResize::ShorterSide, 256).unwrap();
+        assert_eq!((w.height, w.width), (256, 300));
+        assert_eq!(w.pixels, *img.as_raw());
+        let half = process_whole(&mut Resizer::new(), &png, WholeResize::ShorterSide, 128).unwrap();
+        assert_eq!((half.height, half.width), (128, 150));
+        // Bilinear 2x down (columns below 256, where the red ramp does not wrap): output x
+        // covers source columns 2x-1..2x+2 with weights 1, 3, 3,
+        // 1, so a ramp (value = column) gives 2x + 0.5, rounded either way.
+        for (x, y) in [(10usize, 5usize), (100, 60), (126, 0), (0, 127)] {
+            let p = &half.pixels[(y * 150 + x) * 3..][..2];
+            let want = [2.0 * x as f64 + 0.5, 2.0 * y as f64 + 0.5];
+            for c in 0..2 {
+                // At the edges the filter is cut and renormalized: within 1.
+                let tol = if x == 0 || y == 0 || y == 127 { 1.0 } else { 0.5 };
+                assert!((p[c] as f64 - want[c]).abs() <= tol, "({x}, {y}) channel {c}: {} vs {}", p[c], want[c]);
+            }
         }
     }
 

@@ -42,6 +42,15 @@ enum Command {
     },
 }
 
+/// What `build` keeps of each image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Keep {
+    /// The central 256x256 square (the paper).
+    Center,
+    /// The whole image, aspect kept (torchvision's recipe).
+    Whole,
+}
+
 #[derive(clap::Args)]
 struct BuildArgs {
     /// The folder holding the downloaded archives (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar,
@@ -66,7 +75,22 @@ struct BuildArgs {
     /// Output dataset folder.
     #[arg(long)]
     output: PathBuf,
-    /// How the image column stores the 256x256 pixels: raw RGB bytes, or JPEG.
+    /// What to keep of each image: `center`, the paper's central 256x256 square of the image
+    /// rescaled to a shorter side of 256 (section 2); or `whole`, the whole image with its aspect
+    /// kept, rescaled to a shorter side of --shorter-side (torchvision's Resize(256): the input of
+    /// its RandomResizedCrop recipe) or with its longer side capped at --max-side (FFCV's setting).
+    #[arg(long, value_enum, default_value = "center")]
+    keep: Keep,
+    /// With --keep whole: the shorter side of the stored images (default 256). The build
+    /// estimates the disk it needs from a sample of the images before it starts.
+    #[arg(long, conflicts_with = "max_side", value_parser = clap::value_parser!(u32).range(8..=4096))]
+    shorter_side: Option<u32>,
+    /// With --keep whole: cap the longer side at M instead (smaller images are kept as they are;
+    /// FFCV's ImageNet setting is 500, close to the original pixels, several times the disk of
+    /// --shorter-side 256).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(8..=4096))]
+    max_side: Option<u32>,
+    /// How the image column stores the pixels: raw RGB bytes, or JPEG.
     #[arg(long, value_enum, default_value = "raw")]
     encoding: Encoding,
     /// JPEG quality, with --encoding jpeg.
@@ -175,6 +199,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let mut cfg = BuildConfig::new(input, a.output);
             cfg.encoding = a.encoding;
             cfg.quality = a.quality;
+            cfg.whole = match (a.keep, a.shorter_side, a.max_side) {
+                (Keep::Center, None, None) => None,
+                (Keep::Center, _, _) => anyhow::bail!("--shorter-side and --max-side go with --keep whole"),
+                (Keep::Whole, _, Some(m)) => Some((alexnet_shared::WholeResize::MaxSide, m)),
+                (Keep::Whole, s, None) => Some((alexnet_shared::WholeResize::ShorterSide, s.unwrap_or(256))),
+            };
             cfg.shard_rows = a.shard_rows as usize;
             cfg.threads = a.threads;
             cfg.seed = a.seed;
@@ -184,8 +214,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let s = build::run(&cfg)?;
             let st = &s.manifest.stats;
             alexnet_shared::out_line!(
-                "built {} ({} encoding, {:.2} GB)",
+                "built {} ({}, {} encoding, {:.2} GB)",
                 s.output.display(),
+                s.manifest.describe_layout(),
                 s.encoding.name(),
                 s.bytes as f64 / 1e9
             );

@@ -53,13 +53,14 @@ pub fn run(dir: &Path, threads: usize) -> anyhow::Result<VerifyReport> {
     report.shards = shards.len();
     report.rows = manifest.splits.values().map(|s| s.rows).sum();
 
-    // Mean image.
-    let mean_path = dir.join(&manifest.mean_image);
-    match read_mean_image(&mean_path) {
-        Ok(m) => {
-            drop(m); // its values are checked by the reader
+    // Mean image (centre-square datasets; the manifest check refuses one elsewhere).
+    if let Some(name) = &manifest.mean_image {
+        match read_mean_image(&dir.join(name)) {
+            Ok(m) => {
+                drop(m); // its values are checked by the reader
+            }
+            Err(e) => report.problems.push(e.to_string()),
         }
-        Err(e) => report.problems.push(e.to_string()),
     }
 
     // Statistics.
@@ -116,11 +117,11 @@ fn check_shard(dir: &Path, m: &Manifest, split: &str, s: &alexnet_shared::ShardE
     if std::fs::symlink_metadata(&path).is_err() {
         return (vec![format!("{name}: missing (listed in the {split} split)")], 0);
     }
-    let len = match open_regular(&path, max_shard_bytes(s.rows)) {
+    let len = match open_regular(&path, max_shard_bytes(s.rows, m.shard_kind())) {
         Ok((_, len)) => len,
         Err(e) => return (vec![e.to_string()], 0),
     };
-    match ShardReader::open_bounded(&path, m.encoding, max_shard_bytes(s.rows)) {
+    match ShardReader::open_bounded(&path, m.shard_kind(), max_shard_bytes(s.rows, m.shard_kind())) {
         Ok(r) => {
             use sha2::Digest;
             let h = hex::encode(sha2::Sha256::digest(r.bytes()));
@@ -154,7 +155,7 @@ fn check_shard(dir: &Path, m: &Manifest, split: &str, s: &alexnet_shared::ShardE
         Err(e) => p.push(e.to_string()),
     }
     // Physical layout of the image column, from the footer.
-    if let Ok((f, _)) = open_regular(&path, max_shard_bytes(s.rows)) {
+    if let Ok((f, _)) = open_regular(&path, max_shard_bytes(s.rows, m.shard_kind())) {
         match SerializedFileReader::new(f) {
             Ok(r) => {
                 for (i, rg) in r.metadata().row_groups().iter().enumerate() {

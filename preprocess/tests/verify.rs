@@ -103,7 +103,7 @@ fn a_format_1_dataset_still_reads_and_is_checked_by_sha256() {
             let labels = r.labels().to_vec();
             drop(r);
             *s =
-                w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys }).unwrap();
+                w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys, sizes: &[] }).unwrap();
         }
     }
     m.format_version = 1;
@@ -168,7 +168,7 @@ fn manifests_that_point_outside_or_repeat_a_shard_are_refused() {
     let m = Manifest::load(&out).unwrap();
     let mut edits: Vec<(Manifest, &str)> = Vec::new();
     let mut a = m.clone();
-    a.mean_image = "../../../../../../etc/passwd".into();
+    a.mean_image = Some("../../../../../../etc/passwd".into());
     edits.push((a, "not a plain file name"));
     let mut b = m.clone();
     let t = b.splits.get_mut("train").unwrap();
@@ -214,9 +214,9 @@ fn a_missing_shard_and_a_bad_manifest_are_named() {
     assert!(r.problems.iter().any(|p| p.contains("train-00000.parquet: missing")), "{:?}", r.problems);
 
     let text = std::fs::read_to_string(out.join("dataset.json")).unwrap();
-    std::fs::write(out.join("dataset.json"), text.replace("\"format_version\": 2", "\"format_version\": 3")).unwrap();
+    std::fs::write(out.join("dataset.json"), text.replace("\"format_version\": 2", "\"format_version\": 4")).unwrap();
     let e = Dataset::open(&out).unwrap_err().to_string();
-    assert!(e.contains("dataset.json") && e.contains("format_version 3") && e.contains("newer program"), "{e}");
+    assert!(e.contains("dataset.json") && e.contains("format_version 4") && e.contains("newer program"), "{e}");
     std::fs::write(out.join("dataset.json"), "{ not json").unwrap();
     let r = verify::run(&out, 2).unwrap();
     assert!(r.problems.len() == 1 && r.problems[0].contains("dataset.json"), "{:?}", r.problems);

@@ -9,7 +9,11 @@
 //!   (256x256x3 HWC RGB bytes, raw or JPEG), `label` (int16), `key` (utf8) and, from
 //!   format 2, `crc32c` (uint32, checked at every read), laid out so
 //!   that an image can be read straight out of a memory map ([`ShardReader`]);
-//! - `mean_image.npy`: the per-pixel train mean (float32, 256x256x3 HWC);
+//! - `mean_image.npy`: the per-pixel train mean (float32, 256x256x3 HWC; centre-square
+//!   datasets only);
+//!
+//! Whole-image datasets (format 3, [`Layout::Whole`]) keep each image whole at its own
+//! size (aspect kept), with per-row `height` and `width` columns, and no mean image.
 //! - `rejects.tsv`: every input that could not be used, with the reason.
 //!
 //! This crate has no libtorch dependency.
@@ -40,11 +44,15 @@ pub use classes::{parse_synset_mapping, ClassIndex};
 pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter, OutputFile};
 pub use manifest::{
-    ArchiveInfo, BuildInfo, ClassEntry, Encoding, Manifest, PcaStats, PixelStatsSummary, ShardEntry, SplitEntry,
-    FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION, REJECTS_FILE,
+    ArchiveInfo, BuildInfo, ClassEntry, Encoding, Layout, Manifest, PcaStats, PixelStatsSummary, ShardEntry, ShardKind,
+    SplitEntry, WholeResize, FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION, REJECTS_FILE,
+    WHOLE_MAX_PIXELS_PER_SIDE2,
 };
 pub use open::{open_regular, read_regular};
-pub use reader::{max_shard_bytes, row_crc, Dataset, ImageRef, RowCheck, ShardReader, SplitReader, CRC_COLUMN};
+pub use reader::{
+    max_shard_bytes, row_crc, row_crc_sized, Dataset, ImageRef, RowCheck, ShardReader, SplitReader, CRC_COLUMN,
+    HEIGHT_COLUMN, WIDTH_COLUMN,
+};
 pub use stats::{
     accumulate_region, parse_mean_image, read_mean_image, write_mean_image, Moments, PixelStats, MEAN_IMAGE_MAX_BYTES,
 };

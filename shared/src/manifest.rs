@@ -1,8 +1,12 @@
 //! `dataset.json`: the manifest of a built dataset.
 //!
 //! Format versions (DESIGN.md, "Format versions"): 1 is the first format; 2 adds the
-//! per-row check, a `crc32c` column in every shard (see [`crate::ShardReader`]). This
-//! program reads both and writes 2; a newer version is refused by name.
+//! per-row check, a `crc32c` column in every shard (see [`crate::ShardReader`]); 3 adds
+//! whole-image datasets ([`Layout::Whole`]: the image rescaled with its aspect kept,
+//! per-row `height` and `width` columns, no mean image). This program reads all three.
+//! It writes the oldest version that describes a dataset ([`Manifest::needed_version`]):
+//! 2 for a centre-square dataset (so that programs that know only 2 still read it), 3
+//! for a whole-image one. A newer version is refused by name.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -13,8 +17,8 @@ use crate::error::{Error, Result};
 use crate::fsutil::atomic_write;
 use crate::Split;
 
-/// The version this program writes.
-pub const FORMAT_VERSION: u32 = 2;
+/// The newest version this program reads and writes.
+pub const FORMAT_VERSION: u32 = 3;
 /// The oldest version this program reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The largest `dataset.json` read (ImageNet's is about 300 KB).
@@ -42,6 +46,85 @@ impl Encoding {
         match self {
             Encoding::Raw => "raw",
             Encoding::Jpeg => "jpeg",
+        }
+    }
+}
+
+/// What the stored images are: the paper's centre squares, or whole images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Layout {
+    /// The central `image_size` x `image_size` square of the image rescaled so that its
+    /// shorter side is `image_size` (256; the paper's section 2). Formats 1 and 2 hold
+    /// only these; a manifest without a `layout` is one.
+    #[default]
+    CenterSquare,
+    /// The whole image with its aspect kept (format 3), rescaled as `resize` says with
+    /// `image_size` as the size: what torchvision's `RandomResizedCrop` and
+    /// `Resize(256)` + `CenterCrop(224)` recipes need. Each row has its `height` and
+    /// `width`; there is no mean image (it is not defined over images of many sizes).
+    Whole { resize: WholeResize },
+}
+
+/// How a whole image is rescaled before it is stored (never enlarged for `MaxSide`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WholeResize {
+    /// Shorter side `image_size`, longer side `floor(image_size * long / short)`:
+    /// torchvision's `Resize(image_size)` (256: about 35 GB of JPEG for ImageNet).
+    ShorterSide,
+    /// Longer side at most `image_size`, smaller images kept as they are (FFCV's
+    /// ImageNet setting, 500: close to the original pixels, about three times the disk).
+    MaxSide,
+}
+
+impl Layout {
+    pub fn is_center_square(&self) -> bool {
+        *self == Layout::CenterSquare
+    }
+
+    pub fn is_whole(&self) -> bool {
+        !self.is_center_square()
+    }
+
+    /// `center-square`, `whole (shorter side 256)`, `whole (longer side at most 500)`.
+    pub fn describe(&self, image_size: u32) -> String {
+        match self {
+            Layout::CenterSquare => format!("center-square {image_size}x{image_size}"),
+            Layout::Whole { resize: WholeResize::ShorterSide } => format!("whole images, shorter side {image_size}"),
+            Layout::Whole { resize: WholeResize::MaxSide } => format!("whole images, longer side at most {image_size}"),
+        }
+    }
+}
+
+/// The most pixels a stored whole image has, as a multiple of `image_size`^2: an aspect
+/// of up to 16:1 at `ShorterSide` (the build rejects longer ones, by name).
+pub const WHOLE_MAX_PIXELS_PER_SIDE2: usize = 16;
+
+/// What a reader needs to know to index a shard: how its images are encoded, and
+/// whether rows are whole images of their own size (format 3) or centre squares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ShardKind {
+    pub encoding: Encoding,
+    /// `Some(image_size)` for whole images (the bound on their size follows from it).
+    pub whole: Option<u32>,
+}
+
+impl From<Encoding> for ShardKind {
+    /// A centre-square shard (formats 1 and 2).
+    fn from(encoding: Encoding) -> Self {
+        ShardKind { encoding, whole: None }
+    }
+}
+
+impl ShardKind {
+    /// The most bytes one row's image can take: a raw 256x256 image for centre squares
+    /// (a JPEG of one is smaller: twice leaves room), and for whole images
+    /// [`WHOLE_MAX_PIXELS_PER_SIDE2`] x `image_size`^2 pixels.
+    pub fn max_image_bytes(&self) -> u64 {
+        match self.whole {
+            None => 2 * crate::IMAGE_BYTES as u64,
+            Some(s) => 2 * 3 * WHOLE_MAX_PIXELS_PER_SIDE2 as u64 * s as u64 * s as u64,
         }
     }
 }
@@ -116,12 +199,20 @@ pub struct ArchiveInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
     pub format_version: u32,
+    /// The side of the centre squares (256), or the size `layout` rescales whole
+    /// images to.
     pub image_size: u32,
+    /// What the stored images are (format 3; absent means centre squares).
+    #[serde(default, skip_serializing_if = "Layout::is_center_square")]
+    pub layout: Layout,
     pub encoding: Encoding,
     pub classes: Vec<ClassEntry>,
     pub splits: BTreeMap<String, SplitEntry>,
     pub stats: PixelStatsSummary,
-    pub mean_image: String,
+    /// The per-pixel train mean's file: present for centre squares, absent for whole
+    /// images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean_image: Option<String>,
     pub rejected: u64,
     pub build: BuildInfo,
 }
@@ -144,6 +235,26 @@ impl Manifest {
     /// Whether the shards carry the per-row `crc32c` column (format 2 and later).
     pub fn has_row_crc(&self) -> bool {
         self.format_version >= 2
+    }
+
+    /// The oldest format version that describes this dataset: 3 for whole images, 2
+    /// for centre squares (the version the build writes).
+    pub fn needed_version(&self) -> u32 {
+        if self.layout.is_whole() {
+            3
+        } else {
+            2
+        }
+    }
+
+    /// How its shards are read.
+    pub fn shard_kind(&self) -> ShardKind {
+        ShardKind { encoding: self.encoding, whole: self.layout.is_whole().then_some(self.image_size) }
+    }
+
+    /// `center-square 256x256` or `whole images, shorter side 256`.
+    pub fn describe_layout(&self) -> String {
+        self.layout.describe(self.image_size)
     }
 
     /// Writes `DIR/dataset.json` atomically.
@@ -177,8 +288,33 @@ impl Manifest {
         if self.classes.is_empty() || self.classes.len() > i16::MAX as usize + 1 {
             return Err(format!("{} classes (expected 1 to {})", self.classes.len(), i16::MAX as usize + 1));
         }
-        if self.image_size as usize != crate::IMAGE_SIDE {
-            return Err(format!("image_size {} (expected {})", self.image_size, crate::IMAGE_SIDE));
+        match self.layout {
+            Layout::CenterSquare => {
+                if self.image_size as usize != crate::IMAGE_SIDE {
+                    return Err(format!("image_size {} (expected {})", self.image_size, crate::IMAGE_SIDE));
+                }
+                match &self.mean_image {
+                    None => return Err("a center-square dataset needs its mean_image".into()),
+                    Some(name) => check_file_name("mean_image", name)?,
+                }
+            }
+            Layout::Whole { .. } => {
+                if self.format_version < 3 {
+                    return Err(format!(
+                        "a whole-image layout in a format {} manifest (whole images are format 3)",
+                        self.format_version
+                    ));
+                }
+                if !(8..=4096).contains(&self.image_size) {
+                    return Err(format!("image_size {} of whole images is outside 8..=4096", self.image_size));
+                }
+                if let Some(name) = &self.mean_image {
+                    return Err(format!(
+                        "mean_image {name:?} in a whole-image dataset (a per-pixel mean is not defined over images of \
+                         many sizes)"
+                    ));
+                }
+            }
         }
         for (i, c) in self.classes.iter().enumerate() {
             if c.index != i {
@@ -204,9 +340,10 @@ impl Manifest {
                 }
             }
         }
-        check_file_name("mean_image", &self.mean_image)?;
-        if files.contains(self.mean_image.as_str()) {
-            return Err(format!("mean_image {} is also a shard", self.mean_image));
+        if let Some(mean) = &self.mean_image {
+            if files.contains(mean.as_str()) {
+                return Err(format!("mean_image {mean} is also a shard"));
+            }
         }
         for split in Split::ALL {
             match self.split(split) {
@@ -268,8 +405,9 @@ impl Manifest {
         splits.insert("train".into(), SplitEntry { rows: 3, shards: vec![shard("train-00000.parquet", 3)] });
         splits.insert("val".into(), SplitEntry { rows: 2, shards: vec![shard("val-00000.parquet", 2)] });
         Manifest {
-            format_version: FORMAT_VERSION,
+            format_version: 2,
             image_size: crate::IMAGE_SIDE as u32,
+            layout: Layout::CenterSquare,
             encoding: Encoding::Raw,
             classes: ["n01", "n02"]
                 .iter()
@@ -285,7 +423,7 @@ impl Manifest {
                     eigenvectors: [[0.57, 0.58, 0.58], [-0.7, 0.0, 0.7], [0.4, -0.8, 0.4]],
                 },
             },
-            mean_image: MEAN_IMAGE_FILE.into(),
+            mean_image: Some(MEAN_IMAGE_FILE.into()),
             rejected: 0,
             build: BuildInfo {
                 program: "preprocess".into(),
@@ -319,14 +457,42 @@ mod tests {
         let mut old = m.clone();
         old.format_version = 1;
         assert!(!Manifest::parse(&serde_json::to_vec(&old).unwrap()).unwrap().has_row_crc());
-        assert!(refused(|m| m.format_version = 3).contains("format_version 3 is not supported"));
+        assert!(refused(|m| m.format_version = 4).contains("format_version 4 is not supported"));
+        assert!(!serde_json::to_string(&m).unwrap().contains("layout"), "a centre-square manifest reads as format 2");
+    }
+
+    /// Format 3: a whole-image dataset says so, has no mean image, and needs version 3;
+    /// a centre-square one still needs only 2 (what the build writes for it).
+    #[test]
+    fn whole_image_manifests_are_format_3() {
+        let mut m = Manifest::example();
+        assert_eq!(m.needed_version(), 2);
+        m.format_version = 3;
+        m.layout = Layout::Whole { resize: WholeResize::ShorterSide };
+        m.mean_image = None;
+        assert_eq!(m.needed_version(), 3);
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""layout":{"kind":"whole","resize":"shorter-side"}"#), "{text}");
+        assert!(!text.contains("mean_image"), "{text}");
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), m);
+        assert_eq!(m.shard_kind(), ShardKind { encoding: Encoding::Raw, whole: Some(256) });
+        assert_eq!(m.describe_layout(), "whole images, shorter side 256");
+        let whole = |edit: fn(&mut Manifest)| {
+            let mut w = m.clone();
+            edit(&mut w);
+            w.check().expect_err("must be refused")
+        };
+        assert!(whole(|w| w.format_version = 2).contains("whole images are format 3"));
+        assert!(whole(|w| w.mean_image = Some("mean_image.npy".into())).contains("not defined over images"));
+        assert!(whole(|w| w.image_size = 5000).contains("outside 8..=4096"));
+        assert!(refused(|c| c.mean_image = None).contains("needs its mean_image"));
     }
 
     /// B3: the mean image is a plain file name inside the dataset folder.
     #[test]
     fn mean_image_outside_the_dataset_is_refused() {
         for bad in ["../../../../etc/passwd", "/etc/passwd", "sub/mean.npy", "..", ".", "", ".mean.npy.tmp", "a\\b"] {
-            let e = refused(|m| m.mean_image = bad.into());
+            let e = refused(|m| m.mean_image = Some(bad.into()));
             assert!(e.contains("mean_image file name") && e.contains("plain file name"), "{bad}: {e}");
         }
         assert!(refused(|m| m.splits.get_mut("val").unwrap().shards[0].file = "/dev/zero".into())

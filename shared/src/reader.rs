@@ -10,6 +10,9 @@
 //! first time one of its rows is read. A mismatch is [`Error::Damaged`], naming the
 //! shard and the row.
 //!
+//! Whole-image shards (format 3) also hold each row's `height` and `width`
+//! ([`ShardReader::size`]); their `image` values are JPEGs or raw pixels of that size.
+//!
 //! Only regular files are opened (never a FIFO or a device), and a shard can be no
 //! bigger than its rows can fill.
 //!
@@ -20,7 +23,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use arrow_array::{Array, Int16Array, StringArray, UInt32Array};
+use arrow_array::{Array, Int16Array, StringArray, UInt16Array, UInt32Array};
 use bytes::Bytes;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
 use parquet::arrow::ProjectionMask;
@@ -29,8 +32,8 @@ use parquet::column::page::Page;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 
 use crate::error::{Error, Result};
-use crate::manifest::{Encoding, Manifest, ShardEntry};
-use crate::{Split, IMAGE_BYTES};
+use crate::manifest::{Encoding, Manifest, ShardEntry, ShardKind};
+use crate::{Split, IMAGE_BYTES, IMAGE_SIDE};
 
 /// A read-only memory map of a shard file.
 ///
@@ -54,28 +57,44 @@ impl ShardMap {
 /// One image of a shard, borrowed from the map.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRef<'a> {
-    /// Raw: 196608 bytes, 256x256x3 HWC RGB. JPEG: the encoded file.
+    /// Raw: `height * width * 3` bytes, HWC RGB. JPEG: the encoded file.
     pub bytes: &'a [u8],
     pub label: i16,
     pub key: &'a str,
+    /// The image's height and width: 256 x 256 for centre squares.
+    pub height: usize,
+    pub width: usize,
 }
 
 /// The name of the per-row check column (format 2).
 pub const CRC_COLUMN: &str = "crc32c";
+/// The per-row size columns of whole-image shards (format 3).
+pub const HEIGHT_COLUMN: &str = "height";
+pub const WIDTH_COLUMN: &str = "width";
 
 /// The CRC-32C of a row as format 2 stores it: over the image bytes (raw pixels or the
 /// encoded JPEG), then the label as int16 little-endian, then the key's UTF-8 bytes.
 pub fn row_crc(image: &[u8], label: i16, key: &str) -> u32 {
-    let c = crc32c::crc32c(image);
-    let c = crc32c::crc32c_append(c, &label.to_le_bytes());
-    crc32c::crc32c_append(c, key.as_bytes())
+    row_crc_sized(image, label, key, None)
 }
 
-/// The most bytes a shard of `rows` rows can take: the images (a JPEG of a 256x256
-/// image is smaller than its raw pixels; twice leaves room), a key of up to 8 KiB per
-/// row, and the Parquet metadata.
-pub fn max_shard_bytes(rows: u64) -> u64 {
-    rows.saturating_mul(2 * IMAGE_BYTES as u64 + 8192).saturating_add(16 << 20)
+/// [`row_crc`], followed for a whole-image row (format 3) by its height and width as
+/// uint16 little-endian.
+pub fn row_crc_sized(image: &[u8], label: i16, key: &str, size: Option<(u16, u16)>) -> u32 {
+    let c = crc32c::crc32c(image);
+    let c = crc32c::crc32c_append(c, &label.to_le_bytes());
+    let c = crc32c::crc32c_append(c, key.as_bytes());
+    match size {
+        None => c,
+        Some((h, w)) => crc32c::crc32c_append(crc32c::crc32c_append(c, &h.to_le_bytes()), &w.to_le_bytes()),
+    }
+}
+
+/// The most bytes a shard of `rows` rows of `kind` can take: the images (see
+/// [`ShardKind::max_image_bytes`]), a key of up to 8 KiB per row, and the Parquet
+/// metadata.
+pub fn max_shard_bytes(rows: u64, kind: impl Into<ShardKind>) -> u64 {
+    rows.saturating_mul(kind.into().max_image_bytes() + 8192).saturating_add(16 << 20)
 }
 
 /// How the rows of a shard are checked when read.
@@ -99,6 +118,8 @@ pub struct ShardReader {
     keys: StringArray,
     /// The `crc32c` column (format 2).
     crcs: Option<Vec<u32>>,
+    /// Whole-image shards (format 3): (height, width) of each row.
+    sizes: Option<Vec<(u16, u16)>>,
     /// Format 1 shards: the manifest's sha256 and the result of checking it.
     sha256: Option<(String, OnceLock<std::result::Result<(), String>>)>,
     encoding: Encoding,
@@ -114,22 +135,24 @@ impl ShardReader {
     /// Maps `path` and indexes its rows. Checks the schema and the physical layout of
     /// the `image` column; an unusable file is an error that names it. The file must be
     /// a regular file (a FIFO or device is refused, never read).
-    pub fn open(path: &Path, encoding: Encoding) -> Result<Self> {
-        Self::open_bounded(path, encoding, max_shard_bytes(u32::MAX as u64))
+    pub fn open(path: &Path, kind: impl Into<ShardKind>) -> Result<Self> {
+        let kind = kind.into();
+        Self::open_bounded(path, kind, max_shard_bytes(u32::MAX as u64, kind))
     }
 
     /// [`ShardReader::open`] of a file of at most `max_len` bytes. A malformed file that
     /// makes the Parquet reader panic is an error naming the file, like any other.
-    pub fn open_bounded(path: &Path, encoding: Encoding, max_len: u64) -> Result<Self> {
+    pub fn open_bounded(path: &Path, kind: impl Into<ShardKind>, max_len: u64) -> Result<Self> {
         let map = ShardMap::open(path, max_len)?;
-        Self::from_bytes(path, map, encoding)
+        Self::from_bytes(path, map, kind)
     }
 
     /// Indexes the shard held in `map` (`path` names it in errors).
-    pub fn from_bytes(path: &Path, map: Bytes, encoding: Encoding) -> Result<Self> {
+    pub fn from_bytes(path: &Path, map: Bytes, kind: impl Into<ShardKind>) -> Result<Self> {
+        let kind = kind.into();
         let mut out = None;
         let caught = crate::guard::catch(|| {
-            out = Some(Self::index(path, map, encoding));
+            out = Some(Self::index(path, map, kind));
             Ok(())
         });
         match caught {
@@ -138,26 +161,34 @@ impl ShardReader {
         }
     }
 
-    fn index(path: &Path, map: Bytes, encoding: Encoding) -> Result<Self> {
+    fn index(path: &Path, map: Bytes, kind: ShardKind) -> Result<Self> {
+        let encoding = kind.encoding;
+        let whole = kind.whole.is_some();
         let bad = |m: String| Error::shard(path, m);
         let reader =
             SerializedFileReader::new(map.clone()).map_err(|e| bad(format!("cannot read the Parquet footer ({e})")))?;
         let meta = reader.metadata();
         let schema = meta.file_metadata().schema_descr();
         let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
-        let has_crc = match names[..] {
-            ["image", "label", "key"] => false,
-            ["image", "label", "key", CRC_COLUMN] => true,
-            _ => {
+        let has_crc = match (&names[..], whole) {
+            (["image", "label", "key"], false) => false,
+            (["image", "label", "key", CRC_COLUMN], false) => true,
+            (["image", "label", "key", CRC_COLUMN, HEIGHT_COLUMN, WIDTH_COLUMN], true) => true,
+            (_, false) => {
                 return Err(bad(format!(
                     "columns are {names:?}, expected [\"image\", \"label\", \"key\"] (format 1) or with \"{CRC_COLUMN}\" (format 2)"
+                )))
+            }
+            (_, true) => {
+                return Err(bad(format!(
+                    "columns are {names:?}, expected [\"image\", \"label\", \"key\", \"{CRC_COLUMN}\", \"{HEIGHT_COLUMN}\", \"{WIDTH_COLUMN}\"] (format 3, whole images)"
                 )))
             }
         };
         let col = schema.column(0);
         let (want_type, want_len) = match encoding {
-            Encoding::Raw => (PhysicalType::FIXED_LEN_BYTE_ARRAY, IMAGE_BYTES as i32),
-            Encoding::Jpeg => (PhysicalType::BYTE_ARRAY, -1),
+            Encoding::Raw if !whole => (PhysicalType::FIXED_LEN_BYTE_ARRAY, IMAGE_BYTES as i32),
+            _ => (PhysicalType::BYTE_ARRAY, -1),
         };
         let repetition = col.self_type().get_basic_info().repetition();
         if col.physical_type() != want_type
@@ -211,14 +242,14 @@ impl ShardReader {
                 if start + buf.len() > map.len() {
                     return Err(bad("a page lies outside the file".into()));
                 }
-                match encoding {
-                    Encoding::Raw => {
+                match want_type {
+                    PhysicalType::FIXED_LEN_BYTE_ARRAY => {
                         if buf.len() != n * IMAGE_BYTES {
                             return Err(bad(format!("row group {rg}: a page of {n} images holds {} bytes", buf.len())));
                         }
                         spans.extend((0..n).map(|i| (start + i * IMAGE_BYTES, IMAGE_BYTES as u32)));
                     }
-                    Encoding::Jpeg => {
+                    _ => {
                         let mut at = 0usize;
                         for _ in 0..n {
                             let len = buf
@@ -242,12 +273,17 @@ impl ShardReader {
 
         // Labels, keys and CRCs are small: read them with the Arrow reader (a copy).
         let builder = ParquetRecordBatchReaderBuilder::try_new(map.clone()).map_err(|e| bad(e.to_string()))?;
-        let roots: &[usize] = if has_crc { &[1, 2, 3] } else { &[1, 2] };
+        let roots: &[usize] = match (has_crc, whole) {
+            (_, true) => &[1, 2, 3, 4, 5],
+            (true, false) => &[1, 2, 3],
+            (false, false) => &[1, 2],
+        };
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
         let batches = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| bad(e.to_string()))?;
         let mut labels = Vec::with_capacity(rows_cap);
         let mut keys: Vec<StringArray> = Vec::new();
         let mut crcs = Vec::with_capacity(if has_crc { rows_cap } else { 0 });
+        let mut sizes = Vec::with_capacity(if whole { rows_cap } else { 0 });
         for b in batches {
             let b = b.map_err(|e| bad(format!("reading labels and keys: {e}")))?;
             let l =
@@ -269,6 +305,18 @@ impl ShardReader {
                 }
                 crcs.extend_from_slice(c.values());
             }
+            if whole {
+                let col = |i: usize, name: &str| {
+                    b.column(i)
+                        .as_any()
+                        .downcast_ref::<UInt16Array>()
+                        .filter(|a| a.null_count() == 0)
+                        .map(|a| a.values().to_vec())
+                        .ok_or_else(|| bad(format!("{name} is not a non-null uint16 column")))
+                };
+                let (h, w) = (col(3, HEIGHT_COLUMN)?, col(4, WIDTH_COLUMN)?);
+                sizes.extend(h.into_iter().zip(w));
+            }
         }
         let refs: Vec<&dyn Array> = keys.iter().map(|k| k as &dyn Array).collect();
         let keys = concat_strings(&refs).map_err(|e| bad(e.to_string()))?;
@@ -281,7 +329,25 @@ impl ShardReader {
             )));
         }
         let crcs = has_crc.then_some(crcs);
-        Ok(Self { path: path.to_path_buf(), map, spans, labels, keys, crcs, sha256: None, encoding })
+        let sizes = if whole {
+            if sizes.len() != rows {
+                return Err(bad(format!("{} image sizes for {rows} rows", sizes.len())));
+            }
+            let max = kind.max_image_bytes() / 2;
+            for (row, (&(h, w), &(_, len))) in sizes.iter().zip(&spans).enumerate() {
+                let pixels = h as u64 * w as u64 * 3;
+                if h == 0 || w == 0 || pixels > max {
+                    return Err(bad(format!("row {row}: an image of {h}x{w} (at most {max} bytes of pixels)")));
+                }
+                if encoding == Encoding::Raw && len as u64 != pixels {
+                    return Err(bad(format!("row {row}: {len} bytes of raw pixels for a {h}x{w} image")));
+                }
+            }
+            Some(sizes)
+        } else {
+            None
+        };
+        Ok(Self { path: path.to_path_buf(), map, spans, labels, keys, crcs, sizes, sha256: None, encoding })
     }
 
     /// How this shard's rows are checked when read.
@@ -302,7 +368,8 @@ impl ShardReader {
     /// time. `row` must be in range.
     pub fn check_row(&self, row: usize) -> Result<()> {
         if let Some(crcs) = &self.crcs {
-            let got = row_crc(self.image_unchecked(row), self.labels[row], self.keys.value(row));
+            let size = self.sizes.as_ref().map(|s| s[row]);
+            let got = row_crc_sized(self.image_unchecked(row), self.labels[row], self.keys.value(row), size);
             if got != crcs[row] {
                 return Err(Error::Damaged {
                     path: self.path.clone(),
@@ -360,6 +427,23 @@ impl ShardReader {
         &self.labels
     }
 
+    /// Whether the rows are whole images of their own sizes (format 3).
+    pub fn is_whole(&self) -> bool {
+        self.sizes.is_some()
+    }
+
+    /// The (height, width) of `row`'s image: 256 x 256 for centre squares (panics when
+    /// `row` is out of range).
+    pub fn size(&self, row: usize) -> (usize, usize) {
+        match &self.sizes {
+            Some(s) => (s[row].0 as usize, s[row].1 as usize),
+            None => {
+                assert!(row < self.len(), "row {row} of {}", self.len());
+                (IMAGE_SIDE, IMAGE_SIDE)
+            }
+        }
+    }
+
     /// The image bytes of `row`, a slice of the memory map, checked (see
     /// [`ShardReader::check_row`]).
     pub fn image(&self, row: usize) -> Result<&[u8]> {
@@ -383,7 +467,8 @@ impl ShardReader {
 
     /// The image, label and key of `row` without the check (panics when out of range).
     pub fn get_unchecked(&self, row: usize) -> ImageRef<'_> {
-        ImageRef { bytes: self.image_unchecked(row), label: self.labels[row], key: self.keys.value(row) }
+        let (height, width) = self.size(row);
+        ImageRef { bytes: self.image_unchecked(row), label: self.labels[row], key: self.keys.value(row), height, width }
     }
 
     fn in_range(&self, row: usize) -> Result<()> {
@@ -478,8 +563,17 @@ impl Dataset {
 
     /// The per-pixel train mean (checked: a regular file inside the dataset folder, of
     /// the expected size, finite values on the 0..255 scale).
+    /// A whole-image dataset has none: that is an error saying so.
     pub fn mean_image(&self) -> Result<Vec<f32>> {
-        crate::stats::read_mean_image(&self.dir.join(&self.manifest.mean_image))
+        match &self.manifest.mean_image {
+            Some(name) => crate::stats::read_mean_image(&self.dir.join(name)),
+            None => Err(Error::Invalid(format!(
+                "{}: a dataset of {} has no mean image (a per-pixel mean is not defined over images of many \
+                 sizes): use the mean RGB (`data.normalization = \"mean-rgb\"` or \"torchvision\")",
+                self.dir.display(),
+                self.manifest.describe_layout()
+            ))),
+        }
     }
 
     /// Maps every shard of `split`; row counts are checked against the manifest.
@@ -509,7 +603,7 @@ impl Dataset {
 
     fn open_shard(&self, s: &ShardEntry, checksum: bool) -> Result<ShardReader> {
         let path = self.dir.join(&s.file);
-        let map = ShardMap::open(&path, max_shard_bytes(s.rows))?;
+        let map = ShardMap::open(&path, max_shard_bytes(s.rows, self.manifest.shard_kind()))?;
         if checksum {
             use sha2::Digest;
             let actual = hex::encode(sha2::Sha256::digest(&map[..]));
@@ -517,7 +611,7 @@ impl Dataset {
                 return Err(Error::Checksum { path, expected: s.sha256.clone(), actual });
             }
         }
-        let mut r = ShardReader::from_bytes(&path, map, self.manifest.encoding)?;
+        let mut r = ShardReader::from_bytes(&path, map, self.manifest.shard_kind())?;
         if r.has_row_crc() != self.manifest.has_row_crc() {
             return Err(Error::shard(
                 &path,

@@ -28,6 +28,26 @@ pub struct Moments {
 }
 
 impl Moments {
+    /// The moments of a run of RGB pixels (`rgb.len()` a multiple of 3): whole images
+    /// of any size, which have no per-pixel mean.
+    pub fn of_pixels(rgb: &[u8]) -> Moments {
+        assert!(rgb.len().is_multiple_of(3), "whole RGB pixels");
+        let (mut s, mut q) = ([0u64; 3], [0u64; 6]);
+        for px in rgb.chunks_exact(3) {
+            let (r, g, b) = (px[0] as u64, px[1] as u64, px[2] as u64);
+            s[0] += r;
+            s[1] += g;
+            s[2] += b;
+            q[0] += r * r;
+            q[1] += g * g;
+            q[2] += b * b;
+            q[3] += r * g;
+            q[4] += r * b;
+            q[5] += g * b;
+        }
+        Moments { pixels: (rgb.len() / 3) as u64, sum: s, sum_sq: q }
+    }
+
     pub fn merge(mut self, o: Moments) -> Moments {
         self.pixels += o.pixels;
         for c in 0..3 {
@@ -60,6 +80,11 @@ impl PixelStats {
         Self { images: 0, moments: Moments::default(), pixel_sum: vec![0; IMAGE_BYTES] }
     }
 
+    /// Statistics of whole images (many sizes): moments only, no per-pixel sums.
+    pub fn without_mean_image() -> Self {
+        Self { images: 0, moments: Moments::default(), pixel_sum: Vec::new() }
+    }
+
     /// Adds `images` (a whole number of 256x256x3 images, back to back).
     pub fn add_images(&mut self, images: &[u8]) {
         let m = accumulate_region(images, 0, &mut self.pixel_sum);
@@ -74,6 +99,7 @@ impl PixelStats {
     }
 
     pub fn merge(&mut self, other: &PixelStats) {
+        assert_eq!(self.pixel_sum.len(), other.pixel_sum.len(), "statistics of one kind");
         self.images += other.images;
         self.moments = self.moments.merge(other.moments);
         for (a, b) in self.pixel_sum.iter_mut().zip(&other.pixel_sum) {

@@ -10,6 +10,10 @@
 //!
 //! Format 2 adds a fourth column, `crc32c` (uint32, non-nullable): the CRC-32C of each
 //! row (see [`crate::row_crc`]), which readers check whenever they read the row.
+//!
+//! Format 3's whole-image shards ([`ShardWriter::whole`]) hold one value of its own size
+//! per row in `image` (binary: the JPEG, or the raw HWC pixels), and two more columns,
+//! `height` and `width` (uint16, non-nullable), which the row's CRC-32C also covers.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -26,8 +30,8 @@ use parquet::schema::types::ColumnPath;
 
 use crate::error::{Error, Result};
 use crate::fsutil::{commit, tmp_path, HashingWriter};
-use crate::manifest::{Encoding, ShardEntry, FORMAT_VERSION};
-use crate::reader::row_crc;
+use crate::manifest::{Encoding, ShardEntry, ShardKind};
+use crate::reader::row_crc_sized;
 use crate::{Split, IMAGE_BYTES};
 
 /// Rows per row group: 128 raw images are 25 MB, the most the writer buffers.
@@ -43,15 +47,18 @@ pub fn shard_file_name(split: Split, index: usize) -> String {
 
 /// The rows of one shard, in order.
 pub struct ShardRows<'a> {
-    /// Raw: `n * 196608` bytes of 256x256x3 HWC images. JPEG: one encoded image per row.
     pub images: ShardImages<'a>,
     pub labels: &'a [i16],
     pub keys: &'a [String],
+    /// (height, width) of each row: whole images only (empty for centre squares).
+    pub sizes: &'a [(u16, u16)],
 }
 
 pub enum ShardImages<'a> {
+    /// Raw centre squares: `n * 196608` bytes of 256x256x3 HWC images.
     Raw(&'a [u8]),
-    Jpeg(&'a [Vec<u8>]),
+    /// One value per row: a JPEG, or (raw whole images) `height * width * 3` HWC bytes.
+    PerRow(&'a [Vec<u8>]),
 }
 
 impl ShardRows<'_> {
@@ -66,23 +73,38 @@ pub struct ShardWriter {
     encoding: Encoding,
     /// Whether rows carry the `crc32c` column (format 2 and later).
     row_crc: bool,
+    /// Whether rows are whole images with `height` and `width` columns (format 3).
+    whole: bool,
     schema: Arc<Schema>,
     props: WriterProperties,
 }
 
 impl ShardWriter {
-    /// A writer of the current format ([`FORMAT_VERSION`]).
+    /// A writer of centre-square shards (format 2).
     pub fn new(encoding: Encoding) -> Self {
-        Self::with_format(encoding, FORMAT_VERSION)
+        Self::with_format(encoding, 2)
     }
 
-    /// A writer of `format_version`'s shards: 1 (no `crc32c` column) is kept to test
-    /// that datasets built before the per-row check still read.
+    /// A writer of whole-image shards (format 3).
+    pub fn whole(encoding: Encoding) -> Self {
+        Self::build(encoding, true, true)
+    }
+
+    /// A writer of the shards `kind` describes (centre squares: format 2).
+    pub fn for_kind(kind: ShardKind) -> Self {
+        Self::build(kind.encoding, true, kind.whole.is_some())
+    }
+
+    /// A writer of `format_version`'s centre-square shards: 1 (no `crc32c` column) is
+    /// kept to test that datasets built before the per-row check still read.
     pub fn with_format(encoding: Encoding, format_version: u32) -> Self {
-        let row_crc = format_version >= 2;
+        Self::build(encoding, format_version >= 2, false)
+    }
+
+    fn build(encoding: Encoding, row_crc: bool, whole: bool) -> Self {
         let image_type = match encoding {
-            Encoding::Raw => DataType::FixedSizeBinary(IMAGE_BYTES as i32),
-            Encoding::Jpeg => DataType::Binary,
+            Encoding::Raw if !whole => DataType::FixedSizeBinary(IMAGE_BYTES as i32),
+            _ => DataType::Binary,
         };
         let mut fields = vec![
             Field::new("image", image_type, false),
@@ -91,6 +113,10 @@ impl ShardWriter {
         ];
         if row_crc {
             fields.push(Field::new(crate::reader::CRC_COLUMN, DataType::UInt32, false));
+        }
+        if whole {
+            fields.push(Field::new(crate::reader::HEIGHT_COLUMN, DataType::UInt16, false));
+            fields.push(Field::new(crate::reader::WIDTH_COLUMN, DataType::UInt16, false));
         }
         let schema = Arc::new(Schema::new(fields));
         let image = ColumnPath::from("image");
@@ -105,7 +131,7 @@ impl ShardWriter {
             .set_column_statistics_enabled(image, EnabledStatistics::None)
             .set_offset_index_disabled(false)
             .build();
-        Self { encoding, row_crc, schema, props }
+        Self { encoding, row_crc, whole, schema, props }
     }
 
     pub fn encoding(&self) -> Encoding {
@@ -118,10 +144,27 @@ impl ShardWriter {
         if rows.keys.len() != n {
             return Err(Error::Invalid(format!("{} labels but {} keys", n, rows.keys.len())));
         }
-        match (&rows.images, self.encoding) {
-            (ShardImages::Raw(b), Encoding::Raw) if b.len() == n * IMAGE_BYTES => {}
-            (ShardImages::Jpeg(v), Encoding::Jpeg) if v.len() == n => {}
+        match (&rows.images, self.encoding, self.whole) {
+            (ShardImages::Raw(b), Encoding::Raw, false) if b.len() == n * IMAGE_BYTES => {}
+            (ShardImages::PerRow(v), Encoding::Jpeg, _) | (ShardImages::PerRow(v), Encoding::Raw, true)
+                if v.len() == n => {}
             _ => return Err(Error::Invalid("shard rows do not match the writer's encoding or row count".into())),
+        }
+        let sizes_ok = if self.whole { rows.sizes.len() == n } else { rows.sizes.is_empty() };
+        if !sizes_ok {
+            return Err(Error::Invalid(format!(
+                "{} sizes for {n} rows: whole-image shards need one (height, width) per row, centre squares none",
+                rows.sizes.len()
+            )));
+        }
+        if self.whole && self.encoding == Encoding::Raw {
+            if let Some(i) = (0..n).find(|&i| {
+                let (h, w) = rows.sizes[i];
+                let ShardImages::PerRow(v) = &rows.images else { return true };
+                v[i].len() != h as usize * w as usize * 3
+            }) {
+                return Err(Error::Invalid(format!("row {i}: raw pixels do not match its height and width")));
+            }
         }
         let tmp = tmp_path(path);
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
@@ -157,7 +200,7 @@ impl ShardWriter {
                 Buffer::from(&b[start * IMAGE_BYTES..end * IMAGE_BYTES]),
                 None,
             )?),
-            ShardImages::Jpeg(v) => Arc::new(BinaryArray::from_iter_values(v[start..end].iter())),
+            ShardImages::PerRow(v) => Arc::new(BinaryArray::from_iter_values(v[start..end].iter())),
         };
         let label: ArrayRef = Arc::new(Int16Array::from(rows.labels[start..end].to_vec()));
         let key: ArrayRef = Arc::new(StringArray::from_iter_values(rows.keys[start..end].iter()));
@@ -167,12 +210,17 @@ impl ShardWriter {
                 .map(|i| {
                     let img = match &rows.images {
                         ShardImages::Raw(b) => &b[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES],
-                        ShardImages::Jpeg(v) => &v[i][..],
+                        ShardImages::PerRow(v) => &v[i][..],
                     };
-                    row_crc(img, rows.labels[i], &rows.keys[i])
+                    row_crc_sized(img, rows.labels[i], &rows.keys[i], rows.sizes.get(i).copied())
                 })
                 .collect();
             columns.push(Arc::new(arrow_array::UInt32Array::from(crcs)));
+        }
+        if self.whole {
+            let sizes = &rows.sizes[start..end];
+            columns.push(Arc::new(arrow_array::UInt16Array::from_iter_values(sizes.iter().map(|s| s.0))));
+            columns.push(Arc::new(arrow_array::UInt16Array::from_iter_values(sizes.iter().map(|s| s.1))));
         }
         RecordBatch::try_new(self.schema.clone(), columns)
     }

@@ -26,10 +26,10 @@ fn shard(dir: &Path, encoding: Encoding, version: u32, rows: usize) -> Vec<u8> {
     let jpegs: Vec<Vec<u8>> = (0..rows).map(|i| (0..300 + 40 * i).map(|j| (j * 7 + i) as u8).collect()).collect();
     let images = match encoding {
         Encoding::Raw => ShardImages::Raw(&raw),
-        Encoding::Jpeg => ShardImages::Jpeg(&jpegs),
+        Encoding::Jpeg => ShardImages::PerRow(&jpegs),
     };
     ShardWriter::with_format(encoding, version)
-        .write(&path, &ShardRows { images, labels: &labels, keys: &keys })
+        .write(&path, &ShardRows { images, labels: &labels, keys: &keys, sizes: &[] })
         .unwrap();
     std::fs::read(&path).unwrap()
 }

@@ -123,7 +123,7 @@ fn weights(path: &Path, cfg: &TrainConfig) -> Vec<(String, Tensor)> {
 fn one_process_on_the_union(cfg: &TrainConfig, data: &Path, steps: usize) -> Vec<(String, Tensor)> {
     let ds = Dataset::open(data).unwrap();
     let manifest = ds.manifest().clone();
-    let mean = read_mean_image(&data.join(&manifest.mean_image)).unwrap();
+    let mean = read_mean_image(&data.join(manifest.mean_image.as_ref().unwrap())).unwrap();
     let split = Arc::new(ds.split(Split::Train).unwrap());
     let mut loaders: Vec<Pipeline> = (0..2)
         .map(|rank| {

@@ -188,7 +188,7 @@ fn normalizer_applies_the_papers_formula() {
     let dir = shared_dataset();
     let ds = Dataset::open(dir).unwrap();
     let m = ds.manifest();
-    let mean_img = read_mean_image(&dir.join(&m.mean_image)).unwrap();
+    let mean_img = read_mean_image(&dir.join(m.mean_image.as_ref().unwrap())).unwrap();
     let mut l = Loader::new(split(dir, Split::Train), cfg(4, 100, Crops::Train)).unwrap();
     l.start(3);
     let b = l.next_batch().unwrap().unwrap();
@@ -407,7 +407,7 @@ fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
 fn worker_float_crops_equal_the_device_conversion() {
     let dir = shared_dataset();
     let ds = Dataset::open(dir).unwrap();
-    let mean_img = read_mean_image(&dir.join(&ds.manifest().mean_image)).unwrap();
+    let mean_img = read_mean_image(&dir.join(ds.manifest().mean_image.as_ref().unwrap())).unwrap();
     for (norm, crops) in [
         (Normalization::MeanImage, Crops::Train),
         (Normalization::MeanRgb, Crops::Train),

@@ -5,15 +5,14 @@ use std::collections::BTreeMap;
 use std::time::Instant;
 
 use alexnet_shared::{
-    write_mean_image, BuildInfo, Encoding, Manifest, SplitEntry, FORMAT_VERSION, IMAGE_SIDE, MEAN_IMAGE_FILE,
-    REJECTS_FILE,
+    write_mean_image, BuildInfo, Encoding, Layout, Manifest, SplitEntry, IMAGE_SIDE, MEAN_IMAGE_FILE, REJECTS_FILE,
 };
 use anyhow::{bail, Context, Result};
 
 use super::plan::PlannedShard;
 use super::state::State;
 use super::{BuildConfig, BuildSummary};
-use crate::imageproc::RESIZE_FILTER;
+use crate::imageproc::{RESIZE_FILTER, RESIZE_FILTER_WHOLE};
 use crate::inputs::Inputs;
 
 #[allow(clippy::too_many_arguments)]
@@ -76,15 +75,22 @@ pub(super) fn finish(
             state.train_stats.images
         );
     }
-    write_mean_image(&out.join(MEAN_IMAGE_FILE), &state.train_stats.mean_image())?;
-    let manifest = Manifest {
-        format_version: FORMAT_VERSION,
-        image_size: IMAGE_SIDE as u32,
+    let (layout, image_size, mean_image) = match cfg.whole {
+        None => {
+            write_mean_image(&out.join(MEAN_IMAGE_FILE), &state.train_stats.mean_image())?;
+            (Layout::CenterSquare, IMAGE_SIDE as u32, Some(MEAN_IMAGE_FILE.to_string()))
+        }
+        Some((resize, size)) => (Layout::Whole { resize }, size, None),
+    };
+    let mut manifest = Manifest {
+        format_version: 0,
+        image_size,
+        layout,
         encoding: cfg.encoding,
         classes: inputs.classes.entries(&inputs.names),
         splits,
         stats,
-        mean_image: MEAN_IMAGE_FILE.into(),
+        mean_image,
         rejected,
         build: BuildInfo {
             program: "preprocess".into(),
@@ -93,11 +99,12 @@ pub(super) fn finish(
             shard_rows: cfg.shard_rows,
             quality: (cfg.encoding == Encoding::Jpeg).then_some(cfg.quality),
             limit_per_class: cfg.input.limit_per_class,
-            resize_filter: RESIZE_FILTER.into(),
+            resize_filter: if cfg.whole.is_some() { RESIZE_FILTER_WHOLE } else { RESIZE_FILTER }.into(),
             source: inputs.source.clone(),
             archives: inputs.archive_info.clone(),
         },
     };
+    manifest.format_version = manifest.needed_version();
     manifest.check().map_err(|m| anyhow::anyhow!("the dataset cannot be used: {m}"))?;
     manifest.save(out)?;
     let bytes =

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use alexnet_shared::progress::Progress;
-use alexnet_shared::{Encoding, Manifest, ShardWriter, FORMAT_VERSION};
+use alexnet_shared::{Encoding, Manifest, ShardKind, ShardWriter, WholeResize};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
@@ -48,6 +48,9 @@ pub struct BuildConfig {
     pub encoding: Encoding,
     /// JPEG quality (1..=100), used with `Encoding::Jpeg`.
     pub quality: u8,
+    /// Whole images rescaled as said (`--keep whole`), instead of the paper's centre
+    /// 256x256 squares (None).
+    pub whole: Option<(WholeResize, u32)>,
     pub shard_rows: usize,
     pub threads: usize,
     pub seed: u64,
@@ -67,6 +70,7 @@ impl BuildConfig {
             output,
             encoding: Encoding::Raw,
             quality: 90,
+            whole: None,
             shard_rows: 1024,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
             seed: 0,
@@ -128,8 +132,14 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         );
     }
     let plan = plan_shards(&inputs, cfg);
+    if let Some((_, size)) = cfg.whole {
+        if !(8..=4096).contains(&size) {
+            bail!("the whole-image size must be in 8..=4096 (got {size})");
+        }
+    }
     let identity = Identity {
-        format_version: FORMAT_VERSION,
+        format_version: if cfg.whole.is_some() { 3 } else { 2 },
+        whole: cfg.whole,
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         encoding: cfg.encoding,
         quality: (cfg.encoding == Encoding::Jpeg).then_some(cfg.quality),
@@ -200,7 +210,7 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
 
     space::check_space(cfg, &inputs, &pending, &pool)?;
 
-    let writer = ShardWriter::new(cfg.encoding);
+    let writer = ShardWriter::for_kind(ShardKind { encoding: cfg.encoding, whole: cfg.whole.map(|w| w.1) });
     let progress = Progress::new("build", pending_rows, cfg.progress);
     let (tx, rx) = crossbeam_channel::bounded::<ShardOutput>(1);
     let dir = out.clone();

@@ -16,6 +16,9 @@ use crate::inputs::{Inputs, Item};
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(super) struct Identity {
     pub(super) format_version: u32,
+    /// Whole images and their size (absent: centre squares, as every build before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) whole: Option<(alexnet_shared::WholeResize, u32)>,
     pub(super) program_version: String,
     pub(super) encoding: Encoding,
     pub(super) quality: Option<u8>,

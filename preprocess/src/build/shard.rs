@@ -15,16 +15,19 @@ use rayon::prelude::*;
 use super::plan::PlannedShard;
 use super::state::{stamp, RejectedFile, ShardRecord, State};
 use super::BuildConfig;
-use crate::imageproc::{encode_jpeg, process};
+use crate::imageproc::{encode_jpeg, encode_jpeg_sized, process, process_whole, WholeImage};
 use crate::inputs::{Inputs, Source};
 
 /// A decoded shard on its way to the writer.
 pub(super) struct ShardOutput {
     split: Split,
     file: String,
-    /// Raw pixels of the kept rows.
+    /// Raw pixels of the kept rows (centre squares).
     pixels: Vec<u8>,
-    jpeg: Option<Vec<Vec<u8>>>,
+    /// One value per kept row: JPEGs, or the raw pixels of whole images.
+    per_row: Option<Vec<Vec<u8>>>,
+    /// (height, width) of each kept row: whole images only.
+    sizes: Vec<(u16, u16)>,
     labels: Vec<i16>,
     keys: Vec<String>,
     rejects: Vec<(String, String)>,
@@ -43,6 +46,9 @@ pub(super) fn make_shard(
     progress: &Progress,
     count_only: Option<&HashSet<String>>,
 ) -> ShardOutput {
+    if cfg.whole.is_some() {
+        return make_whole_shard(p, cfg, inputs, progress, count_only);
+    }
     let n = p.items.len();
     let mut pixels = vec![0u8; n * IMAGE_BYTES];
     let results: Vec<Result<(), String>> = pixels
@@ -103,14 +109,97 @@ pub(super) fn make_shard(
         s.add_counted(counted.len() / IMAGE_BYTES, m);
         s
     });
-    let jpeg = (cfg.encoding == Encoding::Jpeg).then(|| {
+    let per_row = (cfg.encoding == Encoding::Jpeg).then(|| {
         pixels
             .par_chunks(IMAGE_BYTES)
             .map(|img| encode_jpeg(img, cfg.quality).expect("encoding a 256x256 RGB image cannot fail"))
             .collect()
     });
     drop(counted);
-    ShardOutput { split: p.split, file: p.file.clone(), pixels, jpeg, labels, keys, rejects, rejected_files, stats }
+    let sizes = Vec::new();
+    ShardOutput {
+        split: p.split,
+        file: p.file.clone(),
+        pixels,
+        per_row,
+        sizes,
+        labels,
+        keys,
+        rejects,
+        rejected_files,
+        stats,
+    }
+}
+
+/// [`make_shard`] for whole images: each kept at its own rescaled size; statistics are
+/// the moments of every stored pixel (no mean image).
+fn make_whole_shard(
+    p: &PlannedShard,
+    cfg: &BuildConfig,
+    inputs: &Inputs,
+    progress: &Progress,
+    count_only: Option<&HashSet<String>>,
+) -> ShardOutput {
+    let (resize, size) = cfg.whole.expect("a whole-image build");
+    let results: Vec<Result<WholeImage, String>> = p
+        .items
+        .par_iter()
+        .map_init(fast_image_resize::Resizer::new, |rz, item| {
+            let r = inputs.read(item).and_then(|bytes| process_whole(rz, &bytes, resize, size));
+            progress.inc(1, r.is_err());
+            r
+        })
+        .collect();
+    let mut images = Vec::with_capacity(results.len());
+    let mut sizes = Vec::with_capacity(results.len());
+    let mut labels = Vec::with_capacity(results.len());
+    let mut keys = Vec::with_capacity(results.len());
+    let mut rejects = Vec::new();
+    let mut rejected_files = Vec::new();
+    for (item, r) in p.items.iter().zip(results) {
+        match r {
+            Ok(img) => {
+                sizes.push((img.height, img.width));
+                images.push(img.pixels);
+                labels.push(item.label);
+                keys.push(item.key.clone());
+            }
+            Err(reason) => {
+                if let Source::File(path) = &item.source {
+                    rejected_files.push(RejectedFile { key: item.key.clone(), path: path.clone(), stamp: stamp(path) });
+                }
+                rejects.push((inputs.describe(item), reason))
+            }
+        }
+    }
+    let stats = (p.split == Split::Train).then(|| {
+        let counted: Vec<&Vec<u8>> =
+            images.iter().zip(&keys).filter(|(_, k)| count_only.is_none_or(|c| c.contains(*k))).map(|(i, _)| i).collect();
+        let m = counted.par_iter().map(|px| Moments::of_pixels(px)).reduce(Moments::default, Moments::merge);
+        let mut s = PixelStats::without_mean_image();
+        s.add_counted(counted.len(), m);
+        s
+    });
+    let per_row = match cfg.encoding {
+        Encoding::Raw => images,
+        Encoding::Jpeg => images
+            .par_iter()
+            .zip(&sizes)
+            .map(|(px, &(h, w))| encode_jpeg_sized(px, w, h, cfg.quality).expect("encoding an RGB image cannot fail"))
+            .collect(),
+    };
+    ShardOutput {
+        split: p.split,
+        file: p.file.clone(),
+        pixels: Vec::new(),
+        per_row: Some(per_row),
+        sizes,
+        labels,
+        keys,
+        rejects,
+        rejected_files,
+        stats,
+    }
 }
 
 pub(super) fn write_shard(
@@ -120,11 +209,11 @@ pub(super) fn write_shard(
     shard: ShardOutput,
     already_counted: &HashSet<String>,
 ) -> Result<()> {
-    let images = match &shard.jpeg {
-        Some(j) => ShardImages::Jpeg(j),
+    let images = match &shard.per_row {
+        Some(j) => ShardImages::PerRow(j),
         None => ShardImages::Raw(&shard.pixels),
     };
-    let rows = ShardRows { images, labels: &shard.labels, keys: &shard.keys };
+    let rows = ShardRows { images, labels: &shard.labels, keys: &shard.keys, sizes: &shard.sizes };
     let entry = writer.write(&dir.join(&shard.file), &rows).with_context(|| format!("writing shard {}", shard.file))?;
     // A damaged shard that is rebuilt was counted before: the same inputs give the same
     // pixels, so its statistics are already in the sums.

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::plan::PlannedShard;
 use super::BuildConfig;
-use crate::imageproc::{encode_jpeg, process};
+use crate::imageproc::{encode_jpeg, encode_jpeg_sized, process, process_whole};
 use crate::inputs::{Inputs, Item};
 
 /// Estimates the bytes the pending shards need and refuses to start when the disk is short.
@@ -20,9 +20,35 @@ pub(super) fn check_space(
     if rows == 0 {
         return Ok(());
     }
-    let per_row = match cfg.encoding {
-        Encoding::Raw => IMAGE_BYTES as u64 + 128,
-        Encoding::Jpeg => {
+    let per_row = match (cfg.encoding, cfg.whole) {
+        (Encoding::Raw, None) => IMAGE_BYTES as u64 + 128,
+        (encoding, Some((resize, size))) => {
+            // Whole images vary in size: process a sample spread over the pending work.
+            let sample: Vec<&Item> =
+                pending.iter().flat_map(|p| p.items.iter()).step_by((rows as usize / 24).max(1)).take(24).collect();
+            let sizes: Vec<u64> = pool.install(|| {
+                sample
+                    .par_iter()
+                    .map_init(fast_image_resize::Resizer::new, |rz, it| {
+                        let bytes = inputs.read(it).ok()?;
+                        let img = process_whole(rz, &bytes, resize, size).ok()?;
+                        match encoding {
+                            Encoding::Raw => Some(img.pixels.len() as u64),
+                            Encoding::Jpeg => encode_jpeg_sized(&img.pixels, img.width, img.height, cfg.quality)
+                                .ok()
+                                .map(|j| j.len() as u64),
+                        }
+                    })
+                    .flatten()
+                    .collect()
+            });
+            // Without a usable sample: a 4:3 image, raw or about 8x smaller as JPEG.
+            let raw = size as u64 * size as u64 * 4;
+            let guess = if encoding == Encoding::Raw { raw } else { raw / 8 };
+            let mean = if sizes.is_empty() { guess } else { sizes.iter().sum::<u64>() / sizes.len() as u64 };
+            mean * 5 / 4 + 128
+        }
+        (Encoding::Jpeg, None) => {
             // Encode a sample spread over the pending work.
             let sample: Vec<&Item> =
                 pending.iter().flat_map(|p| p.items.iter()).step_by((rows as usize / 24).max(1)).take(24).collect();

@@ -68,7 +68,10 @@ impl State {
 /// holds a different build is refused unless `overwrite`.
 pub(super) fn open_state(out: &Path, identity: Identity, overwrite: bool) -> Result<State> {
     let path = out.join(STATE_FILE);
-    let fresh = |identity| State { identity, shards: BTreeMap::new(), train_stats: PixelStats::new() };
+    let fresh = |identity: Identity| {
+        let train_stats = if identity.whole.is_some() { PixelStats::without_mean_image() } else { PixelStats::new() };
+        State { identity, shards: BTreeMap::new(), train_stats }
+    };
     let ours = build_files(out)?;
     if overwrite {
         for f in &ours {

@@ -22,11 +22,11 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use alexnet_shared::{read_mean_image, Dataset, Split};
+//! use alexnet_shared::{Dataset, Split};
 //! use trainer::data::{Crops, LoaderConfig, Normalization, Pipeline};
 //! # fn main() -> anyhow::Result<()> {
 //! let ds = Dataset::open("data/imagenet".as_ref())?;
-//! let mean = read_mean_image(&ds.dir().join(&ds.manifest().mean_image))?;
+//! let mean = ds.mean_image()?;
 //! let split = Arc::new(ds.split(Split::Train)?);
 //! let cfg = LoaderConfig::new(128, 227, Crops::Train);
 //! let device = tch::Device::Cpu;

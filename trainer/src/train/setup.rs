@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use alexnet_shared::{read_mean_image, sha256_file, Dataset, Manifest, Split, MANIFEST_FILE};
+use alexnet_shared::{sha256_file, Dataset, Manifest, Split, MANIFEST_FILE};
 use anyhow::{bail, ensure, Context, Result};
 
 use super::log::RunClock;
@@ -79,7 +79,7 @@ impl<'a> Run<'a> {
             alexnet_shared::atomic_write(&opt.run_dir.join("config.toml"), cfg.to_toml().as_bytes())?;
         }
         let mean_image = match cfg.data.normalization {
-            Normalization::MeanImage => Some(read_mean_image(&opt.data.join(&manifest.mean_image))?),
+            Normalization::MeanImage => Some(ds.mean_image()?),
             _ => None,
         };
         let mut meta = CheckpointMeta {
@@ -444,7 +444,10 @@ fn pipelines(
     rank: usize,
     world: usize,
 ) -> Result<(Pipeline, Pipeline, Option<Pipeline>)> {
-    let mean = read_mean_image(&opt.data.join(&manifest.mean_image))?;
+    let mean = match cfg.data.normalization {
+        Normalization::MeanImage => Some(ds.mean_image()?),
+        _ => None,
+    };
     let loader_cfg = |crops: Crops, rows: Rows| {
         let mut c = LoaderConfig::new(cfg.optim.batch_size, cfg.model.crop, crops);
         c.workers = cfg.data.workers;
@@ -459,7 +462,7 @@ fn pipelines(
         c.rows = rows;
         c
     };
-    let pipeline = |split, c| Pipeline::new(split, c, manifest, Some(&mean), cfg.data.normalization, opt.device);
+    let pipeline = |split, c| Pipeline::new(split, c, manifest, mean.as_deref(), cfg.data.normalization, opt.device);
     let train_split = Arc::new(ds.split(Split::Train)?);
     let mut train_rows = Rows::All;
     let mut holdout = None;
