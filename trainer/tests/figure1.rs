@@ -40,6 +40,32 @@ fn figure1_on_a_tiny_dataset_reports_the_time_to_the_target_and_the_ratio() {
         }
     }
 
+    // A whole-image dataset (format 3) of the same sources: each row its own
+    // non-square size, of which the central square is scaled down.
+    let inputs = preprocess::inputs::InputOptions { root: t.path().join("images"), ..Default::default() };
+    let mut b = preprocess::build::BuildConfig::new(inputs, t.path().join("whole"));
+    (b.threads, b.progress, b.whole) = (2, false, Some((alexnet_shared::WholeResize::ShorterSide, 40)));
+    preprocess::build::run(&b).unwrap();
+    let whole = data::load(&t.path().join("whole"), 32, Some(5), 2).unwrap();
+    assert_eq!((whole.len(), whole.source.as_str()), (5, "whole images, shorter side 40"));
+    let wd = alexnet_shared::Dataset::open(&t.path().join("whole")).unwrap();
+    let ws = wd.split(alexnet_shared::Split::Train).unwrap();
+    let mut non_square = 0;
+    for row in 0..5 {
+        let r = ws.get(row).unwrap();
+        let (h, w) = (r.height, r.width);
+        non_square += usize::from(h != w);
+        let s = h.min(w);
+        let (y0, x0) = ((h - s) / 2, (w - s) / 2);
+        let sq: Vec<u8> =
+            (y0..y0 + s).flat_map(|y| r.bytes[(y * w + x0) * 3..(y * w + x0 + s) * 3].iter().copied()).collect();
+        let mut want = vec![0u8; 3 * 32 * 32];
+        data::area_downscale(&sq, s, s, 32, &mut want);
+        let got = Vec::<u8>::try_from(whole.pixels.get(row as i64).flatten(0, -1)).unwrap();
+        assert_eq!(got, want, "whole row {row} ({w}x{h})");
+    }
+    assert!(non_square >= 4, "the sources are non-square");
+
     let cfg = Figure1Config {
         epochs: 6.0,
         batch: 8,

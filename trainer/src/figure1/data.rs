@@ -8,7 +8,7 @@
 use std::path::Path;
 
 use alexnet_shared::{Dataset, Encoding, Split};
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{bail, Context, Result};
 use tch::Tensor;
 
 /// The held images.
@@ -20,8 +20,10 @@ pub struct SmallImages {
     pub labels: Tensor,
     pub classes: usize,
     pub side: usize,
-    /// The dataset's stored side (256 for a built ImageNet-style dataset).
+    /// The dataset's `image_size` (the side of its centre squares, or the size its whole
+    /// images were rescaled to) and its layout in words (`center-square 256x256`).
     pub source_side: usize,
+    pub source: String,
     /// Per-channel mean and standard deviation of the held pixels (0..255 scale), the
     /// normalization of the batches.
     pub mean: [f32; 3],
@@ -82,30 +84,47 @@ pub fn area_downscale(src: &[u8], height: usize, width: usize, side: usize, out:
     }
 }
 
-/// Decodes one stored image to HWC RGB pixels of `side_in` x `side_in`.
-fn decoded<'a>(bytes: &'a [u8], encoding: Encoding, side_in: usize, buf: &'a mut Vec<u8>) -> Result<&'a [u8], String> {
+/// Decodes one stored image of `height` x `width` to HWC RGB pixels.
+fn decoded<'a>(
+    bytes: &'a [u8],
+    encoding: Encoding,
+    (height, width): (usize, usize),
+    buf: &'a mut Vec<u8>,
+) -> Result<&'a [u8], String> {
     match encoding {
         Encoding::Jpeg => {
             let img = image::load_from_memory(bytes).map_err(|e| format!("bad JPEG: {e}"))?.to_rgb8();
-            if (img.width() as usize, img.height() as usize) != (side_in, side_in) {
-                return Err(format!("JPEG is {}x{}, the dataset says {side_in}x{side_in}", img.width(), img.height()));
+            if (img.width() as usize, img.height() as usize) != (width, height) {
+                return Err(format!("JPEG is {}x{}, the row says {width}x{height}", img.width(), img.height()));
             }
             *buf = img.into_raw();
             Ok(buf.as_slice())
         }
-        _ if bytes.len() == side_in * side_in * 3 => Ok(bytes),
-        _ => Err(format!("{} image bytes, expected {side_in}x{side_in}x3", bytes.len())),
+        _ if bytes.len() == height * width * 3 => Ok(bytes),
+        _ => Err(format!("{} image bytes, expected {width}x{height}x3", bytes.len())),
     }
 }
 
+/// The central square of an HWC image (offset `(side - s) / 2` on the longer axis,
+/// rounded down), copied into `out`; its side.
+fn centre_square(src: &[u8], height: usize, width: usize, out: &mut Vec<u8>) -> usize {
+    let s = height.min(width);
+    let (y0, x0) = ((height - s) / 2, (width - s) / 2);
+    out.clear();
+    for y in y0..y0 + s {
+        out.extend_from_slice(&src[(y * width + x0) * 3..(y * width + x0 + s) * 3]);
+    }
+    s
+}
+
 /// The first `max_images` (all: `None`) train rows of the dataset in `dir` at `side` x
-/// `side`, on `threads` threads. (Train rows are shuffled across shards when built, so
-/// the first rows mix the classes.)
+/// `side`, on `threads` threads: a centre-square dataset's images as they are stored,
+/// a whole-image dataset's (format 3) central squares. (Train rows are shuffled across
+/// shards when built, so the first rows mix the classes.)
 pub fn load(dir: &Path, side: usize, max_images: Option<usize>, threads: usize) -> Result<SmallImages> {
     let ds = Dataset::open(dir).with_context(|| format!("opening the dataset {}", dir.display()))?;
     let m = ds.manifest();
-    let source_side = m.image_size as usize;
-    ensure!(source_side >= side, "the dataset's images are {source_side}x{source_side}, smaller than {side}x{side}");
+    let (source_side, source) = (m.image_size as usize, m.describe_layout());
     let split = ds.split(Split::Train).with_context(|| format!("opening the train split of {}", dir.display()))?;
     let n = max_images.map_or(split.len(), |k| k.min(split.len()));
     if n == 0 {
@@ -124,13 +143,17 @@ pub fn load(dir: &Path, side: usize, max_images: Option<usize>, threads: usize) 
             .map(|(t, (px, lb))| {
                 let split = &split;
                 s.spawn(move || -> Result<(), String> {
-                    let mut buf = Vec::new();
+                    let (mut buf, mut square) = (Vec::new(), Vec::new());
                     for (i, (out, label)) in px.chunks_mut(per).zip(lb.iter_mut()).enumerate() {
                         let row = t * chunk + i;
                         let r = split.get(row).map_err(|e| format!("train row {row}: {e}"))?;
-                        let src = decoded(r.bytes, encoding, source_side, &mut buf)
-                            .map_err(|e| format!("train row {row} ({}): {e}", r.key))?;
-                        area_downscale(src, source_side, source_side, side, out);
+                        let at = |e: String| format!("train row {row} ({}): {e}", r.key);
+                        let src = decoded(r.bytes, encoding, (r.height, r.width), &mut buf).map_err(at)?;
+                        let s = centre_square(src, r.height, r.width, &mut square);
+                        if s < side {
+                            return Err(at(format!("{}x{} is smaller than {side}x{side}", r.width, r.height)));
+                        }
+                        area_downscale(&square, s, s, side, out);
                         *label = r.label as i64;
                     }
                     Ok(())
@@ -158,7 +181,7 @@ pub fn load(dir: &Path, side: usize, max_images: Option<usize>, threads: usize) 
     let std: [f32; 3] =
         std::array::from_fn(|c| ((sq[c] / count - (sum[c] / count).powi(2)).max(0.0).sqrt() as f32).max(1.0));
     let pixels = Tensor::from_slice(&pixels).view([n as i64, 3, side as i64, side as i64]);
-    Ok(SmallImages { pixels, labels: Tensor::from_slice(&labels), classes, side, source_side, mean, std })
+    Ok(SmallImages { pixels, labels: Tensor::from_slice(&labels), classes, side, source_side, source, mean, std })
 }
 
 #[cfg(test)]

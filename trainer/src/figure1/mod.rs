@@ -142,6 +142,8 @@ pub struct Figure1Report {
     pub classes: usize,
     pub side: usize,
     pub source_side: usize,
+    /// The dataset's layout in words (`center-square 256x256`).
+    pub source: String,
     pub parameters: u64,
     pub steps_per_epoch: usize,
     pub config: Figure1Config,
@@ -301,10 +303,9 @@ pub fn run(dir: &Path, cfg: &Figure1Config, device: Device, threads: usize) -> R
         bail!("{}: {n} train images, fewer than one batch of {}: lower the batch", dir.display(), cfg.batch);
     }
     alexnet_shared::err_line!(
-        "figure1: {n} train images of {} classes, {}x{} -> {}x{}",
+        "figure1: {n} train images of {} classes ({}) -> {}x{}",
         images.classes,
-        images.source_side,
-        images.source_side,
+        images.source,
         cfg.side,
         cfg.side
     );
@@ -360,6 +361,7 @@ pub fn run(dir: &Path, cfg: &Figure1Config, device: Device, threads: usize) -> R
         classes: images.classes,
         side: cfg.side,
         source_side: images.source_side,
+        source: images.source.clone(),
         parameters: net::parameter_count(cfg.side, images.classes),
         steps_per_epoch: bench.steps_per_epoch,
         config: cfg.clone(),
@@ -377,16 +379,15 @@ impl Figure1Report {
     /// bold), and the ratio.
     pub fn markdown(&self) -> String {
         let c = &self.config;
-        let pct = |x: f64| format!("{:.1}%", 100.0 * x);
+        let pct = |x: f64| format!("{}%", format!("{:.1}", 100.0 * x).trim_end_matches(".0"));
         let mut s = format!(
-            "Figure 1 (section 3.1): four-layer net ({} parameters), {} train images of {} classes ({}x{} scaled to \
+            "Figure 1 (section 3.1): four-layer net ({} parameters), {} train images of {} classes ({} scaled to \
              {}x{}), batch {}, momentum {}, no regularization; training error on {} of them, {} times per epoch \
              ({} steps an epoch).\n\n",
             self.parameters,
             self.images,
             self.classes,
-            self.source_side,
-            self.source_side,
+            self.source,
             self.side,
             self.side,
             c.batch,
