@@ -36,6 +36,9 @@ pub struct LoadedModel {
     pub data_fingerprint: Option<String>,
     /// Its class names and normalization data (None: not recorded, or a PyTorch file).
     pub inputs: Option<InputsMeta>,
+    /// Whether it was trained with PCA colour noise (its metadata; absent: the paper's
+    /// true; None: a file without metadata).
+    pub pca_noise: Option<bool>,
 }
 
 impl LoadedModel {
@@ -79,13 +82,18 @@ impl LoadedModel {
     }
 
     /// A one-line description: `paper width 0.25 crop 99, mean-image, 10 classes`; a
-    /// paper variant names its switches (`paper (tanh-nolrn) width 0.25 ...`).
+    /// paper variant names its switches (`paper (tanh-nolrn) width 0.25 ...`), a model
+    /// trained without PCA colour noise says so (`nopca`).
     pub fn describe(&self) -> String {
         let c = self.config();
-        let variant = c.variant_name();
+        let mut variant = c.variant_name();
+        if self.pca_noise == Some(false) {
+            variant = if variant == c.arch.name() { "nopca".into() } else { format!("{variant}-nopca") };
+        }
         let mut s = match c.arch {
             Arch::Paper if variant != "paper" => format!("paper ({variant}) width {} crop {}", c.width, c.crop),
             Arch::Paper => format!("paper width {} crop {}", c.width, c.crop),
+            Arch::Owt if variant != "owt" => format!("owt ({variant}) crop {}", c.crop),
             Arch::Owt => format!("owt crop {}", c.crop),
         };
         s += &format!(", {} normalization, {} classes", self.normalization.name(), c.num_classes);
@@ -149,6 +157,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
     let manifest_sha256 = meta.map(|m| m.manifest_sha256.clone()).filter(|h| !h.is_empty());
     let data_fingerprint = meta.and_then(|m| m.data_fingerprint.clone());
     let inputs = meta.and_then(|m| m.inputs.clone());
+    let pca_noise = meta.map(|m| m.pca_noise);
     Ok(LoadedModel {
         path: path.to_path_buf(),
         model,
@@ -160,6 +169,7 @@ pub fn open(path: &Path, ov: &Overrides, wnids: &[String], device: Device, bf16:
         manifest_sha256,
         data_fingerprint,
         inputs,
+        pca_noise,
     })
 }
 

@@ -43,6 +43,7 @@ fn checkpoint(path: &Path, data: &Path, edit: impl FnOnce(&VarStore)) -> PathBuf
         data_fingerprint: Some(trainer::checkpoint::data_fingerprint(&manifest)),
         inputs: None,
         provenance: None,
+        pca_noise: true,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

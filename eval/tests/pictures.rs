@@ -37,6 +37,7 @@ fn checkpoint(path: &Path, data: &Path) -> PathBuf {
         data_fingerprint: None,
         inputs: None,
         provenance: None,
+        pca_noise: true,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -66,6 +66,7 @@ fn checkpoint(path: &Path, data: &Path, norm: Normalization, inputs: bool) -> Pa
         data_fingerprint: None,
         inputs: inputs.then(|| InputsMeta::of(manifest, mean)),
         provenance: None,
+        pca_noise: true,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -54,6 +54,7 @@ fn checkpoint(
         data_fingerprint: None,
         inputs: None,
         provenance: None,
+        pca_noise: true,
     };
     save_model(path, &vs, Some(&meta)).unwrap();
     path.to_path_buf()

@@ -38,6 +38,8 @@ fn every_variant_round_trips_through_eval() {
             data_fingerprint: None,
             inputs: None,
             provenance: None,
+            // Half the variants trained without PCA colour noise (an optional key).
+            pca_noise: cfg.lrn,
         };
         let path = t.path().join(format!("{what}.safetensors"));
         save_model(&path, &vs, Some(&meta)).unwrap();
@@ -58,6 +60,7 @@ fn every_variant_round_trips_through_eval() {
         }
         let d = loaded.describe();
         assert!(cfg == base || d.contains(&what), "{what}: {d}");
+        assert_eq!(d.contains("nopca"), !cfg.lrn, "{what}: {d}");
 
         let mut sc = ScoreConfig::new(vec![path.clone()], data.clone());
         sc.crops = Crops::Center;

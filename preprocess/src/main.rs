@@ -290,6 +290,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     synth::archives::DEVKIT,
                     synth::archives::KAGGLE_ZIP
                 ),
+                synth::Layout::Cifar => {
+                    format!("32x32, CIFAR-10's binary format: {}", preprocess::archive::cifar::ARCHIVE)
+                }
             };
             alexnet_shared::out_line!(
                 "wrote {}: {} classes, {} train and {} val images ({layout}); special inputs: {}",

@@ -74,6 +74,7 @@ fn main() -> Result<()> {
         data_fingerprint: Some(data_fingerprint(&manifest)),
         inputs: None,
         provenance: None,
+        pca_noise: true,
     };
     save_model(&args.out, &vs, (!args.no_metadata).then_some(&meta))?;
     println!("make_checkpoint: wrote {} ({} classes)", args.out.display(), classes);

@@ -72,6 +72,7 @@ fn main() -> anyhow::Result<()> {
                     data_fingerprint: None,
                     inputs: None,
                     provenance: None,
+                    pca_noise: true,
                 };
                 save_model(&dir.join(format!("{name}.safetensors")), &vs, Some(&meta))?;
                 Tensor::write_safetensors(

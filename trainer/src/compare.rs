@@ -3,7 +3,10 @@
 //! from `metrics.jsonl`), ten-crop errors where `eval score --json` wrote a report into
 //! the run folder, epochs and wall time, and the paper's claimed difference for the
 //! switches a run changes from the first run (the baseline). Markdown, CSV or JSON; with
-//! `--plot`, one PNG with the runs' curves overlaid.
+//! `--plot`, one PNG with the runs' curves overlaid; with `--by-seed` ([`seeds`]), one
+//! row per variant with the mean and spread over its seeds.
+
+pub mod seeds;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

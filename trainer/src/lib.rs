@@ -14,7 +14,8 @@
 //! - [`sgd`], [`schedule`]: the optimizer and the learning-rate schedules;
 //! - [`dist`]: data parallel through libtorch's c10d (the C++ shim);
 //! - [`curves`]: the training curves picture; [`cli`]: what the `train` binary runs;
-//! - [`describe`]: the layer table of `train describe`; [`compare`]: `train compare`.
+//! - [`describe`]: the layer table of `train describe`; [`compare`]: `train compare`;
+//! - [`figure1`]: the paper's Figure 1 experiment (ReLU against tanh), `train figure1`.
 
 pub mod checkpoint;
 pub mod data;
@@ -36,6 +37,8 @@ pub mod curves;
 pub mod describe;
 #[cfg(feature = "train")]
 pub mod dist;
+#[cfg(feature = "train")]
+pub mod figure1;
 #[cfg(feature = "train")]
 pub mod schedule;
 #[cfg(feature = "train")]

@@ -118,6 +118,57 @@ enum Command {
         /// Also draw the runs' curves overlaid into this PNG.
         #[arg(long)]
         plot: Option<PathBuf>,
+        /// Runs that differ only in run.seed are one variant: one row each, with the
+        /// mean and spread over its seeds and its difference from the baseline.
+        #[arg(long, conflicts_with = "csv")]
+        by_seed: bool,
+    },
+    /// The paper's Figure 1 (section 3.1): a four-layer net on the dataset's train images
+    /// scaled down to 32x32, trained with ReLU and with tanh (no regularization), each
+    /// at the fastest learning rate of a small grid; when each reached 25% training
+    /// error, their ratio, and the figure. Writes OUT/figure1.{json,md,png}; the table
+    /// on stdout.
+    Figure1 {
+        /// Dataset folder built by `preprocess build` (any image size; CIFAR-10 as
+        /// printed).
+        #[arg(long)]
+        data: PathBuf,
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// The most epochs of one run.
+        #[arg(long, default_value_t = 40.0)]
+        epochs: f64,
+        /// Images per step.
+        #[arg(long, default_value_t = 128)]
+        batch: usize,
+        /// Learning rates tried with ReLU (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0.01,0.02,0.05")]
+        lr_relu: Vec<f64>,
+        /// Learning rates tried with tanh (comma-separated).
+        #[arg(long, value_delimiter = ',', default_value = "0.01,0.02,0.05")]
+        lr_tanh: Vec<f64>,
+        /// The training error the runs race to.
+        #[arg(long, default_value_t = 0.25)]
+        target: f64,
+        /// Measurements of the training error per epoch.
+        #[arg(long, default_value_t = 4)]
+        evals_per_epoch: usize,
+        /// Training images the error is measured on (a fixed sample).
+        #[arg(long, default_value_t = 10_000)]
+        measure_images: usize,
+        /// Use only the first N train images.
+        #[arg(long)]
+        max_images: Option<usize>,
+        /// Seed of the initial weights (the same for every run) and of the batch order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Device: cpu, cuda (GPU 0) or cuda:N.
+        #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
+        device: String,
+        /// libtorch intra-op threads (and image-loading threads).
+        #[arg(long)]
+        threads: Option<i32>,
     },
     /// Check that libtorch works on a device: cpu, cuda or cuda:N.
     CheckDevice {
@@ -160,13 +211,20 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
             }
         }
         Command::CheckDevice { device } => alexnet_shared::out_line!("{}", trainer::cli::check_device(&device)?),
-        Command::Compare { runs, csv, json, plot } => {
+        Command::Compare { runs, csv, json, plot, by_seed } => {
             let r = trainer::compare::compare(&runs)?;
             if let Some(p) = &plot {
                 trainer::compare::write_plot(&r, p)?;
                 alexnet_shared::err_line!("train: wrote {}", p.display());
             }
-            let text = if json {
+            let text = if by_seed {
+                let v = trainer::compare::seeds::by_seed(&r);
+                if json {
+                    serde_json::to_string_pretty(&v)?
+                } else {
+                    trainer::compare::seeds::markdown(&v)
+                }
+            } else if json {
                 serde_json::to_string_pretty(&r)?
             } else if csv {
                 trainer::compare::csv(&r)
@@ -174,6 +232,45 @@ fn run(cli: Cli) -> anyhow::Result<u8> {
                 trainer::compare::markdown(&r)
             };
             alexnet_shared::out_line!("{text}");
+        }
+        Command::Figure1 {
+            data,
+            out,
+            epochs,
+            batch,
+            lr_relu,
+            lr_tanh,
+            target,
+            evals_per_epoch,
+            measure_images,
+            max_images,
+            seed,
+            device,
+            threads,
+        } => {
+            let cfg = trainer::figure1::Figure1Config {
+                epochs,
+                batch,
+                lr_relu,
+                lr_tanh,
+                target,
+                evals_per_epoch,
+                measure_images,
+                max_images,
+                seed,
+                ..Default::default()
+            };
+            let device = trainer::device::parse_device(&device)?;
+            if let Some(t) = threads {
+                anyhow::ensure!(t >= 1, "--threads must be at least 1");
+                tch::set_num_threads(t);
+            }
+            let loaders = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let report = trainer::figure1::run(&data, &cfg, device, threads.map_or(loaders, |t| t as usize))?;
+            for p in trainer::figure1::write(&report, &out)? {
+                alexnet_shared::err_line!("train: wrote {}", p.display());
+            }
+            alexnet_shared::out_line!("{}", report.markdown());
         }
         Command::Describe { config, sets, classes, json } => {
             let d = trainer::describe::from_config(config.as_deref(), &sets, classes as usize)?;

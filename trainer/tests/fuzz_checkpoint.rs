@@ -77,6 +77,7 @@ fn regenerate(dir: &Path) {
         // The corpus stays small: the inputs' keys are checked in meta.rs's tests.
         inputs: None,
         provenance: None,
+        pca_noise: true,
     };
     let pos =
         Position { epoch: 1, batch: 0, global_step: 6, val_errors: vec![0.5], best_top1: 0.5, ..Default::default() };

@@ -2,7 +2,8 @@
 //! labels shuffled across the classes) says it has not left chance, and with
 //! `stall.stop = true` ends there with one `error:` line; the same run on the true
 //! labels, under the same settings, leaves chance and never says so. The window is
-//! two epochs of the tests' preset (30 steps of 8 images; the default would be 1,000).
+//! two epochs of the tests' preset (30 steps of 8 images; the default would be 1,000),
+//! and it survives a resume: a run in chunks shorter than it warns at the same step.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -71,6 +72,19 @@ fn a_run_that_cannot_learn_says_so_and_a_healthy_one_does_not() {
     let to = warning.split(" to ").nth(1).and_then(|r| r.split(',').next()).unwrap().to_string();
     assert!(warning.contains("biases of 0.1") && warning.contains("lower optim.lr"), "{warning}");
     assert!(out.contains("epochs 3 steps 45"), "the warning alone does not stop the run: {out}");
+
+    // The same run in chunks of 12 steps, shorter than the window: the window travels
+    // in the optimizer file, so the warning comes at the same step, once.
+    let chunks = t.path().join("chunks");
+    let mut warnings = Vec::new();
+    for i in 0..4 {
+        let resume: &[&str] = if i == 0 { &["--max-steps", "12"] } else { &["--resume", "--max-steps", "12"] };
+        let (_, out) = train(&shuffled, &chunks, resume);
+        assert!(!out.contains("error:"), "chunk {i}: {out}");
+        warnings.extend(out.lines().filter(|l| l.contains("has not left chance")).map(String::from));
+    }
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(warnings[0].contains(&format!(" to {to},")), "{} (the whole run: to {to})", warnings[0]);
 
     let (ok, out) = train(&shuffled, &t.path().join("stop"), &["--set", "stall.stop=true"]);
     assert!(!ok, "{out}");

@@ -7,6 +7,7 @@
 //! seeking over the data, so only the header pages are read), and the build decodes
 //! the members in parallel straight out of a read-only memory map ([`Mapped`]).
 
+pub mod cifar;
 pub mod devkit;
 pub mod official;
 pub mod tar_index;

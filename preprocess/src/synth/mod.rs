@@ -16,6 +16,7 @@
 //! and the ground truth, and a Kaggle-style zip.
 
 pub mod archives;
+pub mod cifar;
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -50,6 +51,9 @@ pub enum Layout {
     /// As downloaded: synth_img_train.tar (a tar of class tars), synth_img_val.tar,
     /// synth_devkit_t12.tar.gz (meta.mat, ground truth), and a Kaggle-style zip.
     Archives,
+    /// CIFAR-10's binary format: cifar-10-binary.tar.gz of 32x32 images (data_batch_1..5.bin,
+    /// test_batch.bin, batches.meta.txt); --sides and --corrupt do not apply.
+    Cifar,
 }
 
 impl SynthConfig {
@@ -351,6 +355,12 @@ pub fn run(cfg: &SynthConfig) -> Result<SynthSummary> {
     let kinds = match cfg.layout {
         Layout::Folders => write_folders(cfg, &plan)?,
         Layout::Archives => archives::write(cfg, &plan)?,
+        Layout::Cifar => {
+            anyhow::ensure!(cfg.val_per_class >= 1, "--val-per-class must be at least 1 (the test batch)");
+            cifar::write(cfg)?;
+            let (train, val) = cifar::labels(cfg);
+            return Ok(SynthSummary { train: train.len(), val: val.len(), classes: cfg.classes, special: Vec::new() });
+        }
     };
     let mut special: Vec<(String, usize)> = Vec::new();
     for s in [

@@ -11,7 +11,8 @@
 //! experiment switches `activation` (`relu` | `tanh`), `lrn` (`true` | `false`),
 //! `pooling` (`overlapping` | `non-overlapping`), `towers` (`2` | `1`) and `dropout`,
 //! whose absence means the architecture's own (the paper's for `paper`, torchvision's
-//! for `owt`), as every file written before them holds.
+//! for `owt`), as every file written before them holds; and the training transform's
+//! switch `pca_noise` (`true` | `false`; absent: `true`, the paper's).
 //! Numbers must be finite, counts whole and non-negative: `lrn_alpha = NaN` or
 //! `num_classes = 1e30` are errors naming the key.
 
@@ -48,6 +49,10 @@ pub struct CheckpointMeta {
     /// What classifying an image needs besides the weights (None: written before the
     /// keys, or made in PyTorch; then the dataset supplies it).
     pub inputs: Option<InputsMeta>,
+    /// Whether training added the paper's PCA colour noise (section 4.1; key
+    /// `pca_noise`, `true` | `false`; a file without it was trained with it, the
+    /// paper's and the only behaviour before the switch).
+    pub pca_noise: bool,
 }
 
 /// The class names and the normalization data a checkpoint carries, so that
@@ -179,6 +184,7 @@ impl CheckpointMeta {
             ("pooling".into(), serde_name(&m.pooling)?),
             ("towers".into(), m.towers.to_string()),
             ("dropout".into(), m.dropout.to_string()),
+            ("pca_noise".into(), self.pca_noise.to_string()),
             ("normalization".into(), serde_name(&self.normalization)?),
             ("epoch".into(), self.epoch.to_string()),
             ("step".into(), self.step.to_string()),
@@ -245,6 +251,11 @@ impl CheckpointMeta {
             Some((_, v)) => return Err(bad(path, format!("metadata \"lrn\" is {v}, not true or false"))),
             None => d.lrn,
         };
+        let pca_noise = match named(m, "pca_noise") {
+            Some((_, "true")) | None => true,
+            Some((_, "false")) => false,
+            Some((_, v)) => return Err(bad(path, format!("metadata \"pca_noise\" is {v}, not true or false"))),
+        };
         let model = ModelConfig {
             arch,
             num_classes,
@@ -273,6 +284,7 @@ impl CheckpointMeta {
             wnids,
             data_fingerprint: m.get("data_fingerprint").cloned(),
             inputs,
+            pca_noise,
             provenance: m
                 .get("provenance")
                 .map(|p| serde_json::from_str(p))
@@ -311,6 +323,7 @@ mod tests {
             data_fingerprint: None,
             inputs: None,
             provenance: None,
+            pca_noise: true,
         }
     }
 
@@ -331,6 +344,7 @@ mod tests {
             ("pooling", "overlapping"),
             ("towers", "2"),
             ("dropout", "0.5"),
+            ("pca_noise", "true"),
             ("normalization", "mean-image"),
             ("epoch", "3"),
             ("step", "120"),
@@ -470,10 +484,14 @@ mod tests {
         use crate::model::{Activation, Pooling};
         let p = Path::new("m.safetensors");
         let mut old = meta().to_map().unwrap();
-        for k in ["activation", "lrn", "pooling", "towers", "dropout"] {
+        for k in ["activation", "lrn", "pooling", "towers", "dropout", "pca_noise"] {
             old.remove(k);
         }
         assert_eq!(CheckpointMeta::from_map(p, &old).unwrap(), meta());
+        let off = CheckpointMeta { pca_noise: false, ..meta() };
+        let map = off.to_map().unwrap();
+        assert_eq!(map["pca_noise"], "false");
+        assert_eq!(CheckpointMeta::from_map(p, &map).unwrap(), off);
         let owt = CheckpointMeta { model: ModelConfig::owt(2), ..meta() };
         let mut old_owt = owt.to_map().unwrap();
         for k in ["activation", "lrn", "pooling", "towers", "dropout"] {
@@ -494,6 +512,7 @@ mod tests {
             ("activation", "gelu", r#"unknown activation "gelu" in the metadata"#),
             ("pooling", "avg", r#"unknown pooling "avg" in the metadata"#),
             ("lrn", "yes", r#"metadata "lrn" is yes, not true or false"#),
+            ("pca_noise", "off", r#"metadata "pca_noise" is off, not true or false"#),
             ("towers", "1.5", r#"metadata "towers" is 1.5, not a whole number"#),
             ("dropout", "nan", r#"metadata "dropout" is nan, not a finite number"#),
         ] {

@@ -59,7 +59,7 @@ pub use file::{write_tensors, TENSORS_SHA256};
 pub use infer::Overrides;
 pub use meta::{data_fingerprint, CheckpointMeta, InputsMeta};
 pub use model_file::{load_model, read_meta, save_model, Checkpoint};
-pub use optim_file::{optim_path, read_optim, write_optim, OptimState, Position, OPTIM_FORMAT};
+pub use optim_file::{optim_path, read_optim, write_optim, OptimState, Position, StallState, OPTIM_FORMAT};
 pub use run_dir::{RunDir, Survey};
 
 /// `format` of a model file's metadata.

@@ -200,6 +200,7 @@ mod tests {
             data_fingerprint: Some("cd".repeat(32)),
             inputs: None,
             provenance: None,
+            pca_noise: true,
         }
     }
 

@@ -43,7 +43,25 @@ pub struct Position {
     /// (world size, per-rank batch) that `batch` counts in. `None`: a file written
     /// before it was recorded (its run's config.toml says).
     pub part: Option<(usize, usize)>,
+    /// The stall warning's window ([`crate::train::stall`]), so that a resumed run
+    /// counts the steps at chance from where it stopped. `None`: a file written
+    /// before it was recorded (the window starts empty).
+    pub stall: Option<StallState>,
 }
+
+/// The stall warning's state: the training losses of the last steps (oldest first, at
+/// most its window) and whether it has fired. Metadata keys `stall_window` (the losses
+/// comma-separated, each in Rust's shortest form, which reads back exactly) and
+/// `stall_fired` (`true` | `false`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StallState {
+    pub losses: Vec<f64>,
+    pub fired: bool,
+}
+
+/// The most losses `stall_window` may hold (the default window is one epoch: 10,010
+/// steps of ImageNet at batch 128).
+const MAX_STALL_WINDOW: usize = 1 << 20;
 
 impl Position {
     /// The parts of the current epoch trained so far, in order, the current one last
@@ -139,6 +157,11 @@ pub fn write_optim(
     if let Some(h) = model_sha256 {
         meta.insert(MODEL_TENSORS_SHA256.into(), h.into());
     }
+    if let Some(st) = &pos.stall {
+        let w: Vec<String> = st.losses.iter().map(f64::to_string).collect();
+        meta.insert("stall_window".into(), w.join(","));
+        meta.insert("stall_fired".into(), st.fired.to_string());
+    }
     write_tensors(path, named, Some(meta)).map(|_| ())
 }
 
@@ -200,7 +223,23 @@ fn position(path: &Path, m: Option<&HashMap<String, String>>) -> Result<Position
     if counts.any(|(w, b)| w == 0 || b == 0 || w > MAX_WORLD || b > MAX_BATCH) {
         return Err(bad(path, format!("epoch parts {parts:?} or part {part:?}: a world size or batch out of range")));
     }
+    let stall = match (m.get("stall_window"), m.get("stall_fired").map(String::as_str)) {
+        (None, None) => None,
+        (Some(w), Some(f @ ("true" | "false"))) => {
+            let losses = w
+                .split(',')
+                .filter(|v| !v.is_empty())
+                .map(|v| v.parse::<f64>().map_err(|_| bad(path, format!("stall_window: {v:?} is not a number"))))
+                .collect::<Result<Vec<f64>, _>>()?;
+            if losses.len() > MAX_STALL_WINDOW || losses.iter().any(|l| !l.is_finite() || *l < 0.0) {
+                return Err(bad(path, "stall_window: more than 2^20 losses, or a loss that is negative or not finite"));
+            }
+            Some(StallState { losses, fired: f == "true" })
+        }
+        _ => return Err(bad(path, "stall_window and stall_fired must come together, stall_fired true or false")),
+    };
     Ok(Position {
+        stall,
         epoch: parse(path, "epoch", get("epoch")?)?,
         batch: parse(path, "batch", get("batch")?)?,
         global_step: parse(path, "global_step", get("global_step")?)?,
@@ -258,6 +297,7 @@ mod tests {
             best_top1: 0.5,
             parts: vec![Trained { world: 2, batch: 4, batches: 5 }],
             part: Some((3, 4)),
+            stall: Some(StallState { losses: vec![2.302_585_092_994_046, 2.25, 0.1], fired: false }),
         };
         let a = Tensor::from_slice(&[1.5f32, -2.0, 0.25, 8.0]).reshape([2, 2]);
         let b = Tensor::from_slice(&[0.125f64, 3.0]); // stored as float32
@@ -271,7 +311,7 @@ mod tests {
         assert!(bufs[0].equal(&a), "{bufs:?}");
         assert!(bufs[1].equal(&b.to_kind(Kind::Float)), "{bufs:?}");
         // A file of an older trainer (no world, no parts) reads as a single part at the run's world size.
-        let old = Position { parts: vec![], part: None, ..pos.clone() };
+        let old = Position { parts: vec![], part: None, stall: None, ..pos.clone() };
         write_optim(&path, &old, vec![], None).unwrap();
         let got = read_optim(&path, &[]).unwrap().pos;
         assert_eq!(got, old);

@@ -207,6 +207,7 @@ mod tests {
             data_fingerprint: None,
             inputs: None,
             provenance: None,
+            pca_noise: true,
         };
         (vs, meta)
     }

@@ -90,6 +90,7 @@ impl<'a> Run<'a> {
             // Class names and normalization data: `eval predict` then needs no dataset.
             inputs: Some(InputsMeta::of(&manifest, mean_image.as_deref())),
             provenance: None,
+            pca_noise: cfg.data.pca_noise,
         };
         let mut learner = Learner::new(&cfg, manifest.classes.len(), opt.device)?;
         // --init (or its record, on a resume before the first checkpoint): checked before
@@ -187,7 +188,10 @@ impl<'a> Run<'a> {
                 pos.global_step
             );
         }
-        let stall = super::stall::StallWatch::new(&cfg.stall, manifest.classes.len());
+        let mut stall = super::stall::StallWatch::new(&cfg.stall, manifest.classes.len());
+        if let Some(saved) = &pos.stall {
+            stall.restore(saved);
+        }
         let rows = |split| manifest.split(split).map_or(0, |s| s.rows as usize);
         let (train_rows, val_rows) = (rows(Split::Train), rows(Split::Val));
         let run = Self {
@@ -238,6 +242,7 @@ impl<'a> Run<'a> {
                 self.last_ckpt_shown()
             );
         }
+        self.pos.stall = Some(self.stall.state());
         let path = if self.main {
             self.ckpts.write(stem, &self.learner.vs, &self.meta_now(), &self.pos, self.learner.momentum())?
         } else {

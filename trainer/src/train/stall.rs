@@ -8,11 +8,15 @@
 //! shuffled label column, 8 images) swings a few percent around ln(classes) from step
 //! to step, while the mean of a window stays within 1%. Each step's loss is the mean
 //! over the batch (and over the ranks under data parallel, so every rank sees the same
-//! sequence and stops at the same step). The window starts empty when a process starts
-//! (a resumed run counts from its first step).
+//! sequence and stops at the same step). The window is saved in every checkpoint's
+//! optimizer file (`stall_window`, `stall_fired`: [`StallState`]) and restored on
+//! `--resume`, so a run trained in chunks shorter than the window (a cluster's time
+//! limit, `--max-steps`) still warns, and a warning given once is not repeated after a
+//! resume; an optimizer file written before these keys starts the window empty.
 
 use std::collections::VecDeque;
 
+use crate::checkpoint::StallState;
 use crate::config::StallSection;
 
 /// The last steps' losses of one process.
@@ -63,6 +67,18 @@ impl StallWatch {
         } else {
             steps_per_epoch.max(1000)
         }
+    }
+
+    /// What a checkpoint saves (the window's losses, oldest first, and whether it fired).
+    pub fn state(&self) -> StallState {
+        StallState { losses: self.window.iter().copied().collect(), fired: self.fired }
+    }
+
+    /// Continues from a saved [`StallWatch::state`].
+    pub fn restore(&mut self, s: &StallState) {
+        self.window = s.losses.iter().copied().collect();
+        self.sum = self.window.iter().sum();
+        self.fired = s.fired;
     }
 
     /// After global step `step` with training loss `loss`: `Some` once, on the first
@@ -155,6 +171,29 @@ mod tests {
         // A run leaving chance never fires.
         let mut w = watch(3);
         assert!((0..50).all(|i| w.observe(2.30 - 0.03 * i as f64, i, 100).is_none()));
+    }
+
+    #[test]
+    fn a_restored_watch_continues_its_window() {
+        let losses = [2.20, 2.31, 2.30, 2.34, 2.30, 2.29];
+        let mut whole = watch(3);
+        let fired: Vec<u64> =
+            losses.iter().zip(1..).filter_map(|(&l, s)| whole.observe(l, s, 100)).map(|s| s.to).collect();
+        assert_eq!(fired, [4]);
+        // Stopped after step 3, resumed: it fires at step 4 as the whole run did.
+        let mut a = watch(3);
+        assert!(losses[..3].iter().zip(1..).all(|(&l, s)| a.observe(l, s, 100).is_none()));
+        let saved = a.state();
+        assert_eq!(saved, StallState { losses: vec![2.20, 2.31, 2.30], fired: false });
+        let mut b = watch(3);
+        b.restore(&saved);
+        assert_eq!(b.observe(2.34, 4, 100).map(|s| (s.from, s.to)), Some((2, 4)));
+        // A fresh watch (the window restarting empty) would not have, and a watch that
+        // fired stays quiet after a resume.
+        assert_eq!(watch(3).observe(2.34, 4, 100), None);
+        let mut c = watch(3);
+        c.restore(&b.state());
+        assert!(c.state().fired && losses.iter().zip(5..).all(|(&l, s)| c.observe(l, s, 100).is_none()));
     }
 
     #[test]
