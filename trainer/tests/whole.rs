@@ -179,6 +179,7 @@ fn the_owt_recipe_trains_on_whole_images_and_each_recipe_refuses_the_other_kind(
         device: Device::Cpu,
         resume: false,
         max_steps: None,
+        init: None,
     };
     let s = run(&owt_tiny(&[]), &opts(jpeg, "owt")).unwrap();
     assert_eq!((s.epochs_done, s.global_step), (2, 12));

@@ -1,4 +1,5 @@
 //! Set-up shared by the trainer's integration tests.
+#![allow(dead_code)] // each test file uses some of these
 
 use std::path::{Path, PathBuf};
 
