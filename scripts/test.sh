@@ -79,11 +79,11 @@ if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; t
     # and JPEG shards; then a checkpoint trained with RandomResizedCrop, scored by `eval
     # score` (its default crop: the centre) against torchvision's Resize + CenterCrop
     # pipeline on the source files (S = 113 so that 99 / 113 is torchvision's 224 / 256).
-    "$bin" build --input "$work/images" --output "$work/whole-raw" --keep whole --shard-rows 64 --quiet >/dev/null
-    "$bin" build --input "$work/images" --output "$work/whole-jpeg" --keep whole --encoding jpeg --quality 95 \
+    "$bin" build --input "$work/images" --output "$work/whole256-raw" --keep whole --shard-rows 64 --quiet >/dev/null
+    "$bin" build --input "$work/images" --output "$work/whole256-jpeg" --keep whole --encoding jpeg --quality 95 \
         --shard-rows 64 --quiet >/dev/null
-    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/whole-raw" "$work/images"
-    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/whole-jpeg" "$work/images"
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/whole256-raw" "$work/images"
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/whole256-jpeg" "$work/images"
     "$bin" build --input "$work/agree-images" --output "$work/agree-whole" --keep whole --shorter-side 113 \
         --shard-rows 64 --quiet >/dev/null
     target/debug/train run --config configs/smoke-tiny.toml --set model.crop=99 --set optim.batch_size=16 \
