@@ -279,12 +279,25 @@ pub fn process_whole(
     resize: WholeResize,
     size: u32,
 ) -> Result<WholeImage, String> {
-    alexnet_shared::guard::catch(|| {
-        let img = decode_rgb(bytes)?;
-        let (rw, rh) = whole_size(img.width(), img.height(), resize, size)?;
-        let pixels = resize_whole(resizer, &img, rw, rh)?;
-        Ok(WholeImage { pixels, height: rh as u16, width: rw as u16 })
-    })
+    alexnet_shared::guard::catch(|| process_whole_image(resizer, &decode_rgb(bytes)?, resize, size))
+}
+
+/// [`process_whole`] of an image already decoded (CIFAR-10's records): an image already
+/// at its target size is kept as it is.
+pub fn process_whole_image(
+    resizer: &mut Resizer,
+    img: &RgbImage,
+    resize: WholeResize,
+    size: u32,
+) -> Result<WholeImage, String> {
+    let (rw, rh) = whole_size(img.width(), img.height(), resize, size)?;
+    let pixels = resize_whole(resizer, img, rw, rh)?;
+    Ok(WholeImage { pixels, height: rh as u16, width: rw as u16 })
+}
+
+/// The paper's recipe (shorter side 256, centre 256x256) of an image already decoded.
+pub fn process_image(resizer: &mut Resizer, img: &RgbImage, out: &mut [u8]) -> Result<(), String> {
+    alexnet_shared::guard::catch(|| resize_center_crop(resizer, img, out))
 }
 
 /// The whole recipe for one file's bytes.

@@ -55,7 +55,8 @@ enum Keep {
 struct BuildArgs {
     /// The folder holding the downloaded archives (ILSVRC2012_img_train.tar, ILSVRC2012_img_val.tar,
     /// ILSVRC2012_devkit_t12.tar.gz), or Kaggle's imagenet-object-localization-challenge.zip, or
-    /// an unpacked ImageNet folder (train/ and val/, or ILSVRC/Data/CLS-LOC/{train,val}).
+    /// an unpacked ImageNet folder (train/ and val/, or ILSVRC/Data/CLS-LOC/{train,val}); or
+    /// CIFAR-10's cifar-10-binary.tar.gz (or its folder, or cifar-10-batches-bin/ unpacked).
     #[arg(long, required_unless_present = "train_archive")]
     input: Option<PathBuf>,
     /// The train archive (an outer tar of class tars), when not in --input.
@@ -79,9 +80,10 @@ struct BuildArgs {
     /// rescaled to a shorter side of 256 (section 2); or `whole`, the whole image with its aspect
     /// kept, rescaled to a shorter side of --shorter-side (torchvision's Resize(256): the input of
     /// its RandomResizedCrop recipe) or with its longer side capped at --max-side (FFCV's setting).
-    #[arg(long, value_enum, default_value = "center")]
-    keep: Keep,
-    /// With --keep whole: the shorter side of the stored images (default 256). The build
+    /// Default: center; for CIFAR-10, whole at its own 32x32 (the images stored as they are).
+    #[arg(long, value_enum)]
+    keep: Option<Keep>,
+    /// With --keep whole: the shorter side of the stored images (default 256; 32 for CIFAR-10). The build
     /// estimates the disk it needs from a sample of the images before it starts.
     #[arg(long, conflicts_with = "max_side", value_parser = clap::value_parser!(u32).range(8..=4096))]
     shorter_side: Option<u32>,
@@ -196,14 +198,18 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             };
             anyhow::ensure!((0.0..=1.0).contains(&a.max_reject_rate), "--max-reject-rate must be in 0..=1");
             anyhow::ensure!(a.threads >= 1, "--threads must be at least 1");
+            // CIFAR-10 (for the paper's Figure 1) is kept at its own 32x32 unless told otherwise.
+            let cifar = preprocess::inputs::cifar::is_cifar(&input);
+            let keep = a.keep.unwrap_or(if cifar { Keep::Whole } else { Keep::Center });
+            let whole_default = if cifar { preprocess::archive::cifar::SIDE as u32 } else { 256 };
             let mut cfg = BuildConfig::new(input, a.output);
             cfg.encoding = a.encoding;
             cfg.quality = a.quality;
-            cfg.whole = match (a.keep, a.shorter_side, a.max_side) {
+            cfg.whole = match (keep, a.shorter_side, a.max_side) {
                 (Keep::Center, None, None) => None,
                 (Keep::Center, _, _) => anyhow::bail!("--shorter-side and --max-side go with --keep whole"),
                 (Keep::Whole, _, Some(m)) => Some((alexnet_shared::WholeResize::MaxSide, m)),
-                (Keep::Whole, s, None) => Some((alexnet_shared::WholeResize::ShorterSide, s.unwrap_or(256))),
+                (Keep::Whole, s, None) => Some((alexnet_shared::WholeResize::ShorterSide, s.unwrap_or(whole_default))),
             };
             cfg.shard_rows = a.shard_rows as usize;
             cfg.threads = a.threads;
@@ -300,7 +306,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 s.classes,
                 s.train,
                 s.val,
-                special.join(", ")
+                if special.is_empty() { "none".to_string() } else { special.join(", ") }
             );
             Ok(ExitCode::SUCCESS)
         }

@@ -102,8 +102,12 @@ fn a_format_1_dataset_still_reads_and_is_checked_by_sha256() {
             let keys: Vec<String> = (0..r.len()).map(|i| r.get(i).unwrap().key.to_string()).collect();
             let labels = r.labels().to_vec();
             drop(r);
-            *s =
-                w.write(&path, &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys, sizes: &[] }).unwrap();
+            *s = w
+                .write(
+                    &path,
+                    &ShardRows { images: ShardImages::Raw(&pixels), labels: &labels, keys: &keys, sizes: &[] },
+                )
+                .unwrap();
         }
     }
     m.format_version = 1;

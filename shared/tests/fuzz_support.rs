@@ -115,7 +115,7 @@ pub fn fuzz(
         if only.is_some_and(|s| s != seed) {
             continue;
         }
-        let mut rng = Rng::new(seed ^ name.len() as u64 * 0x1000_0001);
+        let mut rng = Rng::new(seed ^ (name.len() as u64 * 0x1000_0001));
         let base = &corpus[rng.below(corpus.len())];
         let input = if seed == 0 { base.clone() } else { mutate(base, &mut rng, tail) };
         LARGEST.store(0, Ordering::Relaxed);

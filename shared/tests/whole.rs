@@ -78,7 +78,10 @@ fn the_row_check_covers_the_size_and_bad_sizes_are_refused() {
     // The stored CRC is over the image, label, key and size: a size swapped in the CRC
     // would not match.
     let row = r.get(1).unwrap();
-    assert_ne!(row_crc_sized(row.bytes, row.label, row.key, Some((256, 384))), row_crc_sized(row.bytes, row.label, row.key, Some((384, 256))));
+    assert_ne!(
+        row_crc_sized(row.bytes, row.label, row.key, Some((256, 384))),
+        row_crc_sized(row.bytes, row.label, row.key, Some((384, 256)))
+    );
     r.check_row(1).unwrap();
 
     // The width of row 0 rewritten in the file (its CRC kept): that row fails its check,

@@ -55,7 +55,10 @@ fn format1(src: &Path, dst: &Path) -> anyhow::Result<()> {
                 Encoding::Raw => ShardImages::Raw(&flat),
                 Encoding::Jpeg => ShardImages::PerRow(&images),
             };
-            *s = w.write(&dst.join(&s.file), &ShardRows { images: pixels, labels: r.labels(), keys: &keys, sizes: &[] })?;
+            *s = w.write(
+                &dst.join(&s.file),
+                &ShardRows { images: pixels, labels: r.labels(), keys: &keys, sizes: &[] },
+            )?;
         }
     }
     m.format_version = 1;

@@ -5,7 +5,6 @@
 use std::path::Path;
 use std::process::Command;
 
-#[allow(dead_code)] // the helpers other test files use
 mod common;
 
 fn train(args: &[&str]) -> (bool, String, String) {

@@ -1,9 +1,9 @@
 //! `train figure1` on a tiny procedural dataset (3 classes, 48 train images stored at
 //! 256x256 from non-square sources): the 32x32 images are the area filter of the stored
 //! ones, every grid run has its curve, the chosen runs are the soonest to the target,
-//! the ratio is theirs, and the report, table and figure are written.
+//! the ratio is theirs, and the report, table and figure are written; a CIFAR-10
+//! archive built by `preprocess build` is held exactly as its records are.
 
-#[allow(dead_code)] // the helpers other test files use
 mod common;
 
 use tch::Device;
@@ -65,6 +65,29 @@ fn figure1_on_a_tiny_dataset_reports_the_time_to_the_target_and_the_ratio() {
         assert_eq!(got, want, "whole row {row} ({w}x{h})");
     }
     assert!(non_square >= 4, "the sources are non-square");
+
+    // CIFAR-10's binary archive built as it is (32x32, `preprocess build`'s default for
+    // it): Figure 1 holds its images unchanged, as CHW.
+    let mut sc = preprocess::synth::SynthConfig::new(t.path().join("cifar-src"));
+    (sc.classes, sc.train_per_class, sc.val_per_class, sc.layout) = (3, 4, 1, preprocess::synth::Layout::Cifar);
+    preprocess::synth::run(&sc).unwrap();
+    let archive = t.path().join("cifar-src").join(preprocess::archive::cifar::ARCHIVE);
+    let inputs = preprocess::inputs::InputOptions { root: archive.clone(), ..Default::default() };
+    let mut b = preprocess::build::BuildConfig::new(inputs, t.path().join("cifar"));
+    (b.threads, b.progress, b.whole) = (2, false, Some((alexnet_shared::WholeResize::ShorterSide, 32)));
+    preprocess::build::run(&b).unwrap();
+    let held = data::load(&t.path().join("cifar"), 32, None, 2).unwrap();
+    assert_eq!((held.len(), held.source.as_str()), (12, "whole images, shorter side 32"));
+    let records = preprocess::archive::cifar::read(&archive).unwrap().train;
+    let cd = alexnet_shared::Dataset::open(&t.path().join("cifar")).unwrap();
+    let cs = cd.split(alexnet_shared::Split::Train).unwrap();
+    for row in 0..12 {
+        let key = cs.get(row).unwrap().key.to_string();
+        let rec = records.iter().find(|r| r.key == key).unwrap();
+        let chw: Vec<u8> = (0..3).flat_map(|c| rec.hwc.iter().skip(c).step_by(3).copied()).collect();
+        let got = Vec::<u8>::try_from(held.pixels.get(row as i64).flatten(0, -1)).unwrap();
+        assert_eq!(got, chw, "CIFAR row {row} ({key})");
+    }
 
     let cfg = Figure1Config {
         epochs: 6.0,

@@ -5,7 +5,6 @@
 //! shape mismatch elsewhere, a PyTorch pickle and `--init` with `--resume` are refused
 //! with one line, leaving no run folder behind.
 
-#[allow(dead_code)] // tiny(), tiny_text(): used by the other test files
 mod common;
 
 use std::path::{Path, PathBuf};

@@ -4,7 +4,6 @@
 //! typo refused, a folder stopped before its first checkpoint resumed from the start,
 //! and a closed pipe that does not kill the run.
 
-#[allow(dead_code)] // tiny(), tiny_text(): used by the other test files
 mod common;
 
 use std::path::Path;

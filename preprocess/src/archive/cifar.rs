@@ -53,7 +53,7 @@ pub struct Cifar {
 
 /// The images of one `.bin` file named `name`; labels must be below `classes`.
 pub fn parse_batch(bytes: &[u8], name: &str, classes: usize) -> Result<Vec<CifarImage>> {
-    if bytes.is_empty() || bytes.len() % RECORD != 0 {
+    if bytes.is_empty() || !bytes.len().is_multiple_of(RECORD) {
         bail!(
             "{name}: {} bytes, not a whole number of {RECORD}-byte records (1 label byte + 3072 pixel bytes): is it \
              CIFAR-100's format or a damaged download?",
@@ -125,7 +125,30 @@ pub fn read(path: &Path) -> Result<Cifar> {
             None => meta = Some(String::from_utf8_lossy(&bytes).into_owned()),
         }
     }
-    let ctx = |what: &str| format!("{}: {what}", path.display());
+    assemble(path, meta, batches)
+}
+
+/// Reads the archive's folder unpacked (`cifar-10-batches-bin/`, or the folder that holds it).
+pub fn read_folder(dir: &Path) -> Result<Cifar> {
+    let dir = if dir.join(FOLDER).is_dir() { dir.join(FOLDER) } else { dir.to_path_buf() };
+    let read = |name: &str| -> Result<Option<Vec<u8>>> {
+        let p = dir.join(name);
+        if !p.exists() {
+            return Ok(None);
+        }
+        std::fs::read(&p).map(Some).with_context(|| format!("reading {}", p.display()))
+    };
+    let mut batches = Vec::new();
+    for name in TRAIN_BATCHES.iter().chain([&TEST_BATCH]) {
+        batches.push(read(name)?);
+    }
+    let meta = read(META)?.map(|b| String::from_utf8_lossy(&b).into_owned());
+    assemble(&dir, meta, batches)
+}
+
+/// The dataset of the members read (the five train batches, then the test batch).
+fn assemble(origin: &Path, meta: Option<String>, mut batches: Vec<Option<Vec<u8>>>) -> Result<Cifar> {
+    let ctx = |what: &str| format!("{}: {what}", origin.display());
     let meta = meta.with_context(|| ctx(&format!("no {FOLDER}/{META}: is this CIFAR-10's binary version?")))?;
     let classes = parse_meta(&meta).with_context(|| ctx("the class names"))?;
     let mut train = Vec::new();
@@ -136,6 +159,20 @@ pub fn read(path: &Path) -> Result<Cifar> {
     let bytes = batches[TRAIN_BATCHES.len()].take().with_context(|| ctx(&format!("no {FOLDER}/{TEST_BATCH}")))?;
     let test = parse_batch(&bytes, TEST_BATCH, classes.len()).with_context(|| ctx("the test batch"))?;
     Ok(Cifar { classes, train, test })
+}
+
+/// Whether `path` is CIFAR-10's binary version: the archive (by its name), a folder
+/// holding it, or the unpacked `cifar-10-batches-bin/` (or a folder holding that).
+pub fn detect(path: &Path) -> bool {
+    if path.is_file() {
+        let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+        return name.starts_with("cifar-10")
+            && (name.ends_with(".tar.gz") || name.ends_with(".tgz") || name.ends_with(".tar"));
+    }
+    path.is_dir()
+        && (find_in(path).is_some()
+            || path.join(FOLDER).join(TRAIN_BATCHES[0]).is_file()
+            || path.join(TRAIN_BATCHES[0]).is_file() && path.join(META).is_file())
 }
 
 #[cfg(test)]

@@ -15,7 +15,9 @@ use rayon::prelude::*;
 use super::plan::PlannedShard;
 use super::state::{stamp, RejectedFile, ShardRecord, State};
 use super::BuildConfig;
-use crate::imageproc::{encode_jpeg, encode_jpeg_sized, process, process_whole, WholeImage};
+use crate::imageproc::{
+    encode_jpeg, encode_jpeg_sized, process, process_image, process_whole, process_whole_image, WholeImage,
+};
 use crate::inputs::{Inputs, Source};
 
 /// A decoded shard on its way to the writer.
@@ -56,7 +58,10 @@ pub(super) fn make_shard(
         .zip(p.items.par_iter())
         .map_init(fast_image_resize::Resizer::new, |rz, (slot, item)| {
             // Straight out of the archive's map, or read from the file.
-            let r = inputs.read(item).and_then(|bytes| process(rz, &bytes, slot));
+            let r = match inputs.pixels(item) {
+                Some(img) => process_image(rz, &img, slot),
+                None => inputs.read(item).and_then(|bytes| process(rz, &bytes, slot)),
+            };
             progress.inc(1, r.is_err());
             r
         })
@@ -145,7 +150,10 @@ fn make_whole_shard(
         .items
         .par_iter()
         .map_init(fast_image_resize::Resizer::new, |rz, item| {
-            let r = inputs.read(item).and_then(|bytes| process_whole(rz, &bytes, resize, size));
+            let r = match inputs.pixels(item) {
+                Some(img) => process_whole_image(rz, &img, resize, size),
+                None => inputs.read(item).and_then(|bytes| process_whole(rz, &bytes, resize, size)),
+            };
             progress.inc(1, r.is_err());
             r
         })
@@ -173,8 +181,12 @@ fn make_whole_shard(
         }
     }
     let stats = (p.split == Split::Train).then(|| {
-        let counted: Vec<&Vec<u8>> =
-            images.iter().zip(&keys).filter(|(_, k)| count_only.is_none_or(|c| c.contains(*k))).map(|(i, _)| i).collect();
+        let counted: Vec<&Vec<u8>> = images
+            .iter()
+            .zip(&keys)
+            .filter(|(_, k)| count_only.is_none_or(|c| c.contains(*k)))
+            .map(|(i, _)| i)
+            .collect();
         let m = counted.par_iter().map(|px| Moments::of_pixels(px)).reduce(Moments::default, Moments::merge);
         let mut s = PixelStats::without_mean_image();
         s.add_counted(counted.len(), m);

@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::plan::PlannedShard;
 use super::BuildConfig;
-use crate::imageproc::{encode_jpeg, encode_jpeg_sized, process, process_whole};
+use crate::imageproc::{encode_jpeg, encode_jpeg_sized, process, process_image, process_whole, process_whole_image};
 use crate::inputs::{Inputs, Item};
 
 /// Estimates the bytes the pending shards need and refuses to start when the disk is short.
@@ -30,8 +30,10 @@ pub(super) fn check_space(
                 sample
                     .par_iter()
                     .map_init(fast_image_resize::Resizer::new, |rz, it| {
-                        let bytes = inputs.read(it).ok()?;
-                        let img = process_whole(rz, &bytes, resize, size).ok()?;
+                        let img = match inputs.pixels(it) {
+                            Some(px) => process_whole_image(rz, &px, resize, size).ok()?,
+                            None => process_whole(rz, &inputs.read(it).ok()?, resize, size).ok()?,
+                        };
                         match encoding {
                             Encoding::Raw => Some(img.pixels.len() as u64),
                             Encoding::Jpeg => encode_jpeg_sized(&img.pixels, img.width, img.height, cfg.quality)
@@ -56,9 +58,11 @@ pub(super) fn check_space(
                 sample
                     .par_iter()
                     .map_init(fast_image_resize::Resizer::new, |rz, it| {
-                        let bytes = inputs.read(it).ok()?;
                         let mut px = vec![0u8; IMAGE_BYTES];
-                        process(rz, &bytes, &mut px).ok()?;
+                        match inputs.pixels(it) {
+                            Some(img) => process_image(rz, &img, &mut px).ok()?,
+                            None => process(rz, &inputs.read(it).ok()?, &mut px).ok()?,
+                        }
                         encode_jpeg(&px, cfg.quality).ok().map(|j| j.len() as u64)
                     })
                     .flatten()

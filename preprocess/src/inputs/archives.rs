@@ -246,6 +246,7 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         notes,
         indexed,
         index_seconds,
+        decoded: None,
     })
 }
 

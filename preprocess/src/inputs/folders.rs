@@ -111,6 +111,7 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         notes: Vec::new(),
         indexed: 0,
         index_seconds: 0.0,
+        decoded: None,
     })
 }
 

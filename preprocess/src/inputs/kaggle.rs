@@ -200,5 +200,6 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         notes: Vec::new(),
         indexed,
         index_seconds: t0.elapsed().as_secs_f64(),
+        decoded: None,
     })
 }

@@ -6,13 +6,16 @@
 //!   `ILSVRC2012_devkit_t12.tar.gz` (`meta.mat` and the val ground truth);
 //! - Kaggle's `imagenet-object-localization-challenge.zip`, read in place ([`kaggle`]);
 //! - unpacked folders ([`folders`]): `train/<wnid>/*.JPEG`, val in class folders or
-//!   flat with `LOC_val_solution.csv` or the devkit's ground truth.
+//!   flat with `LOC_val_solution.csv` or the devkit's ground truth;
+//! - and, for the paper's Figure 1, CIFAR-10's binary archive ([`cifar`]): images that
+//!   are already pixels, not files to decode.
 //!
 //! Every layout gives the same keys (`<wnid>/<file>` for train, the file name for a
 //! flat val) in the same sorted order, so an archive and its unpacked folders build
 //! byte-identical shards.
 
 pub mod archives;
+pub mod cifar;
 pub mod folders;
 pub mod kaggle;
 pub mod labels;
@@ -69,6 +72,8 @@ pub enum Source {
     File(PathBuf),
     /// A member of an archive (an index into [`Inputs::archives`]).
     Member(Member),
+    /// An image already decoded: an index into [`Inputs::decoded`]'s images.
+    Pixels(u32),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,6 +134,18 @@ pub struct Inputs {
     /// Members indexed and the seconds the index pass took (0 for folders).
     pub indexed: u64,
     pub index_seconds: f64,
+    /// The images of [`Source::Pixels`] items (CIFAR-10's records).
+    pub decoded: Option<Decoded>,
+}
+
+/// Images that come as pixels, not as files: CIFAR-10's records.
+pub struct Decoded {
+    /// The file they were read from, for messages.
+    pub path: PathBuf,
+    pub width: u32,
+    pub height: u32,
+    /// HWC RGB, `width * height * 3` bytes each.
+    pub images: Vec<Vec<u8>>,
 }
 
 impl std::fmt::Debug for Inputs {
@@ -147,6 +164,7 @@ impl Inputs {
     /// (borrowed when stored, inflated when deflated). Errors are reject reasons.
     pub fn read(&self, item: &Item) -> Result<Cow<'_, [u8]>, String> {
         match &item.source {
+            Source::Pixels(_) => Err("internal error: an image of pixels has no file bytes".into()),
             Source::File(p) => std::fs::read(p).map(Cow::Owned).map_err(|e| format!("unreadable: {e}")),
             Source::Member(m) => {
                 let map = self.archives[m.archive as usize].mapped.bytes();
@@ -190,10 +208,22 @@ impl Inputs {
         }
     }
 
+    /// The image of a [`Source::Pixels`] item; None for files and members (decoded
+    /// from [`Inputs::read`]'s bytes).
+    pub fn pixels(&self, item: &Item) -> Option<image::RgbImage> {
+        let Source::Pixels(i) = item.source else { return None };
+        let d = self.decoded.as_ref()?;
+        image::RgbImage::from_raw(d.width, d.height, d.images.get(i as usize)?.clone())
+    }
+
     /// How rejects.tsv names an input: a file's path, or `ARCHIVE:MEMBER`.
     pub fn describe(&self, item: &Item) -> String {
         match &item.source {
             Source::File(p) => p.display().to_string(),
+            Source::Pixels(_) => match &self.decoded {
+                Some(d) => format!("{}:{}", d.path.display(), item.key),
+                None => item.key.clone(),
+            },
             Source::Member(m) => {
                 let a = &self.archives[m.archive as usize];
                 let member = match &a.naming {
@@ -212,6 +242,9 @@ impl Inputs {
 /// Finds the inputs in the layout they are in.
 pub fn discover(opt: &InputOptions) -> Result<Inputs> {
     let archives_given = opt.train_archive.is_some() || opt.val_archive.is_some();
+    if cifar::is_cifar(opt) {
+        return cifar::discover(opt);
+    }
     if opt.root.is_file() {
         return match Sniffed::of_file(&opt.root)? {
             Sniffed::Zip => kaggle::discover(opt),
@@ -270,7 +303,7 @@ pub fn discover(opt: &InputOptions) -> Result<Inputs> {
         "{}: no ImageNet found: expected the downloaded ILSVRC2012_img_train.tar (with ILSVRC2012_img_val.tar and \
          ILSVRC2012_devkit_t12.tar.gz) or Kaggle's imagenet-object-localization-challenge.zip in this folder, or \
          unpacked folders train/<wnid>/*.JPEG (or ILSVRC/Data/CLS-LOC/train); or name them with --train-archive, \
-         --val-archive, --devkit, --train-dir",
+         --val-archive, --devkit, --train-dir (for CIFAR-10: cifar-10-binary.tar.gz, or cifar-10-batches-bin/)",
         opt.root.display()
     )
 }

@@ -378,16 +378,23 @@ mod tests {
         assert!(!m2.contains_key("mean_image") && !m2.contains_key("mean_image_sha256"));
         assert_eq!(CheckpointMeta::from_map(p, &m2).unwrap(), rgb);
         // A whole-image model records torchvision's crops; without the key, the paper's.
-        let tv = InputsMeta { mean_image: None, train_crop: crate::config::TrainCrop::RandomResizedCrop, ..inputs.clone() };
+        let tv =
+            InputsMeta { mean_image: None, train_crop: crate::config::TrainCrop::RandomResizedCrop, ..inputs.clone() };
         let m3 = CheckpointMeta { inputs: Some(tv.clone()), ..meta() }.to_map().unwrap();
         assert_eq!(m3["train_crop"], "random-resized-crop");
         assert_eq!(CheckpointMeta::from_map(p, &m3).unwrap().inputs, Some(tv));
         let mut old = m2.clone();
         old.remove("train_crop");
-        assert_eq!(CheckpointMeta::from_map(p, &old).unwrap().inputs.unwrap().train_crop, crate::config::TrainCrop::Paper);
+        assert_eq!(
+            CheckpointMeta::from_map(p, &old).unwrap().inputs.unwrap().train_crop,
+            crate::config::TrainCrop::Paper
+        );
         let mut odd = m2.clone();
         odd.insert("train_crop".into(), "five-crop".into());
-        assert!(CheckpointMeta::from_map(p, &odd).unwrap_err().to_string().contains("unknown train_crop \"five-crop\""));
+        assert!(CheckpointMeta::from_map(p, &odd)
+            .unwrap_err()
+            .to_string()
+            .contains("unknown train_crop \"five-crop\""));
         for (k, v, want) in [
             ("class_names", r#"["one"]"#.to_string(), "metadata lists 1 class names for 2 classes"),
             ("mean_rgb", "[300, 0, 0]".to_string(), "metadata mean_rgb [300.0, 0.0, 0.0] is outside 0..255"),

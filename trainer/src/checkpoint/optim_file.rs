@@ -297,7 +297,7 @@ mod tests {
             best_top1: 0.5,
             parts: vec![Trained { world: 2, batch: 4, batches: 5 }],
             part: Some((3, 4)),
-            stall: Some(StallState { losses: vec![2.302_585_092_994_046, 2.25, 0.1], fired: false }),
+            stall: Some(StallState { losses: vec![std::f64::consts::LN_10, 2.25, 0.1], fired: false }),
         };
         let a = Tensor::from_slice(&[1.5f32, -2.0, 0.25, 8.0]).reshape([2, 2]);
         let b = Tensor::from_slice(&[0.125f64, 3.0]); // stored as float32

@@ -283,13 +283,18 @@ mod tests {
         assert_eq!(center_box(384, 256, 224, 256), CropBox { top: 80, left: 16, height: 224, width: 224 });
         // A larger stored image (--max-side): the box keeps the 224/256 ratio.
         assert_eq!(center_box(375, 500, 224, 256), CropBox { top: 24, left: 86, height: 328, width: 328 }); // round(23.5) = 24
-        let tv: Vec<usize> =
-            ten_boxes(256, 341, 224, 256, true).iter().map(|(b, f)| if *f { b.left + b.width - 1 } else { b.left }).collect();
+        let tv: Vec<usize> = ten_boxes(256, 341, 224, 256, true)
+            .iter()
+            .map(|(b, f)| if *f { b.left + b.width - 1 } else { b.left })
+            .collect();
         assert_eq!(tv, [0, 117, 0, 117, 58, 340, 223, 340, 223, 282]);
-        assert!(ten_boxes(256, 341, 224, 256, true).iter().all(|(b, _)| b.height == 224 && (b.top == 0 || b.top == 32 || b.top == 16)));
+        assert!(ten_boxes(256, 341, 224, 256, true)
+            .iter()
+            .all(|(b, _)| b.height == 224 && (b.top == 0 || b.top == 32 || b.top == 16)));
         // The paper's ten: of the central 256 square (columns 42..298), as on a
         // centre-square dataset (corners at 0 and 32 of the square, centre 16).
-        let paper: Vec<(usize, usize)> = ten_boxes(256, 341, 224, 256, false).iter().map(|(b, _)| (b.top, b.left)).collect();
+        let paper: Vec<(usize, usize)> =
+            ten_boxes(256, 341, 224, 256, false).iter().map(|(b, _)| (b.top, b.left)).collect();
         assert_eq!(paper[..5], [(0, 42), (0, 74), (32, 42), (32, 74), (16, 58)]);
         assert_eq!(paper[5..], [(0, 74), (0, 42), (32, 74), (32, 42), (16, 58)]);
     }

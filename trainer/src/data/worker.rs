@@ -16,10 +16,10 @@ use crossbeam_channel::{select, Receiver, Sender};
 use fast_image_resize::Resizer;
 
 use super::augment::{center_crop, crop_into, crop_into_from, resized_crop_draw, ten_crops, train_draw, CropSpec};
-use super::resized_crop::{center_box, resized_crop_into, ten_boxes, CropBox};
 use super::batch::HostBuffer;
 use super::config::{Crops, LoaderConfig, OnDamaged};
 use super::error::DataError;
+use super::resized_crop::{center_box, resized_crop_into, ten_boxes, CropBox};
 
 /// One batch of a pass.
 pub(super) struct Job {
@@ -131,8 +131,7 @@ impl WorkerCtx {
                             t.crop_float_from(resized, crop, plain, crop, alpha, &mut buf.floats()[at]);
                         }
                         (None, false) => {
-                            resized_crop_into(resizer, src, h, w, b, crop, flip, &mut buf.pixels()[at])
-                                .map_err(fail)?
+                            resized_crop_into(resizer, src, h, w, b, crop, flip, &mut buf.pixels()[at]).map_err(fail)?
                         }
                     }
                     buf.labels.push(label);
