@@ -9,9 +9,10 @@
 # machines have torch 2.11.0 preinstalled and no package index: nothing is installed
 # there. The test extras (numpy, pillow, pyarrow, safetensors, torchvision) are
 # installed where missing and an index is reachable; without them only the Python
-# cross-checks are skipped. Where cargo builds, gloo's headers (Debian's libgloo-dev)
-# are installed when missing: the trainer's build needs them (root, or sudo without a
-# password; otherwise a message says what to install).
+# cross-checks are skipped. Where cargo builds, gloo's headers (Debian's libgloo-dev),
+# cmake and nasm (to build libjpeg-turbo) are installed when missing: the trainer's
+# build needs them (root, or sudo without a password; otherwise a message says what to
+# install).
 _alexnet_setup() {
     local root want py v
     root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -70,6 +71,19 @@ sys.exit(0 if os.path.exists(os.path.join(inc, "crt", "host_config.h")) and os.p
         *) export PATH="$(dirname "$py"):$PATH" ;;
     esac
     command -v cargo >/dev/null || { echo "setup: cargo not found: install Rust (rustup)" >&2; return 1; }
+    # cmake and nasm: turbojpeg-sys builds libjpeg-turbo 3 (the loader's JPEG decoder)
+    # from its bundled source, statically, so the binaries need no shared library.
+    if ! command -v cmake >/dev/null || ! command -v nasm >/dev/null; then
+        echo "setup: installing cmake and nasm (to build libjpeg-turbo for the loader)" >&2
+        local sudo_=""
+        [ "$(id -u)" = 0 ] || sudo_="sudo -n"
+        if ! command -v apt-get >/dev/null \
+            || ! { DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q cmake nasm >&2 \
+                || { $sudo_ apt-get update -q >&2 && DEBIAN_FRONTEND=noninteractive $sudo_ apt-get install -y -q cmake nasm >&2; }; }; then
+            echo "setup: could not install cmake and nasm: install them as root (apt-get install cmake nasm)" >&2
+            return 1
+        fi
+    fi
     # gloo's headers: the trainer's c10d shim includes ProcessGroupGloo.hpp, which needs
     # them at compile time only (gloo's code is inside libtorch; see trainer/build.rs).
     if [ -z "${GLOO_INCLUDE_DIR:-}" ] && [ ! -f /usr/include/gloo/config.h ]; then

@@ -400,6 +400,30 @@ fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
     assert!(mean < 4.0, "mean abs difference {mean}");
 }
 
+/// Decoding only the region the crops read (the loader's default) gives exactly the
+/// batches of a full decode: random crops near every edge, the centre and the ten.
+#[test]
+fn region_decoding_gives_the_full_decodes_batches() {
+    let t = tempfile::tempdir().unwrap();
+    let jpeg = build_dataset(t.path(), Encoding::Jpeg);
+    for (crop, crops) in [(200, Crops::Train), (99, Crops::Train), (227, Crops::Center), (99, Crops::Ten)] {
+        let get = |region: bool| {
+            let mut c = cfg(6, crop, crops);
+            c.decode_region = region;
+            let mut l = Loader::new(split(&jpeg, Split::Train), c).unwrap();
+            l.start(2);
+            let mut out = Vec::new();
+            while let Some(b) = l.next_batch().unwrap() {
+                out.push((bytes(&b.images().unwrap()), b.rows().to_vec()));
+            }
+            out
+        };
+        let (a, b) = (get(true), get(false));
+        assert!(!a.is_empty());
+        assert!(a == b, "{crops:?} {crop}: region decoding changed the batches");
+    }
+}
+
 /// The two paths [`Pipeline`] chooses between agree: on the CPU it yields float crops
 /// made in the workers, and these equal the uint8 path (`FloatIn::Device`) converted by
 /// the normalizer, for train, center and ten crops and every normalization.

@@ -48,8 +48,13 @@ fn datasets() -> &'static (tempfile::TempDir, PathBuf, PathBuf, PathBuf) {
 }
 
 fn loader(data: &Path, split: Split, crops: Crops, workers: usize) -> Loader {
+    loader_with(data, split, crops, workers, true)
+}
+
+fn loader_with(data: &Path, split: Split, crops: Crops, workers: usize, decode_region: bool) -> Loader {
     let s = Arc::new(Dataset::open(data).unwrap().split(split).unwrap());
     let mut c = LoaderConfig::new(8, 64, crops);
+    c.decode_region = decode_region;
     (c.workers, c.prefetch, c.seed, c.pca_noise) = (workers, 2, 5, false);
     if crops == Crops::Train {
         c.resized_crop = Some(RandomResizedCrop::default());
@@ -152,6 +157,22 @@ fn jpeg_whole_images_decode_at_their_own_size() {
     }
     let mae = sum / n as f64;
     assert!(mae < 4.0, "JPEG crops differ from the raw ones by {mae:.2} grey levels on average");
+}
+
+/// Decoding only the region the crops read (libjpeg-turbo's cropping region and
+/// skipped rows, the loader's default) gives exactly the batches of a full decode, for
+/// RandomResizedCrop boxes of every size and the eval crops.
+#[test]
+fn region_decoding_gives_the_full_decodes_batches_on_whole_images() {
+    let (_, _, jpeg, _) = datasets();
+    for (split, crops) in [(Split::Train, Crops::Train), (Split::Val, Crops::Center), (Split::Val, Crops::TenWhole)] {
+        for epoch in [0, 1] {
+            let a = pass(&mut loader_with(jpeg, split, crops, 2, true), epoch);
+            let b = pass(&mut loader_with(jpeg, split, crops, 1, false), epoch);
+            assert!(!a.is_empty());
+            assert!(a == b, "{crops:?} epoch {epoch}: region decoding changed the batches");
+        }
+    }
 }
 
 fn owt_tiny(sets: &[&str]) -> trainer::config::TrainConfig {

@@ -130,6 +130,9 @@ pub struct LoaderConfig {
     pub check_rows: bool,
     /// What to do with a row that fails the check.
     pub on_damaged: OnDamaged,
+    /// JPEG rows: decode only the rows and iMCU columns the crops read (default on; the
+    /// same pixels as a full decode, see [`super::jpeg`]); off to measure what it saves.
+    pub decode_region: bool,
 }
 
 impl LoaderConfig {
@@ -153,6 +156,7 @@ impl LoaderConfig {
             rows: Rows::All,
             check_rows: true,
             on_damaged: OnDamaged::Stop,
+            decode_region: true,
         }
     }
 

@@ -47,6 +47,7 @@ pub mod augment;
 pub mod batch;
 pub mod config;
 pub mod error;
+pub mod jpeg;
 pub mod loader;
 pub mod normalize;
 pub mod pipeline;

@@ -19,6 +19,7 @@ use super::augment::{center_crop, crop_into, crop_into_from, resized_crop_draw, 
 use super::batch::HostBuffer;
 use super::config::{Crops, LoaderConfig, OnDamaged};
 use super::error::DataError;
+use super::jpeg::{Decoder, Region};
 use super::resized_crop::{center_box, resized_crop_into, ten_boxes, CropBox};
 
 /// One batch of a pass.
@@ -59,6 +60,7 @@ impl WorkerCtx {
             decoded: vec![0u8; IMAGE_BYTES],
             resizer: Resizer::new(),
             crop: vec![0u8; self.cfg.crop * self.cfg.crop * 3],
+            jpeg: None,
         };
         loop {
             // The buffer before the job: jobs start in order, so the batch the consumer
@@ -101,9 +103,9 @@ impl WorkerCtx {
         buf.clear();
         let ten = ten_crops(crop);
         let mut slot = 0;
-        let Scratch { decoded, resizer, crop: resized } = scratch;
+        let Scratch { decoded, resizer, crop: resized, jpeg } = scratch;
         for &(position, row) in &job.items {
-            let (src, label, size) = match self.image(row, decoded) {
+            let d = match self.row(row) {
                 Ok(x) => x,
                 Err(Damaged(e)) if self.cfg.on_damaged == OnDamaged::Skip => {
                     alexnet_shared::err_line!("warning: {e} (skipped: on_damaged = skip)");
@@ -112,8 +114,17 @@ impl WorkerCtx {
                 }
                 Err(Damaged(e) | Other(e)) => return Err(e),
             };
-            if let Some((h, w)) = size {
+            let label = d.label;
+            if d.whole {
+                let (h, w) = d.size;
                 let (boxes, n, alpha) = self.whole_boxes(job.epoch, position, h, w);
+                // Only the part the crops read is decoded.
+                let region = boxes[..n]
+                    .iter()
+                    .map(|(b, _)| Region { top: b.top, left: b.left, height: b.height, width: b.width })
+                    .reduce(Region::union)
+                    .unwrap_or(Region { top: 0, left: 0, height: h, width: w });
+                let src = self.pixels(&d, region, decoded, jpeg)?;
                 for &(b, flip) in &boxes[..n] {
                     let at = slot * per_crop..(slot + 1) * per_crop;
                     let direct = b.height == crop && b.width == crop;
@@ -155,6 +166,12 @@ impl WorkerCtx {
                 }
                 Crops::Ten | Crops::TenWhole => (&ten, [0.0; 3]),
             };
+            let region = specs
+                .iter()
+                .map(|s| Region { top: s.y, left: s.x, height: crop, width: crop })
+                .reduce(Region::union)
+                .unwrap_or(Region { top: 0, left: 0, height: d.size.0, width: d.size.1 });
+            let src = self.pixels(&d, region, decoded, jpeg)?;
             for &spec in specs {
                 let at = slot * per_crop..(slot + 1) * per_crop;
                 match &self.cfg.transform {
@@ -198,14 +215,8 @@ impl WorkerCtx {
         }
     }
 
-    /// The pixels of split row `row` (a slice of the map, or decoded into `decoded`),
-    /// its label, and for a whole image its (height, width) (centre squares: 256x256,
-    /// `None`).
-    fn image<'a>(
-        &'a self,
-        row: usize,
-        decoded: &'a mut Vec<u8>,
-    ) -> Result<(&'a [u8], i64, Option<(usize, usize)>), RowError> {
+    /// Split row `row`, its bytes checked: see [`RowData`].
+    fn row(&self, row: usize) -> Result<RowData<'_>, RowError> {
         let Some((s, r)) = self.split.locate(row) else {
             return Err(Other(DataError::Config(format!(
                 "row {row} is outside the split ({} rows)",
@@ -222,19 +233,60 @@ impl WorkerCtx {
                 Damaged(DataError::Image { shard: shard.path().to_path_buf(), row: r, message })
             })?;
         }
-        let bytes = shard.image_unchecked(r);
-        let label = shard.labels()[r] as i64;
-        let (h, w) = shard.size(r);
-        let size = shard.is_whole().then_some((h, w));
-        if shard.encoding() != Encoding::Jpeg {
-            return Ok((bytes, label, size));
+        Ok(RowData {
+            bytes: shard.image_unchecked(r),
+            label: shard.labels()[r] as i64,
+            size: shard.size(r),
+            whole: shard.is_whole(),
+            jpeg: shard.encoding() == Encoding::Jpeg,
+            shard: s,
+            row: r,
+        })
+    }
+
+    /// The pixels of `d`: its bytes (raw), or at least `region` of it decoded into
+    /// `decoded` (JPEG), at its place in an image-sized buffer.
+    fn pixels<'a>(
+        &self,
+        d: &RowData<'a>,
+        region: Region,
+        decoded: &'a mut Vec<u8>,
+        decoder: &mut Option<Decoder>,
+    ) -> Result<&'a [u8], DataError> {
+        if !d.jpeg {
+            return Ok(d.bytes);
         }
+        let fail = |message: String| DataError::Image {
+            shard: self.split.shards()[d.shard].path().to_path_buf(),
+            row: d.row,
+            message,
+        };
+        let (h, w) = d.size;
         // Grows once to the largest image; never shrinks its allocation.
         decoded.resize(h * w * 3, 0);
-        decode_jpeg(bytes, h, w, decoded)
-            .map_err(|message| Other(DataError::Image { shard: shard.path().to_path_buf(), row: r, message }))?;
-        Ok((decoded, label, size))
+        let dec = match decoder {
+            Some(dec) => dec,
+            None => decoder.insert(Decoder::new().map_err(fail)?),
+        };
+        let region = if self.cfg.decode_region { Some(region) } else { None };
+        dec.decode(d.bytes, h, w, region, decoded).map_err(fail)?;
+        Ok(decoded)
     }
+}
+
+/// A row of the split, not yet decoded.
+struct RowData<'a> {
+    /// Raw pixels (a slice of the map) or the JPEG.
+    bytes: &'a [u8],
+    label: i64,
+    /// (height, width): 256x256 for centre squares.
+    size: (usize, usize),
+    /// A whole image (format 3).
+    whole: bool,
+    jpeg: bool,
+    /// Its shard (index in the split) and row there, for messages.
+    shard: usize,
+    row: usize,
 }
 
 /// Why a row could not be read: its bytes failed their check (skippable), or anything
@@ -245,25 +297,10 @@ enum RowError {
 }
 use RowError::{Damaged, Other};
 
-/// A worker's reusable buffers.
+/// A worker's reusable buffers and its JPEG decoder.
 struct Scratch {
     decoded: Vec<u8>,
     resizer: Resizer,
     crop: Vec<u8>,
-}
-
-/// Decodes an `h` x `w` RGB JPEG of a shard into `out` (`h * w * 3` bytes).
-fn decode_jpeg(bytes: &[u8], h: usize, w: usize, out: &mut [u8]) -> Result<(), String> {
-    use zune_core::bytestream::ZCursor;
-    use zune_core::colorspace::ColorSpace;
-    use zune_core::options::DecoderOptions;
-    let opts = DecoderOptions::default().jpeg_set_out_colorspace(ColorSpace::RGB);
-    let mut d = zune_jpeg::JpegDecoder::new_with_options(ZCursor::new(bytes), opts);
-    d.decode_headers().map_err(|e| format!("bad JPEG in shard: {e:?}"))?;
-    match d.dimensions() {
-        Some((dw, dh)) if dw == w && dh == h => {}
-        Some((dw, dh)) => return Err(format!("JPEG in shard is {dw}x{dh}, the row says {w}x{h}")),
-        None => return Err("JPEG in shard has no size".into()),
-    }
-    d.decode_into(out).map_err(|e| format!("bad JPEG in shard: {e:?}"))
+    jpeg: Option<Decoder>,
 }
