@@ -23,7 +23,7 @@
 use std::io::Cursor;
 use std::sync::{Condvar, Mutex};
 
-use alexnet_shared::{center_offset, WholeResize, IMAGE_BYTES, IMAGE_SIDE, WHOLE_MAX_PIXELS_PER_SIDE2};
+use alexnet_shared::{center_offset, Chroma, WholeResize, IMAGE_BYTES, IMAGE_SIDE, WHOLE_MAX_PIXELS_PER_SIDE2};
 use fast_image_resize::images::{Image, ImageRef};
 use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
@@ -309,15 +309,20 @@ pub fn process(resizer: &mut Resizer, bytes: &[u8], out: &mut [u8]) -> Result<()
     })
 }
 
-/// Encodes a 256x256 RGB image as a baseline JPEG (4:2:0).
-pub fn encode_jpeg(rgb: &[u8], quality: u8) -> Result<Vec<u8>, String> {
-    encode_jpeg_sized(rgb, IMAGE_SIDE as u16, IMAGE_SIDE as u16, quality)
+/// Encodes a 256x256 RGB image as a baseline JPEG.
+pub fn encode_jpeg(rgb: &[u8], quality: u8, chroma: Chroma) -> Result<Vec<u8>, String> {
+    encode_jpeg_sized(rgb, IMAGE_SIDE as u16, IMAGE_SIDE as u16, quality, chroma)
 }
 
-/// Encodes a `width` x `height` RGB image (HWC) as a baseline JPEG (4:2:0).
-pub fn encode_jpeg_sized(rgb: &[u8], width: u16, height: u16, quality: u8) -> Result<Vec<u8>, String> {
+/// Encodes a `width` x `height` RGB image (HWC) as a baseline JPEG with the given
+/// chroma subsampling.
+pub fn encode_jpeg_sized(rgb: &[u8], width: u16, height: u16, quality: u8, chroma: Chroma) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(rgb.len() / 6 + 1024);
-    let enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    let mut enc = jpeg_encoder::Encoder::new(&mut out, quality);
+    enc.set_sampling_factor(match chroma {
+        Chroma::Full => jpeg_encoder::SamplingFactor::F_1_1,
+        Chroma::Half => jpeg_encoder::SamplingFactor::F_2_2,
+    });
     enc.encode(rgb, width, height, jpeg_encoder::ColorType::Rgb).map_err(|e| format!("jpeg encode: {e}"))?;
     Ok(out)
 }

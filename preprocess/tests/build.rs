@@ -469,6 +469,42 @@ fn jpeg_shards_hold_the_same_images_as_raw() {
     let total: u64 = std::fs::read_dir(&jpeg).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     let raw_total: u64 = std::fs::read_dir(&raw).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum();
     assert!(total * 3 < raw_total, "jpeg {total} vs raw {raw_total}");
+    // The encoder's rule at quality 95: full-resolution chroma, recorded.
+    assert_eq!(j.manifest().build.chroma, Some(alexnet_shared::Chroma::Full));
+    assert_eq!(sof_sampling(&first_jpeg(&j)), 0x11);
+
+    // --chroma 420: half-resolution chroma in every JPEG, recorded in the manifest, the
+    // same images within the (larger) loss of subsampled colour; a different build from
+    // the 4:4:4 one (the rerun refuses it without --overwrite).
+    let half = tmp.path().join("jpeg420");
+    let mut c420 = cfg.clone();
+    c420.output = half.clone();
+    c420.chroma = Some(alexnet_shared::Chroma::Half);
+    build::run(&c420).unwrap();
+    let h = Dataset::open(&half).unwrap();
+    assert_eq!(h.manifest().build.chroma, Some(alexnet_shared::Chroma::Half));
+    assert_eq!(sof_sampling(&first_jpeg(&h)), 0x22);
+    for split in [Split::Train, Split::Val] {
+        for (x, y) in rows(&r, split).iter().zip(&rows(&h, split)) {
+            assert_eq!((&x.0, x.1), (&y.0, y.1));
+            let (mean, _) = diff(&x.2, &y.2);
+            assert!(mean < 6.0, "{}: jpeg q95 4:2:0 vs raw mean abs {mean}", x.0);
+        }
+    }
+    c420.output = jpeg.clone();
+    let e = build::run(&c420).unwrap_err().to_string();
+    assert!(e.contains("different build") && e.contains("chroma"), "{e}");
+}
+
+/// The first train JPEG of a dataset.
+fn first_jpeg(ds: &Dataset) -> Vec<u8> {
+    ds.split(Split::Train).unwrap().get(0).unwrap().bytes.to_vec()
+}
+
+/// The first component's sampling factors in a baseline JPEG's SOF0 (0x22: 4:2:0).
+fn sof_sampling(jpeg: &[u8]) -> u8 {
+    let at = jpeg.windows(2).position(|w| w == [0xFF, 0xC0]).expect("an SOF0 marker");
+    jpeg[at + 11]
 }
 
 #[test]

@@ -50,6 +50,39 @@ impl Encoding {
     }
 }
 
+/// The chroma resolution of a build's JPEGs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Chroma {
+    /// Full-resolution colour (4:4:4): what the encoder writes at quality 90 and above.
+    #[serde(rename = "4:4:4")]
+    #[cfg_attr(feature = "clap", value(name = "444"))]
+    Full,
+    /// Colour at half resolution both ways (4:2:0): what the encoder writes below quality
+    /// 90, and what most JPEGs (ImageNet's among them) are. Smaller, and faster to decode.
+    #[serde(rename = "4:2:0")]
+    #[cfg_attr(feature = "clap", value(name = "420"))]
+    Half,
+}
+
+impl Chroma {
+    /// What builds write without `--chroma` (jpeg-encoder's rule).
+    pub fn default_for(quality: u8) -> Chroma {
+        if quality >= 90 {
+            Chroma::Full
+        } else {
+            Chroma::Half
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Chroma::Full => "4:4:4",
+            Chroma::Half => "4:2:0",
+        }
+    }
+}
+
 /// What the stored images are: the paper's centre squares, or whole images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(tag = "kind", rename_all = "kebab-case")]
@@ -174,6 +207,10 @@ pub struct BuildInfo {
     pub shard_rows: usize,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<u8>,
+    /// The JPEGs' chroma subsampling (JPEG builds from issue 16 on; older JPEG builds
+    /// are [`Chroma::default_for`] their quality).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chroma: Option<Chroma>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_per_class: Option<usize>,
     pub resize_filter: String,
@@ -431,6 +468,7 @@ impl Manifest {
                 seed: 0,
                 shard_rows: 16,
                 quality: None,
+                chroma: None,
                 limit_per_class: None,
                 resize_filter: "f".into(),
                 source: "s".into(),

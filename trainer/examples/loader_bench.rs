@@ -9,7 +9,7 @@
 //!
 //! usage: cargo run --release -p trainer --example loader_bench -- DATASET_DIR
 //!            [--workers N] [--batch 128] [--batches 40] [--crop 227] [--intra-op-threads T]
-//!            [--float-in workers|device] [--no-row-checks] [--json]
+//!            [--float-in workers|device] [--no-row-checks] [--no-decode-region] [--json]
 //!
 //! Prints three figures so that one can see where the time goes: the loader alone
 //! (crops in the ring), the float step alone (on one batch, repeated), and the two
@@ -51,6 +51,10 @@ struct Args {
     /// Do not check each row's bytes (CRC-32C) as it is read: to measure the check's cost.
     #[arg(long)]
     no_row_checks: bool,
+    /// JPEG shards: decode each whole image instead of only the rows and iMCU columns its
+    /// crop reads (to measure what the region decode saves).
+    #[arg(long)]
+    no_decode_region: bool,
     /// Print one JSON object with the figures instead of the text.
     #[arg(long)]
     json: bool,
@@ -76,6 +80,7 @@ struct Report {
     float_in: FloatIn,
     /// Whether each row's bytes were checked as read (the default).
     row_checks: bool,
+    decode_region: bool,
 }
 
 /// Runs `batches` batches (after one warm-up batch), wrapping epochs like the anchor;
@@ -122,6 +127,7 @@ fn main() -> anyhow::Result<()> {
     }
     cfg.workers = a.workers;
     cfg.check_rows = !a.no_row_checks;
+    cfg.decode_region = !a.no_decode_region;
     let float_in = a.float_in.unwrap_or(FloatIn::for_device(Device::Cpu));
     let mut p = Pipeline::with_float_in(split, cfg, &transform, Device::Cpu, float_in)?;
 
@@ -153,6 +159,7 @@ fn main() -> anyhow::Result<()> {
         layout: ds.manifest().describe_layout(),
         float_in,
         row_checks: !a.no_row_checks,
+        decode_region: !a.no_decode_region,
     };
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -168,13 +175,18 @@ fn print_text(r: &Report, reps: usize) {
         FloatIn::Device => ("uint8 crops", "float conversion as tensor ops"),
     };
     println!(
-        "{} shards of {}, {} workers, batch {}, crop {}, {what}, row checks {}:",
+        "{} shards of {}, {} workers, batch {}, crop {}, {what}, row checks {}{}:",
         r.encoding,
         r.layout,
         r.workers,
         r.batch,
         r.crop,
-        if r.row_checks { "on" } else { "off" }
+        if r.row_checks { "on" } else { "off" },
+        match (r.encoding.as_str(), r.decode_region) {
+            ("jpeg", true) => ", JPEG decode of the crop's region only",
+            ("jpeg", false) => ", JPEG decode of the whole image",
+            _ => "",
+        }
     );
     println!("  loader alone (crops in the ring):         {:.0} images/s", r.loader_only_images_per_s);
     println!("  {conv}, alone (one batch x{reps}): {:.0} images/s", r.float_only_images_per_s);

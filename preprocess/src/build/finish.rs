@@ -98,6 +98,7 @@ pub(super) fn finish(
             seed: cfg.seed,
             shard_rows: cfg.shard_rows,
             quality: (cfg.encoding == Encoding::Jpeg).then_some(cfg.quality),
+            chroma: (cfg.encoding == Encoding::Jpeg).then_some(cfg.chroma()),
             limit_per_class: cfg.input.limit_per_class,
             resize_filter: if cfg.whole.is_some() { RESIZE_FILTER_WHOLE } else { RESIZE_FILTER }.into(),
             source: inputs.source.clone(),

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use alexnet_shared::progress::Progress;
-use alexnet_shared::{Encoding, Manifest, ShardKind, ShardWriter, WholeResize};
+use alexnet_shared::{Chroma, Encoding, Manifest, ShardKind, ShardWriter, WholeResize};
 use anyhow::{bail, Context, Result};
 use rayon::prelude::*;
 
@@ -48,6 +48,8 @@ pub struct BuildConfig {
     pub encoding: Encoding,
     /// JPEG quality (1..=100), used with `Encoding::Jpeg`.
     pub quality: u8,
+    /// The JPEGs' chroma subsampling (None: [`Chroma::default_for`] the quality).
+    pub chroma: Option<Chroma>,
     /// Whole images rescaled as said (`--keep whole`), instead of the paper's centre
     /// 256x256 squares (None).
     pub whole: Option<(WholeResize, u32)>,
@@ -64,12 +66,18 @@ pub struct BuildConfig {
 }
 
 impl BuildConfig {
+    /// The chroma subsampling the JPEGs get.
+    pub fn chroma(&self) -> Chroma {
+        self.chroma.unwrap_or(Chroma::default_for(self.quality))
+    }
+
     pub fn new(input: InputOptions, output: PathBuf) -> Self {
         Self {
             input,
             output,
             encoding: Encoding::Raw,
             quality: 90,
+            chroma: None,
             whole: None,
             shard_rows: 1024,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -143,6 +151,10 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         encoding: cfg.encoding,
         quality: (cfg.encoding == Encoding::Jpeg).then_some(cfg.quality),
+        // Recorded only when it is not the quality's default, so that builds started
+        // before the option resume.
+        chroma: (cfg.encoding == Encoding::Jpeg && cfg.chroma() != Chroma::default_for(cfg.quality))
+            .then_some(cfg.chroma()),
         shard_rows: cfg.shard_rows,
         seed: cfg.seed,
         limit_per_class: cfg.input.limit_per_class,

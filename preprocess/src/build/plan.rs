@@ -22,6 +22,9 @@ pub(super) struct Identity {
     pub(super) program_version: String,
     pub(super) encoding: Encoding,
     pub(super) quality: Option<u8>,
+    /// The chroma subsampling, when not the quality's default.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) chroma: Option<alexnet_shared::Chroma>,
     pub(super) shard_rows: usize,
     pub(super) seed: u64,
     pub(super) limit_per_class: Option<usize>,

@@ -117,7 +117,7 @@ pub(super) fn make_shard(
     let per_row = (cfg.encoding == Encoding::Jpeg).then(|| {
         pixels
             .par_chunks(IMAGE_BYTES)
-            .map(|img| encode_jpeg(img, cfg.quality).expect("encoding a 256x256 RGB image cannot fail"))
+            .map(|img| encode_jpeg(img, cfg.quality, cfg.chroma()).expect("encoding a 256x256 RGB image cannot fail"))
             .collect()
     });
     drop(counted);
@@ -197,7 +197,9 @@ fn make_whole_shard(
         Encoding::Jpeg => images
             .par_iter()
             .zip(&sizes)
-            .map(|(px, &(h, w))| encode_jpeg_sized(px, w, h, cfg.quality).expect("encoding an RGB image cannot fail"))
+            .map(|(px, &(h, w))| {
+                encode_jpeg_sized(px, w, h, cfg.quality, cfg.chroma()).expect("encoding an RGB image cannot fail")
+            })
             .collect(),
     };
     ShardOutput {

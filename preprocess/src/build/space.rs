@@ -36,9 +36,11 @@ pub(super) fn check_space(
                         };
                         match encoding {
                             Encoding::Raw => Some(img.pixels.len() as u64),
-                            Encoding::Jpeg => encode_jpeg_sized(&img.pixels, img.width, img.height, cfg.quality)
-                                .ok()
-                                .map(|j| j.len() as u64),
+                            Encoding::Jpeg => {
+                                encode_jpeg_sized(&img.pixels, img.width, img.height, cfg.quality, cfg.chroma())
+                                    .ok()
+                                    .map(|j| j.len() as u64)
+                            }
                         }
                     })
                     .flatten()
@@ -63,7 +65,7 @@ pub(super) fn check_space(
                             Some(img) => process_image(rz, &img, &mut px).ok()?,
                             None => process(rz, &inputs.read(it).ok()?, &mut px).ok()?,
                         }
-                        encode_jpeg(&px, cfg.quality).ok().map(|j| j.len() as u64)
+                        encode_jpeg(&px, cfg.quality, cfg.chroma()).ok().map(|j| j.len() as u64)
                     })
                     .flatten()
                     .collect()

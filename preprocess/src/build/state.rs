@@ -119,6 +119,7 @@ fn identity_diff(old: &Identity, new: &Identity) -> String {
     cmp!(program_version);
     cmp!(encoding);
     cmp!(quality);
+    cmp!(chroma);
     cmp!(shard_rows);
     cmp!(seed);
     cmp!(limit_per_class);

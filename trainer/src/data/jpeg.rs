@@ -43,8 +43,9 @@ impl Region {
 /// of the header, not an exported symbol): 4:4:4, 4:2:2, 4:2:0, grey, 4:4:0, 4:1:1, 4:4:1.
 const MCU_WIDTH: [usize; 7] = [8, 16, 16, 8, 8, 32, 8];
 
-/// Rows decoded above and below a region (an iMCU's height at 4:2:0).
-const MARGIN_ROWS: usize = 16;
+/// Columns and rows decoded beyond a region on each side, per TJSAMP value: an iMCU
+/// along each subsampled direction, none along a full-resolution one.
+const MARGINS: [(usize, usize); 7] = [(0, 0), (16, 0), (16, 16), (0, 0), (0, 16), (32, 0), (0, 32)];
 
 /// A TurboJPEG decompressor.
 pub struct Decoder {
@@ -113,13 +114,15 @@ impl Decoder {
         let full = Region { top: 0, left: 0, height, width };
         let want = match (region, mcu) {
             (Some(r), Some(m)) if r.top + r.height <= height && r.left + r.width <= width => {
-                // One iMCU more on every side (where the image goes on): the chroma
-                // upsampling at a cropped edge reads its neighbours, so the edge pixels
-                // of a tight region differ from the full decode's.
-                let left = r.left.saturating_sub(m) / m * m;
-                let right = (r.left + r.width + m).min(width);
-                let top = r.top.saturating_sub(MARGIN_ROWS);
-                let bottom = (r.top + r.height + MARGIN_ROWS).min(height);
+                // One iMCU more on each side where the chroma is subsampled that way
+                // (where the image goes on): the chroma upsampling at a cropped edge
+                // reads its neighbours, so the edge pixels of a tight region would differ
+                // from the full decode's. Full-resolution chroma (4:4:4) needs none.
+                let (mx, my) = MARGINS[subsamp as usize];
+                let left = r.left.saturating_sub(mx) / m * m;
+                let right = (r.left + r.width + mx).min(width);
+                let top = r.top.saturating_sub(my);
+                let bottom = (r.top + r.height + my).min(height);
                 Region { top, left, height: bottom - top, width: right - left }
             }
             _ => full,
@@ -182,7 +185,12 @@ mod tests {
     #[test]
     fn a_region_decodes_to_the_full_decodes_pixels() {
         let mut d = Decoder::new().unwrap();
-        for sampling in [jpeg_encoder::SamplingFactor::F_2_2, jpeg_encoder::SamplingFactor::F_1_1] {
+        for sampling in [
+            jpeg_encoder::SamplingFactor::F_2_2,
+            jpeg_encoder::SamplingFactor::F_2_1,
+            jpeg_encoder::SamplingFactor::F_1_1,
+            jpeg_encoder::SamplingFactor::F_1_2,
+        ] {
             let (h, w) = (203, 317);
             let bytes = jpeg(h, w, sampling);
             let mut full = vec![0u8; h * w * 3];
@@ -211,7 +219,7 @@ mod tests {
                     assert_eq!(&part[a..b], &full[a..b], "{sampling:?} {region:?} row {y}");
                 }
                 // Rows beyond the margin are not written.
-                if region.top > MARGIN_ROWS {
+                if region.top > 32 {
                     assert!(part[..w * 3].iter().all(|&v| v == 7));
                 }
             }

@@ -268,7 +268,10 @@ impl WorkerCtx {
             Some(dec) => dec,
             None => decoder.insert(Decoder::new().map_err(fail)?),
         };
-        let region = if self.cfg.decode_region { Some(region) } else { None };
+        // A region that is most of the image is decoded whole: skipping a few rows and
+        // columns saves less than it costs (BENCHMARKS.md, issue 16).
+        let small = region.height * region.width * 4 < 3 * h * w;
+        let region = (self.cfg.decode_region && small).then_some(region);
         dec.decode(d.bytes, h, w, region, decoded).map_err(fail)?;
         Ok(decoded)
     }
