@@ -17,7 +17,7 @@
 # (loader, shards on disk) against the synthetic-input step; the NCCL path at one rank
 # (check-dist, all-reduce of 233 MiB, a training run under torchrun against the plain
 # one); ten-crop scoring (fp32 and bf16) against torch_eval_tencrop.py; the loader
-# against torch_loader.py.
+# against torch_loader.py, on raw shards and on JPEG shards (4:4:4 and 4:2:0).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 R="${1:-gpu-results}"; shift || true
