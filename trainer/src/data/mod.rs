@@ -10,6 +10,8 @@
 //! | [`pixels`] | host pixel arithmetic: [`Normalization`], the PCA shift, [`PixelTransform`] |
 //! | [`config`] | what a loader reads and makes: [`LoaderConfig`], [`Crops`], [`Rows`], [`Shuffle`] |
 //! | [`sampler`] | which rows, in which order, per rank and epoch: [`EpochPlan`] |
+//! | [`resized_crop`] | whole images: torchvision's RandomResizedCrop boxes, eval boxes, the resized crop |
+//! | [`jpeg`] | the JPEG decoder (libjpeg-turbo 3): only the region the crops read |
 //! | [`batch`] | the ring's preallocated buffers and the [`Batch`] that lends one out |
 //! | `worker` | a worker thread: decode, crop, write in place into a buffer |
 //! | [`loader`] | [`Loader`]: dispatch of a pass to the workers, delivery in order, stats |
