@@ -20,24 +20,8 @@ use std::ffi::CStr;
 
 use turbojpeg_sys as tj;
 
-/// A rectangle of an image, in pixels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Region {
-    pub top: usize,
-    pub left: usize,
-    pub height: usize,
-    pub width: usize,
-}
-
-impl Region {
-    /// The smallest region holding both.
-    pub fn union(self, o: Region) -> Region {
-        let (top, left) = (self.top.min(o.top), self.left.min(o.left));
-        let bottom = (self.top + self.height).max(o.top + o.height);
-        let right = (self.left + self.width).max(o.left + o.width);
-        Region { top, left, height: bottom - top, width: right - left }
-    }
-}
+/// The part of an image to decode: a crop box ([`CropBox::union`] of several).
+pub use super::resized_crop::CropBox as Region;
 
 /// The iMCU width of each TJSAMP value (turbojpeg.h's `tjMCUWidth`, a static table
 /// of the header, not an exported symbol): 4:4:4, 4:2:2, 4:2:0, grey, 4:4:0, 4:1:1, 4:4:1.

@@ -19,6 +19,16 @@ pub struct CropBox {
     pub width: usize,
 }
 
+impl CropBox {
+    /// The smallest box holding both.
+    pub fn union(self, o: CropBox) -> CropBox {
+        let (top, left) = (self.top.min(o.top), self.left.min(o.left));
+        let bottom = (self.top + self.height).max(o.top + o.height);
+        let right = (self.left + self.width).max(o.left + o.width);
+        CropBox { top, left, height: bottom - top, width: right - left }
+    }
+}
+
 /// The random draws the sampler makes, in torchvision's order.
 pub trait BoxDraws {
     /// `torch.empty(1).uniform_(lo, hi).item()`: a float32 in `[lo, hi)`.

@@ -19,7 +19,7 @@ use super::augment::{center_crop, crop_into, crop_into_from, resized_crop_draw, 
 use super::batch::HostBuffer;
 use super::config::{Crops, LoaderConfig, OnDamaged};
 use super::error::DataError;
-use super::jpeg::{Decoder, Region};
+use super::jpeg::Decoder;
 use super::resized_crop::{center_box, resized_crop_into, ten_boxes, CropBox};
 
 /// One batch of a pass.
@@ -119,20 +119,18 @@ impl WorkerCtx {
                 let (h, w) = d.size;
                 let (boxes, n, alpha) = self.whole_boxes(job.epoch, position, h, w);
                 // Only the part the crops read is decoded.
-                let region = boxes[..n]
-                    .iter()
-                    .map(|(b, _)| Region { top: b.top, left: b.left, height: b.height, width: b.width })
-                    .reduce(Region::union)
-                    .unwrap_or(Region { top: 0, left: 0, height: h, width: w });
+                let region = boxes[..n].iter().map(|(b, _)| *b).reduce(CropBox::union).unwrap_or(CropBox {
+                    top: 0,
+                    left: 0,
+                    height: h,
+                    width: w,
+                });
                 let src = self.pixels(&d, region, decoded, jpeg)?;
                 for &(b, flip) in &boxes[..n] {
                     let at = slot * per_crop..(slot + 1) * per_crop;
                     let direct = b.height == crop && b.width == crop;
                     let spec = CropSpec { y: b.top, x: b.left, flip };
-                    let fail = |message: String| {
-                        let (s, r) = self.split.locate(row).unwrap_or((0, row));
-                        DataError::Image { shard: self.split.shards()[s].path().to_path_buf(), row: r, message }
-                    };
+                    let fail = |message: String| self.row_error(&d, message);
                     match (&self.cfg.transform, direct) {
                         (Some(t), true) => t.crop_float_from(src, w, spec, crop, alpha, &mut buf.floats()[at]),
                         (None, true) => crop_into_from(src, w, spec, crop, &mut buf.pixels()[at]),
@@ -168,9 +166,9 @@ impl WorkerCtx {
             };
             let region = specs
                 .iter()
-                .map(|s| Region { top: s.y, left: s.x, height: crop, width: crop })
-                .reduce(Region::union)
-                .unwrap_or(Region { top: 0, left: 0, height: d.size.0, width: d.size.1 });
+                .map(|s| CropBox { top: s.y, left: s.x, height: crop, width: crop })
+                .reduce(CropBox::union)
+                .unwrap_or(CropBox { top: 0, left: 0, height: d.size.0, width: d.size.1 });
             let src = self.pixels(&d, region, decoded, jpeg)?;
             for &spec in specs {
                 let at = slot * per_crop..(slot + 1) * per_crop;
@@ -244,23 +242,24 @@ impl WorkerCtx {
         })
     }
 
+    /// An error about row `d`, naming its shard and row there.
+    fn row_error(&self, d: &RowData<'_>, message: String) -> DataError {
+        DataError::Image { shard: self.split.shards()[d.shard].path().to_path_buf(), row: d.row, message }
+    }
+
     /// The pixels of `d`: its bytes (raw), or at least `region` of it decoded into
     /// `decoded` (JPEG), at its place in an image-sized buffer.
     fn pixels<'a>(
         &self,
         d: &RowData<'a>,
-        region: Region,
+        region: CropBox,
         decoded: &'a mut Vec<u8>,
         decoder: &mut Option<Decoder>,
     ) -> Result<&'a [u8], DataError> {
         if !d.jpeg {
             return Ok(d.bytes);
         }
-        let fail = |message: String| DataError::Image {
-            shard: self.split.shards()[d.shard].path().to_path_buf(),
-            row: d.row,
-            message,
-        };
+        let fail = |message: String| self.row_error(d, message);
         let (h, w) = d.size;
         // Grows once to the largest image; never shrinks its allocation.
         decoded.resize(h * w * 3, 0);
