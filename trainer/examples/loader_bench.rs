@@ -19,6 +19,11 @@
 //! each row's bytes (CRC-32C; on by default, as in training) to measure what it costs.
 //! `--json` prints the figures as one JSON object instead (`images_per_s` is the
 //! end-to-end figure).
+//!
+//! Then where the workers' time went during the end-to-end run (`StageTimes`: row
+//! check, JPEG decode, resize, the fused crop/flip/colour/normalize pass, and waiting),
+//! per image and as a share of the workers' time, and the fused pass taken apart on one
+//! 256x256 image: the crop and flip alone (uint8), against the whole pass to floats.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -27,6 +32,7 @@ use alexnet_shared::{Dataset, Split};
 use anyhow::Context;
 use clap::Parser;
 use tch::Device;
+use trainer::data::augment::{crop_into, train_draw};
 use trainer::data::{Crops, FloatIn, LoaderConfig, Normalization, Pipeline, PixelTransform};
 
 #[derive(Parser)]
@@ -81,6 +87,28 @@ struct Report {
     /// Whether each row's bytes were checked as read (the default).
     row_checks: bool,
     decode_region: bool,
+    /// Microseconds per image of each worker stage during the end-to-end run (summed
+    /// over workers), and the consumer's side.
+    stages_us_per_image: Stages,
+    /// The fused pass on one 256x256 image, microseconds: crop and flip alone (uint8),
+    /// and crop, flip, colour noise and normalization to floats.
+    crop_flip_us: f64,
+    crop_flip_colour_normalize_us: f64,
+}
+
+#[derive(serde::Serialize)]
+struct Stages {
+    check: f64,
+    decode: f64,
+    resize: f64,
+    crop_flip_colour_normalize: f64,
+    wait_buffer: f64,
+    wait_job: f64,
+    handoff: f64,
+    /// The consumer: waiting for a batch, and the float step (a view when the workers
+    /// make floats).
+    consumer_wait: f64,
+    consumer_float_step: f64,
 }
 
 /// Runs `batches` batches (after one warm-up batch), wrapping epochs like the anchor;
@@ -135,8 +163,14 @@ fn main() -> anyhow::Result<()> {
     p.start(0);
     let crops_only = run(&mut p, &mut epoch, false, a.batches)?;
     let wait_before = p.stats().wait;
+    let stages_before = p.stage_times();
+    let images_before = p.stats().images;
+    let t_full = Instant::now();
     let full = run(&mut p, &mut epoch, true, a.batches)?;
+    let full_s = t_full.elapsed().as_secs_f64();
     let waited: Duration = p.stats().wait - wait_before;
+    let stages = p.stage_times().since(&stages_before);
+    let images = (p.stats().images - images_before) as f64;
 
     // The float step alone, on one batch held in the ring.
     let batch = next(&mut p, &mut epoch)?;
@@ -146,6 +180,23 @@ fn main() -> anyhow::Result<()> {
         std::hint::black_box(&p.input(&batch, true)?);
     }
     let float_only = (reps * batch.len()) as f64 / t.elapsed().as_secs_f64();
+    drop(batch);
+    drop(p);
+    let per = |d: Duration| d.as_secs_f64() * 1e6 / images;
+    let consumer_wait = per(waited);
+    let stages_us_per_image = Stages {
+        check: per(stages.check),
+        decode: per(stages.decode),
+        resize: per(stages.resize),
+        crop_flip_colour_normalize: per(stages.crop),
+        wait_buffer: per(stages.wait_buffer),
+        wait_job: per(stages.wait_job),
+        handoff: per(stages.handoff),
+        consumer_wait,
+        // The rest of the consumer's time in the end-to-end run.
+        consumer_float_step: (full_s * 1e6 / images - consumer_wait).max(0.0),
+    };
+    let (crop_flip_us, crop_flip_colour_normalize_us) = fused_pass(&transform, a.crop);
 
     let r = Report {
         images_per_s: full,
@@ -160,6 +211,9 @@ fn main() -> anyhow::Result<()> {
         float_in,
         row_checks: !a.no_row_checks,
         decode_region: !a.no_decode_region,
+        stages_us_per_image,
+        crop_flip_us,
+        crop_flip_colour_normalize_us,
     };
     if a.json {
         println!("{}", serde_json::to_string(&r)?);
@@ -195,4 +249,48 @@ fn print_text(r: &Report, reps: usize) {
         r.images_per_s, r.waited_s
     );
     println!("{:.1} images/s with {} worker(s)", r.images_per_s, r.workers);
+    let s = &r.stages_us_per_image;
+    let busy = s.check + s.decode + s.resize + s.crop_flip_colour_normalize;
+    println!("where the workers' time went, end to end (us per image, summed over workers; share of work):");
+    for (name, us) in [
+        ("row check (CRC-32C)", s.check),
+        ("JPEG decode", s.decode),
+        ("resize (whole images)", s.resize),
+        ("crop+flip+colour+normalize (fused)", s.crop_flip_colour_normalize),
+    ] {
+        println!("  {name:<36} {us:>8.1}  {:>5.1}%", 100.0 * us / busy.max(1e-9));
+    }
+    println!("  {:<36} {:>8.1}", "waiting for a free buffer", s.wait_buffer);
+    println!("  {:<36} {:>8.1}", "waiting for a job", s.wait_job);
+    println!("  {:<36} {:>8.1}", "handing off to the ready queue", s.handoff);
+    println!("  {:<36} {:>8.1}", "consumer: waiting for a batch", s.consumer_wait);
+    println!("  {:<36} {:>8.1}", "consumer: float step", s.consumer_float_step);
+    println!(
+        "the fused pass on one 256x256 image: crop+flip alone (uint8) {:.1} us, crop+flip+colour+normalize \
+         to floats {:.1} us",
+        r.crop_flip_us, r.crop_flip_colour_normalize_us
+    );
+}
+
+/// The fused pass taken apart on one image: microseconds for the crop and flip alone
+/// (uint8 out), and for the crop, flip, colour noise and normalization (float out).
+fn fused_pass(t: &PixelTransform, crop: usize) -> (f64, f64) {
+    let side = alexnet_shared::IMAGE_SIDE;
+    let src: Vec<u8> = (0..side * side * 3).map(|i| (i * 7 % 251) as u8).collect();
+    let mut u8s = vec![0u8; crop * crop * 3];
+    let mut floats = vec![0f32; crop * crop * 3];
+    let reps = 2000;
+    let draws: Vec<_> = (0..reps).map(|i| train_draw(1, 0, 0, i, crop, true)).collect();
+    let t0 = Instant::now();
+    for d in &draws {
+        crop_into(&src, d.crop, crop, &mut u8s);
+        std::hint::black_box(&u8s);
+    }
+    let plain = t0.elapsed().as_secs_f64() * 1e6 / reps as f64;
+    let t0 = Instant::now();
+    for d in &draws {
+        t.crop_float(&src, d.crop, crop, d.alpha, &mut floats);
+        std::hint::black_box(&floats);
+    }
+    (plain, t0.elapsed().as_secs_f64() * 1e6 / reps as f64)
 }

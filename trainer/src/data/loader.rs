@@ -29,7 +29,7 @@ use super::batch::{Batch, HostBuffer};
 use super::config::{Crops, LoaderConfig};
 use super::error::DataError;
 use super::sampler::{EpochPlan, Trained};
-use super::worker::{Done, Job, WorkerCtx};
+use super::worker::{Done, Job, StageClock, StageTimes, WorkerCtx};
 
 /// Counters a training loop reports: did it wait for data?
 #[derive(Debug, Clone, Default)]
@@ -58,6 +58,7 @@ pub struct Loader {
     total: usize,
     pending: BTreeMap<usize, HostBuffer>,
     stats: LoaderStats,
+    clock: Arc<StageClock>,
 }
 
 impl Loader {
@@ -91,6 +92,7 @@ impl Loader {
         let (job_tx, job_rx) = unbounded::<Job>();
         let (ready_tx, ready_rx) = bounded::<Done>(buffers);
         let (quit_tx, quit_rx) = bounded::<()>(0);
+        let clock = Arc::new(StageClock::default());
         let mut workers = Vec::with_capacity(cfg.workers);
         for w in 0..cfg.workers {
             let ctx = WorkerCtx {
@@ -100,6 +102,7 @@ impl Loader {
                 job_rx: job_rx.clone(),
                 ready_tx: ready_tx.clone(),
                 quit_rx: quit_rx.clone(),
+                clock: clock.clone(),
             };
             let h = ctx.spawn(w).map_err(|e| DataError::Config(format!("starting loader threads: {e}")))?;
             workers.push(h);
@@ -117,6 +120,7 @@ impl Loader {
             total: 0,
             pending: BTreeMap::new(),
             stats: LoaderStats::default(),
+            clock,
         })
     }
 
@@ -208,6 +212,12 @@ impl Loader {
 
     pub fn stats(&self) -> &LoaderStats {
         &self.stats
+    }
+
+    /// Where the workers' time has gone so far (summed over them; up to the last batch
+    /// each finished).
+    pub fn stage_times(&self) -> StageTimes {
+        self.clock.snapshot()
     }
 
     /// A worker that died from a panic is an error, not a hang.

@@ -13,7 +13,7 @@
 //! | [`resized_crop`] | whole images: torchvision's RandomResizedCrop boxes, eval boxes, the resized crop |
 //! | [`jpeg`] | the JPEG decoder (libjpeg-turbo 3): only the region the crops read |
 //! | [`batch`] | the ring's preallocated buffers and the [`Batch`] that lends one out |
-//! | `worker` | a worker thread: decode, crop, write in place into a buffer |
+//! | `worker` | a worker thread: decode, crop, write in place into a buffer; [`StageTimes`] |
 //! | [`loader`] | [`Loader`]: dispatch of a pass to the workers, delivery in order, stats |
 //! | [`normalize`] | [`Normalizer`]: uint8 crops -> float batch as tensor ops on the device |
 //! | [`pipeline`] | [`Pipeline`]: a loader and its normalizer, with the CPU / CUDA choice |
@@ -67,3 +67,4 @@ pub use normalize::Normalizer;
 pub use pipeline::{FloatIn, Pipeline};
 pub use pixels::{Normalization, PixelTransform};
 pub use sampler::EpochPlan;
+pub use worker::StageTimes;

@@ -128,6 +128,11 @@ impl Pipeline {
         self.loader.stats()
     }
 
+    /// See [`Loader::stage_times`].
+    pub fn stage_times(&self) -> super::StageTimes {
+        self.loader.stage_times()
+    }
+
     /// The loader's configuration, with the builder's choices filled in.
     pub fn config(&self) -> &LoaderConfig {
         self.loader.config()

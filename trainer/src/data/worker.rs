@@ -6,10 +6,12 @@
 //! once; see `alexnet_shared::ShardReader::check_row`). A damaged row is an error
 //! naming its shard and row (or, with [`super::OnDamaged::Skip`], left out with a
 //! warning), and a panic is caught and reported, so the consumer never hangs on a dead
-//! worker.
+//! worker. Each worker times its stages ([`StageTimes`]) for `loader_bench`.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use alexnet_shared::{Encoding, SplitReader, IMAGE_BYTES};
 use crossbeam_channel::{select, Receiver, Sender};
@@ -45,6 +47,103 @@ pub(super) struct WorkerCtx {
     pub(super) ready_tx: Sender<Done>,
     /// Disconnected when the loader is dropped.
     pub(super) quit_rx: Receiver<()>,
+    /// Where the workers' time goes, summed over them.
+    pub(super) clock: Arc<StageClock>,
+}
+
+/// Where the loader workers' time went, summed over every worker since the loader
+/// started (so with two workers busy for a second each, the stages add up to about two
+/// seconds). The first four are work, the last three waiting.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct StageTimes {
+    /// Finding each row and checking its bytes (CRC-32C) as it is read.
+    pub check: Duration,
+    /// Decoding JPEG rows (nothing for raw shards).
+    pub decode: Duration,
+    /// Whole images: resampling each RandomResizedCrop box (or eval box) to the crop.
+    pub resize: Duration,
+    /// The crop, its flip, the colour noise and the normalization, written into the
+    /// batch buffer: one fused pass over the pixels (uint8 crops: the crop and flip).
+    pub crop: Duration,
+    /// Waiting for a free batch buffer: the consumer holds them all (it is the slower).
+    pub wait_buffer: Duration,
+    /// Waiting for a job: the pass has no batch left to start.
+    pub wait_job: Duration,
+    /// Handing the filled buffer to the ready queue.
+    pub handoff: Duration,
+}
+
+impl StageTimes {
+    /// The time of each stage since `earlier` (a snapshot of the same loader).
+    pub fn since(&self, earlier: &StageTimes) -> StageTimes {
+        let d = |a: Duration, b: Duration| a.saturating_sub(b);
+        StageTimes {
+            check: d(self.check, earlier.check),
+            decode: d(self.decode, earlier.decode),
+            resize: d(self.resize, earlier.resize),
+            crop: d(self.crop, earlier.crop),
+            wait_buffer: d(self.wait_buffer, earlier.wait_buffer),
+            wait_job: d(self.wait_job, earlier.wait_job),
+            handoff: d(self.handoff, earlier.handoff),
+        }
+    }
+
+    /// The working stages together (check, decode, resize, crop).
+    pub fn busy(&self) -> Duration {
+        self.check + self.decode + self.resize + self.crop
+    }
+}
+
+/// The stages of [`StageTimes`], in its order.
+#[derive(Clone, Copy)]
+enum Stage {
+    Check,
+    Decode,
+    Resize,
+    Crop,
+    WaitBuffer,
+    WaitJob,
+    Handoff,
+}
+const STAGES: usize = 7;
+
+/// The workers' [`StageTimes`], in nanoseconds, added to once per batch.
+#[derive(Default)]
+pub(super) struct StageClock([AtomicU64; STAGES]);
+
+impl StageClock {
+    pub(super) fn snapshot(&self) -> StageTimes {
+        let t = |s: Stage| Duration::from_nanos(self.0[s as usize].load(Ordering::Relaxed));
+        StageTimes {
+            check: t(Stage::Check),
+            decode: t(Stage::Decode),
+            resize: t(Stage::Resize),
+            crop: t(Stage::Crop),
+            wait_buffer: t(Stage::WaitBuffer),
+            wait_job: t(Stage::WaitJob),
+            handoff: t(Stage::Handoff),
+        }
+    }
+
+    fn add(&self, laps: &mut Laps) {
+        for (total, ns) in self.0.iter().zip(laps.ns.iter_mut()) {
+            total.fetch_add(std::mem::take(ns), Ordering::Relaxed);
+        }
+    }
+}
+
+/// One worker's stopwatch: each lap's time goes to the stage that just ended.
+struct Laps {
+    at: Instant,
+    ns: [u64; STAGES],
+}
+
+impl Laps {
+    fn lap(&mut self, stage: Stage) {
+        let now = Instant::now();
+        self.ns[stage as usize] += (now - self.at).as_nanos() as u64;
+        self.at = now;
+    }
 }
 
 impl WorkerCtx {
@@ -62,6 +161,7 @@ impl WorkerCtx {
             crop: vec![0u8; self.cfg.crop * self.cfg.crop * 3],
             jpeg: None,
         };
+        let mut laps = Laps { at: Instant::now(), ns: [0; STAGES] };
         loop {
             // The buffer before the job: jobs start in order, so the batch the consumer
             // waits for always has a buffer and the ring cannot deadlock.
@@ -69,12 +169,15 @@ impl WorkerCtx {
                 recv(self.quit_rx) -> _ => return,
                 recv(self.free_rx) -> b => match b { Ok(b) => b, Err(_) => return },
             };
+            laps.lap(Stage::WaitBuffer);
             let job = select! {
                 recv(self.quit_rx) -> _ => return,
                 recv(self.job_rx) -> j => match j { Ok(j) => j, Err(_) => return },
             };
-            let filled =
-                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| self.fill(&mut buf, &job, &mut scratch)));
+            laps.lap(Stage::WaitJob);
+            let filled = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                self.fill(&mut buf, &job, &mut scratch, &mut laps)
+            }));
             let result = match filled {
                 Ok(Ok(())) => Ok(buf),
                 Ok(Err(e)) => Err((buf, e)),
@@ -90,14 +193,17 @@ impl WorkerCtx {
                     },
                 )),
             };
-            if self.ready_tx.send((job.generation, job.index, result)).is_err() {
+            let sent = self.ready_tx.send((job.generation, job.index, result));
+            laps.lap(Stage::Handoff);
+            self.clock.add(&mut laps);
+            if sent.is_err() {
                 return;
             }
         }
     }
 
     /// Writes the crops of `job`'s rows into `buf`, in order.
-    fn fill(&self, buf: &mut HostBuffer, job: &Job, scratch: &mut Scratch) -> Result<(), DataError> {
+    fn fill(&self, buf: &mut HostBuffer, job: &Job, scratch: &mut Scratch, laps: &mut Laps) -> Result<(), DataError> {
         let crop = self.cfg.crop;
         let per_crop = crop * crop * 3;
         buf.clear();
@@ -105,7 +211,9 @@ impl WorkerCtx {
         let mut slot = 0;
         let Scratch { decoded, resizer, crop: resized, jpeg } = scratch;
         for &(position, row) in &job.items {
-            let d = match self.row(row) {
+            let read = self.row(row);
+            laps.lap(Stage::Check);
+            let d = match read {
                 Ok(x) => x,
                 Err(Damaged(e)) if self.cfg.on_damaged == OnDamaged::Skip => {
                     alexnet_shared::err_line!("warning: {e} (skipped: on_damaged = skip)");
@@ -126,6 +234,7 @@ impl WorkerCtx {
                     width: w,
                 });
                 let src = self.pixels(&d, region, decoded, jpeg)?;
+                laps.lap(Stage::Decode);
                 for &(b, flip) in &boxes[..n] {
                     let at = slot * per_crop..(slot + 1) * per_crop;
                     let direct = b.height == crop && b.width == crop;
@@ -136,11 +245,14 @@ impl WorkerCtx {
                         (None, true) => crop_into_from(src, w, spec, crop, &mut buf.pixels()[at]),
                         (Some(t), false) => {
                             resized_crop_into(resizer, src, h, w, b, crop, flip, resized).map_err(fail)?;
+                            laps.lap(Stage::Resize);
                             let plain = CropSpec { y: 0, x: 0, flip: false };
                             t.crop_float_from(resized, crop, plain, crop, alpha, &mut buf.floats()[at]);
                         }
                         (None, false) => {
-                            resized_crop_into(resizer, src, h, w, b, crop, flip, &mut buf.pixels()[at]).map_err(fail)?
+                            resized_crop_into(resizer, src, h, w, b, crop, flip, &mut buf.pixels()[at])
+                                .map_err(fail)?;
+                            laps.lap(Stage::Resize);
                         }
                     }
                     buf.labels.push(label);
@@ -148,6 +260,7 @@ impl WorkerCtx {
                     buf.specs.push(spec);
                     buf.rows.push(row);
                     slot += 1;
+                    laps.lap(Stage::Crop);
                 }
                 continue;
             }
@@ -170,6 +283,7 @@ impl WorkerCtx {
                 .reduce(CropBox::union)
                 .unwrap_or(CropBox { top: 0, left: 0, height: d.size.0, width: d.size.1 });
             let src = self.pixels(&d, region, decoded, jpeg)?;
+            laps.lap(Stage::Decode);
             for &spec in specs {
                 let at = slot * per_crop..(slot + 1) * per_crop;
                 match &self.cfg.transform {
@@ -182,6 +296,7 @@ impl WorkerCtx {
                 buf.rows.push(row);
                 slot += 1;
             }
+            laps.lap(Stage::Crop);
         }
         if slot == 0 && !job.items.is_empty() {
             return Err(DataError::Config(format!("every row of batch {} is damaged (skipped)", job.index)));
