@@ -87,11 +87,6 @@ impl StageTimes {
             handoff: d(self.handoff, earlier.handoff),
         }
     }
-
-    /// The working stages together (check, decode, resize, crop).
-    pub fn busy(&self) -> Duration {
-        self.check + self.decode + self.resize + self.crop
-    }
 }
 
 /// The stages of [`StageTimes`], in its order.
