@@ -25,14 +25,19 @@ bin=target/debug/preprocess
 if "$ALEXNET_PYTHON" -c 'import numpy, PIL, pyarrow, torchvision' 2>/dev/null; then
     "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/raw" "$work/images"
     "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/jpeg" "$work/images"
+    # Mixed shards (format 4): a quarter of each shard raw, the rest JPEG.
+    "$bin" build --input "$work/images" --output "$work/mixed" --shard-rows 64 --encoding jpeg --quality 95 \
+        --raw-fraction 0.25 --quiet >/dev/null
+    "$ALEXNET_PYTHON" preprocess/tests/check_dataset.py "$work/mixed" "$work/images"
     # The bridge's shard reader, Dataset and crops vs the Rust loader and pyarrow, on
-    # formats 1, 2 and 3 (whole images: raw at shorter side 96, JPEG at longer side 120).
+    # formats 1, 2, 3 (whole images: raw at shorter side 96, JPEG at longer side 120)
+    # and 4 (the mixed build above).
     "$bin" build --input "$work/images" --output "$work/whole-raw" --shard-rows 64 --keep whole --shorter-side 96 \
         --limit-per-class 20 --quiet >/dev/null
     "$bin" build --input "$work/images" --output "$work/whole-jpeg" --shard-rows 64 --keep whole --max-side 120 \
         --encoding jpeg --limit-per-class 20 --quiet >/dev/null
     "$ALEXNET_PYTHON" python/tests/check_bridge_data.py target/debug/examples/crops "$work/raw" "$work/jpeg" \
-        "$work/whole-raw" "$work/whole-jpeg" "$work/bridge-data"
+        "$work/whole-raw" "$work/whole-jpeg" "$work/bridge-data" "$work/mixed"
     target/debug/examples/parity dump "$work/parity" >/dev/null
     "$ALEXNET_PYTHON" trainer/tests/check_parity.py "$work/parity" "$anchors"
     target/debug/examples/parity check "$work/parity"

@@ -13,7 +13,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use alexnet_shared::{Dataset, Encoding, Split, SplitReader, IMAGE_SIDE};
+use alexnet_shared::{Dataset, Split, SplitReader, IMAGE_SIDE};
 use anyhow::{bail, ensure, Context, Result};
 use image::{imageops::FilterType, RgbImage};
 use tch::{Device, Kind, Tensor};
@@ -115,7 +115,7 @@ fn pixels<'a>(reader: &'a SplitReader, row: usize, decoded: &'a mut [u8]) -> Res
         reader.locate(row).with_context(|| format!("row {row} is outside the split ({} rows)", reader.len()))?;
     let shard = &reader.shards()[s];
     let bytes = shard.image(r)?; // checked (CRC-32C or the shard's sha256)
-    if shard.encoding() == Encoding::Raw {
+    if !shard.is_jpeg(r) {
         return Ok(bytes);
     }
     let img = image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)

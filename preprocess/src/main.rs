@@ -103,6 +103,11 @@ struct BuildArgs {
     /// ImageNet's own JPEGs mostly are). Default: 444 at --quality 90 and above, 420 below.
     #[arg(long, value_enum)]
     chroma: Option<alexnet_shared::Chroma>,
+    /// With --encoding jpeg: keep this fraction of each shard's images raw (FFCV's mixed
+    /// shards): the images whose JPEG is largest for their size, the slowest to decode.
+    /// Trades disk for loader CPU; the dataset is then format 4, encoding "mixed".
+    #[arg(long, value_parser = parse_fraction)]
+    raw_fraction: Option<f64>,
     /// Rows per shard (1024 raw rows are about 200 MB).
     #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
     shard_rows: u64,
@@ -212,6 +217,11 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             cfg.quality = a.quality;
             cfg.chroma = a.chroma;
             anyhow::ensure!(a.chroma.is_none() || a.encoding == Encoding::Jpeg, "--chroma goes with --encoding jpeg");
+            if let Some(f) = a.raw_fraction {
+                anyhow::ensure!(a.encoding == Encoding::Jpeg, "--raw-fraction goes with --encoding jpeg");
+                cfg.raw_fraction = f;
+                cfg.encoding = Encoding::Mixed;
+            }
             cfg.whole = match (keep, a.shorter_side, a.max_side) {
                 (Keep::Center, None, None) => None,
                 (Keep::Center, _, _) => anyhow::bail!("--shorter-side and --max-side go with --keep whole"),
@@ -230,7 +240,10 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 "built {} ({}, {} encoding, {:.2} GB)",
                 s.output.display(),
                 s.manifest.describe_layout(),
-                s.encoding.name(),
+                match s.manifest.build.raw_fraction {
+                    Some(f) => format!("mixed ({:.0}% raw, the rest JPEG)", f * 100.0),
+                    None => s.encoding.name().to_string(),
+                },
                 s.bytes as f64 / 1e9
             );
             alexnet_shared::out_line!("  classes  {}", s.manifest.classes.len());
@@ -354,5 +367,14 @@ mod tests {
     fn every_flag_has_help_text() {
         let missing = alexnet_shared::flags_without_help(&super::Cli::command());
         assert!(missing.is_empty(), "without help: {missing:?}");
+    }
+}
+
+/// A fraction strictly between 0 and 1 (`--raw-fraction`).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        Ok(_) => Err(format!("{s} is not strictly between 0 and 1 (0: --encoding jpeg alone; 1: --encoding raw)")),
+        Err(e) => Err(format!("{s}: {e}")),
     }
 }

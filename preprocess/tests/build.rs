@@ -123,9 +123,9 @@ fn rows(ds: &Dataset, split: Split) -> Vec<(String, i16, Vec<u8>)> {
     (0..r.len())
         .map(|i| {
             let img = r.get(i).unwrap();
-            let px = match ds.manifest().encoding {
-                Encoding::Raw => img.bytes.to_vec(),
-                Encoding::Jpeg => image::load_from_memory(img.bytes).unwrap().into_rgb8().into_raw(),
+            let px = match img.jpeg {
+                false => img.bytes.to_vec(),
+                true => image::load_from_memory(img.bytes).unwrap().into_rgb8().into_raw(),
             };
             (img.key.to_string(), img.label, px)
         })
@@ -494,6 +494,103 @@ fn jpeg_shards_hold_the_same_images_as_raw() {
     c420.output = jpeg.clone();
     let e = build::run(&c420).unwrap_err().to_string();
     assert!(e.contains("different build") && e.contains("chroma"), "{e}");
+}
+
+/// `--raw-fraction`: each shard keeps round(f * rows) rows raw, those with the largest
+/// JPEGs, byte for byte the raw build's pixels; every other row is byte for byte the
+/// JPEG build's JPEG. The manifest is format 4, "mixed", with the fraction; the disk
+/// estimate follows the fraction; another fraction is another build.
+#[test]
+fn mixed_shards_keep_the_largest_jpegs_raw_and_the_rest_as_jpeg() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = synth_input(tmp.path(), 2, 14, 3);
+    let (raw, jpeg, mixed) = (tmp.path().join("raw"), tmp.path().join("jpeg"), tmp.path().join("mixed"));
+    build::run(&config(&input, &raw)).unwrap();
+    let mut cj = config(&input, &jpeg);
+    cj.encoding = Encoding::Jpeg;
+    build::run(&cj).unwrap();
+    let mut cm = config(&input, &mixed);
+    cm.encoding = Encoding::Mixed;
+    cm.raw_fraction = 0.25;
+    let s = build::run(&cm).unwrap();
+    assert_eq!(s.encoding, Encoding::Mixed);
+    let (r, j, m) = (Dataset::open(&raw).unwrap(), Dataset::open(&jpeg).unwrap(), Dataset::open(&mixed).unwrap());
+    let mm = m.manifest();
+    assert_eq!((mm.format_version, mm.encoding, mm.build.raw_fraction), (4, Encoding::Mixed, Some(0.25)));
+    assert_eq!((mm.build.quality, mm.build.chroma), (Some(90), Some(alexnet_shared::Chroma::Full)));
+    assert_eq!(mm.stats, r.manifest().stats, "statistics are of the pixels before encoding");
+    let (mut kept_raw, mut total) = (0, 0);
+    for split in [Split::Train, Split::Val] {
+        let (rs, js, ms) = (r.split(split).unwrap(), j.split(split).unwrap(), m.split(split).unwrap());
+        assert_eq!(ms.len(), rs.len());
+        let mut row = 0;
+        for shard in ms.shards() {
+            let n = shard.len();
+            assert_eq!(shard.raw_rows(), (0.25 * n as f64).round() as usize, "{}", shard.path().display());
+            let (mut smallest_raw, mut largest_jpeg) = (usize::MAX, 0);
+            for i in 0..n {
+                let (a, b, c) = (rs.get(row).unwrap(), js.get(row).unwrap(), shard.get(i).unwrap());
+                assert_eq!((a.key, a.label), (c.key, c.label));
+                if c.jpeg {
+                    assert_eq!(c.bytes, b.bytes, "{}: the JPEG build's JPEG", c.key);
+                    largest_jpeg = largest_jpeg.max(b.bytes.len());
+                } else {
+                    assert_eq!(c.bytes, a.bytes, "{}: the raw build's pixels", c.key);
+                    smallest_raw = smallest_raw.min(b.bytes.len());
+                }
+                row += 1;
+            }
+            if shard.raw_rows() > 0 {
+                assert!(smallest_raw >= largest_jpeg, "raw rows are the largest JPEGs: {smallest_raw} < {largest_jpeg}");
+            }
+            kept_raw += shard.raw_rows();
+            total += n;
+        }
+    }
+    assert!(kept_raw > 0 && kept_raw < total, "{kept_raw} of {total}");
+    let size = |d: &Path| -> u64 { std::fs::read_dir(d).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
+    assert!(size(&jpeg) < size(&mixed) && size(&mixed) < size(&raw), "{} {} {}", size(&jpeg), size(&mixed), size(&raw));
+    // The same build again is kept; another fraction is a different build.
+    assert_eq!(build::run(&cm).unwrap().shards_built, 0);
+    let mut other = cm.clone();
+    other.raw_fraction = 0.5;
+    let e = build::run(&other).unwrap_err().to_string();
+    assert!(e.contains("different build") && e.contains("raw_fraction"), "{e}");
+
+    // The disk estimate follows the fraction: room for the JPEG build (a JPEG of these
+    // images is well under 90,000 bytes) is not room for half of the rows raw.
+    let rows = 2 * 14 + 2 * 3;
+    let free = (4 << 20) + rows * 90_000;
+    let mut fits = cj.clone();
+    fits.output = tmp.path().join("jpeg-fits");
+    fits.assume_free_bytes = Some(free);
+    build::run(&fits).unwrap();
+    let mut short = cm.clone();
+    short.output = tmp.path().join("mixed-short");
+    short.raw_fraction = 0.5;
+    short.assume_free_bytes = Some(free);
+    let e = build::run(&short).unwrap_err().to_string();
+    assert!(e.contains("not enough disk space") && e.contains("--raw-fraction"), "{e}");
+
+    // The command line: --raw-fraction goes with --encoding jpeg, strictly inside (0, 1).
+    let exe = env!("CARGO_BIN_EXE_preprocess");
+    for (args, says) in [
+        (vec!["--raw-fraction", "0.3"], "--raw-fraction goes with --encoding jpeg"),
+        (vec!["--encoding", "jpeg", "--raw-fraction", "1"], "not strictly between 0 and 1"),
+        (vec!["--encoding", "mixed"], "invalid value 'mixed'"),
+    ] {
+        let o = std::process::Command::new(exe)
+            .args(["build", "--input"])
+            .arg(&input)
+            .arg("--output")
+            .arg(tmp.path().join("cli"))
+            .args(&args)
+            .env_remove("RUST_BACKTRACE")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success() && err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
+    }
 }
 
 /// The first train JPEG of a dataset.

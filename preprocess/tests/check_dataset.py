@@ -3,7 +3,9 @@
 have: pyarrow reads every shard with the format's schema and physical layout; every
 image equals the torchvision recipe on the source file (Pillow decode, exif_transpose,
 convert("RGB"), Resize(256) + CenterCrop(256); for a whole-image dataset, format 3,
-Resize(S) alone, at each row's own height and width) up to decoder rounding; the
+Resize(S) alone, at each row's own height and width) up to decoder rounding (a mixed
+dataset, format 4: raw rows within the raw bound, JPEG rows within the JPEG one, and
+round(raw_fraction * rows) raw rows in each shard); the
 manifest's statistics, PCA and mean image (centre squares only) equal a direct numpy
 computation over the train pixels.
 
@@ -21,6 +23,7 @@ SIDE = 256
 ds, src = sys.argv[1], sys.argv[2]
 m = json.load(open(os.path.join(ds, "dataset.json")))
 raw = m["encoding"] == "raw"
+mixed = m["encoding"] == "mixed"
 whole = m.get("layout", {"kind": "center-square"})["kind"] == "whole"
 failures = []
 
@@ -30,7 +33,9 @@ def fail(msg):
     print("FAIL", msg)
 
 
-if whole:
+if mixed:
+    assert m["format_version"] == 4 and 0 < m["build"]["raw_fraction"] < 1, m
+elif whole:
     assert m["format_version"] == 3 and "mean_image" not in m, m
     assert m["layout"]["resize"] == "shorter-side", "this check covers Resize(S) builds"
     ref_tf = T.Resize(m["image_size"])
@@ -53,6 +58,8 @@ if m["format_version"] >= 2:
     fields.append(pa.field("crc32c", pa.uint32(), nullable=False))
 if whole:
     fields += [pa.field("height", pa.uint16(), nullable=False), pa.field("width", pa.uint16(), nullable=False)]
+if mixed:
+    fields.append(pa.field("raw", pa.bool_(), nullable=False))
 want_schema = pa.schema(fields)
 
 # CRC-32C (Castagnoli, reflected 0x82F63B78), table-driven: the per-row check of
@@ -92,6 +99,8 @@ for split, entry in m["splits"].items():
             data = r0["image"] + int(r0["label"]).to_bytes(2, "little", signed=True) + r0["key"].encode()
             if whole:  # format 3: then the height and width, uint16 little-endian
                 data += int(r0["height"]).to_bytes(2, "little") + int(r0["width"]).to_bytes(2, "little")
+            if mixed:  # format 4: then the raw flag, one byte
+                data += bytes([int(r0["raw"])])
             if crc32c(data) != r0["crc32c"]:
                 fail(f"{sh['file']} row 0: crc32c {r0['crc32c']:08x} != {crc32c(data):08x}")
         for i in range(f.metadata.num_row_groups):
@@ -109,8 +118,16 @@ for split, entry in m["splits"].items():
             fail(f"{sh['file']}: train shard is not class-mixed: {set(labels)}")
         sizes = zip(t.column("height").to_pylist(), t.column("width").to_pylist()) if whole else \
             [(SIDE, SIDE)] * t.num_rows
-        for img, label, key, (h, w) in zip(t.column("image").to_pylist(), labels, t.column("key").to_pylist(), sizes):
-            a = np.frombuffer(img, np.uint8).reshape(h, w, 3) if raw else \
+        flags = t.column("raw").to_pylist() if mixed else [raw] * t.num_rows
+        if mixed:
+            n_raw = sum(flags)
+            if abs(n_raw - m["build"]["raw_fraction"] * t.num_rows) > 0.5 + 1e-9:  # round(f * rows)
+                fail(f"{sh['file']}: {n_raw} raw rows of {t.num_rows}, fraction {m['build']['raw_fraction']}")
+        for img, label, key, (h, w), is_raw in zip(t.column("image").to_pylist(), labels, t.column("key").to_pylist(),
+                                                    sizes, flags):
+            if mixed and is_raw and img[:2] == b"\xff\xd8" and len(img) != h * w * 3:
+                fail(f"{key}: flagged raw but holds a JPEG")
+            a = np.frombuffer(img, np.uint8).reshape(h, w, 3) if is_raw else \
                 np.asarray(Image.open(io.BytesIO(img)).convert("RGB"))
             if a.shape != (h, w, 3):
                 fail(f"{key}: image is {a.shape}, the row says {h}x{w}")
@@ -126,7 +143,7 @@ for split, entry in m["splits"].items():
             d = np.abs(a.astype(np.int16) - r)
             diffs[key] = (d.mean(), np.percentile(d, 99), d.max())
             # Decoders differ by IDCT rounding (and JPEG shards add their own loss).
-            lim_mean, lim_p99 = (0.5, 2) if raw else (3.5, 16)
+            lim_mean, lim_p99 = (0.5, 2) if is_raw else (3.5, 16)
             if d.mean() > lim_mean or np.percentile(d, 99) > lim_p99:
                 fail(f"{key}: differs from torchvision's {ref_tf}: "
                      f"mean abs {d.mean():.2f}, p99 {np.percentile(d, 99)}, max {d.max()}")

@@ -218,9 +218,9 @@ fn a_missing_shard_and_a_bad_manifest_are_named() {
     assert!(r.problems.iter().any(|p| p.contains("train-00000.parquet: missing")), "{:?}", r.problems);
 
     let text = std::fs::read_to_string(out.join("dataset.json")).unwrap();
-    std::fs::write(out.join("dataset.json"), text.replace("\"format_version\": 2", "\"format_version\": 4")).unwrap();
+    std::fs::write(out.join("dataset.json"), text.replace("\"format_version\": 2", "\"format_version\": 5")).unwrap();
     let e = Dataset::open(&out).unwrap_err().to_string();
-    assert!(e.contains("dataset.json") && e.contains("format_version 4") && e.contains("newer program"), "{e}");
+    assert!(e.contains("dataset.json") && e.contains("format_version 5") && e.contains("newer program"), "{e}");
     std::fs::write(out.join("dataset.json"), "{ not json").unwrap();
     let r = verify::run(&out, 2).unwrap();
     assert!(r.problems.len() == 1 && r.problems[0].contains("dataset.json"), "{:?}", r.problems);

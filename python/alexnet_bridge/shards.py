@@ -12,6 +12,8 @@ Dataset format versions (shared/src/manifest.rs, DESIGN.md "Format versions"):
   `width` (uint16) per row; the raw image column is then variable-length binary
   (`height * width * 3` HWC bytes), found by the same page walk as JPEG values; no mean
   image. A centre-square dataset is still written as format 2;
+- 4: mixed shards (encoding "mixed", either layout): and `raw` (bool), whether each
+  row's binary image value is raw pixels or a JPEG (`Shard.is_raw`);
 - a newer version is refused by name, as the Rust reader does.
 
 Every row has a (height, width) (`Shard.sizes`): 256x256 for centre squares.
@@ -30,9 +32,11 @@ import pyarrow.parquet as pq
 SIDE = 256
 IMAGE_BYTES = SIDE * SIDE * 3
 #: The format versions this module reads (as shared/src/manifest.rs).
-READS_VERSIONS = (1, 2, 3)
+READS_VERSIONS = (1, 2, 3, 4)
 _COLUMNS = {("image", "label", "key"): 1, ("image", "label", "key", "crc32c"): 2,
             ("image", "label", "key", "crc32c", "height", "width"): 3}
+# Format 4, mixed shards: the same columns and a last one, `raw` (bool), row by row.
+_COLUMNS.update({names + ("raw",): 4 for names, v in list(_COLUMNS.items()) if v >= 2})
 
 
 class ShardError(ValueError):
@@ -50,8 +54,9 @@ def load_manifest(root):
         raise ShardError(f"{path}: format_version {v!r} is not supported (this module reads versions "
                          f"{READS_VERSIONS[0]} to {READS_VERSIONS[-1]})"
                          f"{': it was built by a newer program' if newer else ''}")
-    if m.get("encoding", "raw") not in ("raw", "jpeg"):
-        raise ShardError(f"{path}: encoding {m.get('encoding')!r}, expected raw or jpeg")
+    if m.get("encoding", "raw") not in ("raw", "jpeg", "mixed") or (m.get("encoding") == "mixed" and v < 4):
+        raise ShardError(f"{path}: encoding {m.get('encoding')!r} in a format {v} manifest, expected raw or jpeg "
+                         "(or mixed, format 4)")
     kind = m.setdefault("layout", {"kind": "center-square"}).get("kind")
     if kind not in ("center-square", "whole") or (kind == "whole" and v < 3):
         raise ShardError(f"{path}: layout {m['layout']!r} in a format {v} manifest")
@@ -169,9 +174,11 @@ class Shard:
         self._map.seek(0)
         pf = pq.ParquetFile(self._map)
         names = tuple(pf.schema_arrow.names)
-        if names not in _COLUMNS or (_COLUMNS[names] == 3) != whole:
+        mixed = encoding == "mixed"
+        if names not in _COLUMNS or ("height" in names) != whole or ("raw" in names) != mixed:
             raise ShardError(f"{path}: columns are {list(names)}, expected image, label, key (format 1), "
-                             "and crc32c (format 2), and height, width (format 3, whole images)")
+                             "and crc32c (format 2), and height, width (format 3, whole images), and raw "
+                             "(format 4, mixed shards)")
         self.version = _COLUMNS[names]
         col = pf.schema.column(0)
         self._fixed = encoding == "raw" and not whole
@@ -185,11 +192,15 @@ class Shard:
         self.keys = small.column("key").to_pylist()
         self.crc32c = small.column("crc32c").to_numpy() if "crc32c" in names else None
         self.sizes = self._sizes(small)
+        # Whether each row's image is raw pixels (else a JPEG).
+        self.is_raw = (small.column("raw").to_numpy(zero_copy_only=False).astype(bool) if mixed
+                       else np.full(len(self.labels), encoding == "raw"))
         if not (len(self.labels) == len(self.keys) == len(self.offsets) == pf.metadata.num_rows):
             raise ShardError(f"{path}: {len(self.offsets)} images, {len(self.labels)} labels for "
                              f"{pf.metadata.num_rows} rows")
-        if encoding == "raw" and not np.array_equal(self.lengths, self.sizes.prod(1) * 3):
-            row = int(np.flatnonzero(self.lengths != self.sizes.prod(1) * 3)[0])
+        bad = self.is_raw & (self.lengths != self.sizes.prod(1) * 3)
+        if bad.any():
+            row = int(np.flatnonzero(bad)[0])
             raise ShardError(f"{path}: row {row}: {self.lengths[row]} bytes of raw pixels for a "
                              f"{self.sizes[row][0]}x{self.sizes[row][1]} image")
 
@@ -261,7 +272,7 @@ class Shard:
         """uint8 [height, width, 3] HWC RGB of `row` (256x256, or `sizes[row]` for whole
         images): a read-only view of the map (raw), or decoded with Pillow (JPEG)."""
         h, w = self.sizes[row]
-        if self.encoding == "raw":
+        if self.is_raw[row]:
             return self.raw(row).reshape(h, w, 3)
         import io
         from PIL import Image

@@ -19,9 +19,11 @@ procedural images:
    sizes): the reader's bytes equal pyarrow's, each row's size its height/width
    columns, raw pixels and decoded JPEGs of that size, the Dataset's centre and ten
    crops of them torchvision's (the Rust loader does not crop whole images yet); a newer
-   version is refused by name.
+   version is refused by name; MIXED (optional) is format 4, mixed shards: the reader's
+   bytes equal pyarrow's, and the Dataset's crops equal the Rust loader's exactly on the
+   raw rows and within the JPEG bound on the JPEG rows.
 
-usage: check_bridge_data.py CROPS_BIN DATASET_RAW DATASET_JPEG WHOLE_RAW WHOLE_JPEG WORK_DIR
+usage: check_bridge_data.py CROPS_BIN DATASET_RAW DATASET_JPEG WHOLE_RAW WHOLE_JPEG WORK_DIR [MIXED]
 Prints each check; exits 1 on any failure.
 """
 import json, os, shutil, subprocess, sys
@@ -39,6 +41,7 @@ from alexnet_bridge.transforms import crops, to_float_chw  # noqa: E402
 
 JPEG_MAX, JPEG_MEAN = 4, 0.05
 crops_bin, raw, jpeg, whole_raw, whole_jpeg, work = sys.argv[1:7]
+mixed = sys.argv[7] if len(sys.argv) > 7 else None
 torch.set_num_threads(2)
 fails = 0
 
@@ -96,6 +99,12 @@ def crops_vs_rust(root, split, side, mode, norm):
     if enc == "raw":
         ok = d.max().item() == 0 and df <= 1e-5
         bound = "uint8 equal, float within 1e-5"
+    elif enc == "mixed":
+        sh = plain._open()
+        is_raw = torch.tensor([bool(sh[s].is_raw[r]) for s, r in map(plain.locate, rows)])
+        ok = is_raw.any().item() and (~is_raw).any().item() and d[is_raw].max().item() == 0 \
+            and d[~is_raw].max().item() <= JPEG_MAX and df <= JPEG_MAX * scale + 1e-5
+        bound = f"{int(is_raw.sum())} raw rows uint8 equal, the others within {JPEG_MAX}"
     else:
         ok = d.max().item() <= JPEG_MAX and d.mean().item() <= JPEG_MEAN and df <= JPEG_MAX * scale + 1e-5
         bound = f"uint8 within {JPEG_MAX} (mean {JPEG_MEAN})"
@@ -164,6 +173,10 @@ jpeg1 = format1(jpeg)
 reader_vs_pyarrow(jpeg1)
 crops_vs_rust(jpeg1, "val", 99, "ten", "mean-image")
 newer_refused(raw)
+if mixed:
+    reader_vs_pyarrow(mixed)
+    crops_vs_rust(mixed, "train", 227, "center", "mean-image")
+    crops_vs_rust(mixed, "val", 99, "ten", "mean-rgb")
 # A DataLoader over the Dataset (worker processes map their own shards).
 dl = torch.utils.data.DataLoader(ShardDataset(raw, "val", transform=Preprocess.from_dataset(raw, 99, "mean-image")),
                                  batch_size=8, num_workers=2)

@@ -14,6 +14,8 @@
 //!
 //! Whole-image datasets (format 3, [`Layout::Whole`]) keep each image whole at its own
 //! size (aspect kept), with per-row `height` and `width` columns, and no mean image.
+//! Mixed datasets (format 4, [`Encoding::Mixed`]) keep part of each shard's rows raw
+//! and the rest JPEG, with a per-row `raw` column ([`ImageRef::jpeg`] says which).
 //! - `rejects.tsv`: every input that could not be used, with the reason.
 //!
 //! This crate has no libtorch dependency.
@@ -44,14 +46,14 @@ pub use classes::{parse_synset_mapping, ClassIndex};
 pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter, OutputFile};
 pub use manifest::{
-    ArchiveInfo, BuildInfo, Chroma, ClassEntry, Encoding, Layout, Manifest, PcaStats, PixelStatsSummary, ShardEntry,
+    needed_version, ArchiveInfo, BuildInfo, Chroma, ClassEntry, Encoding, Layout, Manifest, PcaStats, PixelStatsSummary, ShardEntry,
     ShardKind, SplitEntry, WholeResize, FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION,
     REJECTS_FILE, WHOLE_MAX_PIXELS_PER_SIDE2,
 };
 pub use open::{open_regular, read_regular};
 pub use reader::{
-    max_shard_bytes, row_crc, row_crc_sized, Dataset, ImageRef, RowCheck, ShardReader, SplitReader, CRC_COLUMN,
-    HEIGHT_COLUMN, WIDTH_COLUMN,
+    max_shard_bytes, row_crc, row_crc_full, row_crc_sized, Dataset, ImageRef, RowCheck, ShardReader, SplitReader,
+    CRC_COLUMN, HEIGHT_COLUMN, RAW_COLUMN, WIDTH_COLUMN,
 };
 pub use stats::{
     accumulate_region, parse_mean_image, read_mean_image, write_mean_image, Moments, PixelStats, MEAN_IMAGE_MAX_BYTES,

@@ -3,10 +3,12 @@
 //! Format versions (DESIGN.md, "Format versions"): 1 is the first format; 2 adds the
 //! per-row check, a `crc32c` column in every shard (see [`crate::ShardReader`]); 3 adds
 //! whole-image datasets ([`Layout::Whole`]: the image rescaled with its aspect kept,
-//! per-row `height` and `width` columns, no mean image). This program reads all three.
-//! It writes the oldest version that describes a dataset ([`Manifest::needed_version`]):
-//! 2 for a centre-square dataset (so that programs that know only 2 still read it), 3
-//! for a whole-image one. A newer version is refused by name.
+//! per-row `height` and `width` columns, no mean image); 4 adds mixed shards
+//! ([`Encoding::Mixed`]: a chosen fraction of the rows kept raw, the rest JPEG, with a
+//! per-row `raw` column). This program reads all four. It writes the oldest version that
+//! describes a dataset ([`Manifest::needed_version`]): 2 for a centre-square dataset (so
+//! that programs that know only 2 still read it), 3 for a whole-image one, 4 for a mixed
+//! one. A newer version is refused by name.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -18,7 +20,7 @@ use crate::fsutil::atomic_write;
 use crate::Split;
 
 /// The newest version this program reads and writes.
-pub const FORMAT_VERSION: u32 = 3;
+pub const FORMAT_VERSION: u32 = 4;
 /// The oldest version this program reads.
 pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The largest `dataset.json` read (ImageNet's is about 300 KB).
@@ -39,6 +41,12 @@ pub enum Encoding {
     /// binary: a baseline JPEG of the 256x256 image, decoded by the loader (about
     /// 25-30 GB for ImageNet at quality 90).
     Jpeg,
+    /// binary, format 4: each row either raw pixels or a JPEG, as its `raw` column says
+    /// (`preprocess build --encoding jpeg --raw-fraction F` keeps the fraction F of each
+    /// shard raw, those whose JPEG is largest for their size: disk traded for decode
+    /// time, as FFCV's mixed shards do). Not a choice of `--encoding` itself.
+    #[cfg_attr(feature = "clap", value(skip))]
+    Mixed,
 }
 
 impl Encoding {
@@ -46,7 +54,13 @@ impl Encoding {
         match self {
             Encoding::Raw => "raw",
             Encoding::Jpeg => "jpeg",
+            Encoding::Mixed => "mixed",
         }
+    }
+
+    /// Whether the `image` column can hold JPEGs (jpeg and mixed).
+    pub fn has_jpeg(self) -> bool {
+        self != Encoding::Raw
     }
 }
 
@@ -211,6 +225,9 @@ pub struct BuildInfo {
     /// are [`Chroma::default_for`] their quality).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chroma: Option<Chroma>,
+    /// Mixed datasets (format 4): the fraction of each shard's rows kept raw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_fraction: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit_per_class: Option<usize>,
     pub resize_filter: String,
@@ -274,14 +291,10 @@ impl Manifest {
         self.format_version >= 2
     }
 
-    /// The oldest format version that describes this dataset: 3 for whole images, 2
-    /// for centre squares (the version the build writes).
+    /// The oldest format version that describes this dataset (the version the build
+    /// writes): 4 for mixed shards, 3 for whole images, 2 for centre squares.
     pub fn needed_version(&self) -> u32 {
-        if self.layout.is_whole() {
-            3
-        } else {
-            2
-        }
+        needed_version(self.encoding, self.layout.is_whole())
     }
 
     /// How its shards are read.
@@ -361,6 +374,22 @@ impl Manifest {
                 return Err(format!("classes are not in sorted wnid order at {}", c.wnid));
             }
         }
+        if self.encoding == Encoding::Mixed {
+            if self.format_version < 4 {
+                return Err(format!(
+                    "encoding \"mixed\" in a format {} manifest (mixed shards are format 4)",
+                    self.format_version
+                ));
+            }
+            match self.build.raw_fraction {
+                Some(f) if f > 0.0 && f < 1.0 => {}
+                other => {
+                    return Err(format!(
+                        "a mixed dataset needs build.raw_fraction in (0, 1), the manifest has {other:?}"
+                    ))
+                }
+            }
+        }
         let mut files = std::collections::HashSet::new();
         for (name, split) in &self.splits {
             if name != "train" && name != "val" {
@@ -392,6 +421,16 @@ impl Manifest {
             }
         }
         check_stats(&self.stats)
+    }
+}
+
+/// The oldest format version that describes a dataset of `encoding` and layout: 4 for
+/// mixed shards, 3 for whole images, 2 for centre squares.
+pub fn needed_version(encoding: Encoding, whole: bool) -> u32 {
+    match (encoding, whole) {
+        (Encoding::Mixed, _) => 4,
+        (_, true) => 3,
+        _ => 2,
     }
 }
 
@@ -469,6 +508,7 @@ impl Manifest {
                 shard_rows: 16,
                 quality: None,
                 chroma: None,
+                raw_fraction: None,
                 limit_per_class: None,
                 resize_filter: "f".into(),
                 source: "s".into(),
@@ -495,7 +535,7 @@ mod tests {
         let mut old = m.clone();
         old.format_version = 1;
         assert!(!Manifest::parse(&serde_json::to_vec(&old).unwrap()).unwrap().has_row_crc());
-        assert!(refused(|m| m.format_version = 4).contains("format_version 4 is not supported"));
+        assert!(refused(|m| m.format_version = 5).contains("format_version 5 is not supported"));
         assert!(!serde_json::to_string(&m).unwrap().contains("layout"), "a centre-square manifest reads as format 2");
     }
 
@@ -524,6 +564,33 @@ mod tests {
         assert!(whole(|w| w.mean_image = Some("mean_image.npy".into())).contains("not defined over images"));
         assert!(whole(|w| w.image_size = 5000).contains("outside 8..=4096"));
         assert!(refused(|c| c.mean_image = None).contains("needs its mean_image"));
+    }
+
+    /// Format 4: a mixed dataset (part raw, part JPEG) says so, needs version 4 whatever
+    /// its layout, and records its raw fraction; `mixed` is no `--encoding` choice.
+    #[test]
+    fn mixed_manifests_are_format_4() {
+        let mut m = Manifest::example();
+        m.encoding = Encoding::Mixed;
+        assert_eq!(m.needed_version(), 4);
+        assert!(m.check().expect_err("format 2").contains("mixed shards are format 4"));
+        m.format_version = 4;
+        assert!(m.check().expect_err("no fraction").contains("build.raw_fraction in (0, 1)"));
+        m.build.raw_fraction = Some(0.25);
+        let text = serde_json::to_string(&m).unwrap();
+        assert!(text.contains(r#""encoding":"mixed""#) && text.contains(r#""raw_fraction":0.25"#), "{text}");
+        assert_eq!(Manifest::parse(text.as_bytes()).unwrap(), m);
+        assert_eq!(m.shard_kind().encoding, Encoding::Mixed);
+        for bad in [0.0, 1.0, f64::NAN] {
+            let mut b = m.clone();
+            b.build.raw_fraction = Some(bad);
+            assert!(b.check().is_err(), "{bad}");
+        }
+        m.layout = Layout::Whole { resize: WholeResize::MaxSide };
+        m.mean_image = None;
+        assert_eq!(m.needed_version(), 4);
+        m.check().unwrap();
+        assert!(Encoding::Mixed.has_jpeg() && Encoding::Jpeg.has_jpeg() && !Encoding::Raw.has_jpeg());
     }
 
     /// B3: the mean image is a plain file name inside the dataset folder.

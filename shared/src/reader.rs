@@ -12,6 +12,8 @@
 //!
 //! Whole-image shards (format 3) also hold each row's `height` and `width`
 //! ([`ShardReader::size`]); their `image` values are JPEGs or raw pixels of that size.
+//! Mixed shards (format 4) say row by row whether `image` is raw pixels or a JPEG
+//! ([`ShardReader::is_jpeg`]); the row's CRC-32C covers that flag.
 //!
 //! Only regular files are opened (never a FIFO or a device), and a shard can be no
 //! bigger than its rows can fill.
@@ -57,13 +59,15 @@ impl ShardMap {
 /// One image of a shard, borrowed from the map.
 #[derive(Debug, Clone, Copy)]
 pub struct ImageRef<'a> {
-    /// Raw: `height * width * 3` bytes, HWC RGB. JPEG: the encoded file.
+    /// Raw: `height * width * 3` bytes, HWC RGB. JPEG (see `jpeg`): the encoded file.
     pub bytes: &'a [u8],
     pub label: i16,
     pub key: &'a str,
     /// The image's height and width: 256 x 256 for centre squares.
     pub height: usize,
     pub width: usize,
+    /// Whether `bytes` is a JPEG (else raw pixels): per row in a mixed shard.
+    pub jpeg: bool,
 }
 
 /// The name of the per-row check column (format 2).
@@ -71,6 +75,9 @@ pub const CRC_COLUMN: &str = "crc32c";
 /// The per-row size columns of whole-image shards (format 3).
 pub const HEIGHT_COLUMN: &str = "height";
 pub const WIDTH_COLUMN: &str = "width";
+/// The per-row encoding column of mixed shards (format 4): true where `image` holds raw
+/// pixels, false where it holds a JPEG.
+pub const RAW_COLUMN: &str = "raw";
 
 /// The CRC-32C of a row as format 2 stores it: over the image bytes (raw pixels or the
 /// encoded JPEG), then the label as int16 little-endian, then the key's UTF-8 bytes.
@@ -81,12 +88,22 @@ pub fn row_crc(image: &[u8], label: i16, key: &str) -> u32 {
 /// [`row_crc`], followed for a whole-image row (format 3) by its height and width as
 /// uint16 little-endian.
 pub fn row_crc_sized(image: &[u8], label: i16, key: &str, size: Option<(u16, u16)>) -> u32 {
+    row_crc_full(image, label, key, size, None)
+}
+
+/// [`row_crc_sized`], followed for a row of a mixed shard (format 4) by its `raw` flag
+/// as one byte (1: raw pixels, 0: a JPEG).
+pub fn row_crc_full(image: &[u8], label: i16, key: &str, size: Option<(u16, u16)>, raw: Option<bool>) -> u32 {
     let c = crc32c::crc32c(image);
     let c = crc32c::crc32c_append(c, &label.to_le_bytes());
     let c = crc32c::crc32c_append(c, key.as_bytes());
-    match size {
+    let c = match size {
         None => c,
         Some((h, w)) => crc32c::crc32c_append(crc32c::crc32c_append(c, &h.to_le_bytes()), &w.to_le_bytes()),
+    };
+    match raw {
+        None => c,
+        Some(r) => crc32c::crc32c_append(c, &[r as u8]),
     }
 }
 
@@ -120,6 +137,8 @@ pub struct ShardReader {
     crcs: Option<Vec<u32>>,
     /// Whole-image shards (format 3): (height, width) of each row.
     sizes: Option<Vec<(u16, u16)>>,
+    /// Mixed shards (format 4): whether each row's image is raw pixels (else a JPEG).
+    raw: Option<Vec<bool>>,
     /// Format 1 shards: the manifest's sha256 and the result of checking it.
     sha256: Option<(String, OnceLock<std::result::Result<(), String>>)>,
     encoding: Encoding,
@@ -170,7 +189,19 @@ impl ShardReader {
         let meta = reader.metadata();
         let schema = meta.file_metadata().schema_descr();
         let names: Vec<&str> = schema.columns().iter().map(|c| c.name()).collect();
-        let has_crc = match (&names[..], whole) {
+        let mixed = encoding == Encoding::Mixed;
+        if mixed {
+            let want: &[&str] = if whole {
+                &["image", "label", "key", CRC_COLUMN, HEIGHT_COLUMN, WIDTH_COLUMN, RAW_COLUMN]
+            } else {
+                &["image", "label", "key", CRC_COLUMN, RAW_COLUMN]
+            };
+            if names != want {
+                return Err(bad(format!("columns are {names:?}, expected {want:?} (format 4, mixed raw and JPEG rows)")));
+            }
+        }
+        let core = if mixed { &names[..names.len() - 1] } else { &names[..] };
+        let has_crc = match (core, whole) {
             (["image", "label", "key"], false) => false,
             (["image", "label", "key", CRC_COLUMN], false) => true,
             (["image", "label", "key", CRC_COLUMN, HEIGHT_COLUMN, WIDTH_COLUMN], true) => true,
@@ -273,10 +304,12 @@ impl ShardReader {
 
         // Labels, keys and CRCs are small: read them with the Arrow reader (a copy).
         let builder = ParquetRecordBatchReaderBuilder::try_new(map.clone()).map_err(|e| bad(e.to_string()))?;
-        let roots: &[usize] = match (has_crc, whole) {
-            (_, true) => &[1, 2, 3, 4, 5],
-            (true, false) => &[1, 2, 3],
-            (false, false) => &[1, 2],
+        let roots: &[usize] = match (has_crc, whole, mixed) {
+            (_, true, false) => &[1, 2, 3, 4, 5],
+            (_, true, true) => &[1, 2, 3, 4, 5, 6],
+            (_, false, true) => &[1, 2, 3, 4],
+            (true, false, false) => &[1, 2, 3],
+            (false, false, false) => &[1, 2],
         };
         let mask = ProjectionMask::roots(builder.parquet_schema(), roots.iter().copied());
         let batches = builder.with_projection(mask).with_batch_size(8192).build().map_err(|e| bad(e.to_string()))?;
@@ -284,6 +317,7 @@ impl ShardReader {
         let mut keys: Vec<StringArray> = Vec::new();
         let mut crcs = Vec::with_capacity(if has_crc { rows_cap } else { 0 });
         let mut sizes = Vec::with_capacity(if whole { rows_cap } else { 0 });
+        let mut raw = Vec::with_capacity(if mixed { rows_cap } else { 0 });
         for b in batches {
             let b = b.map_err(|e| bad(format!("reading labels and keys: {e}")))?;
             let l =
@@ -317,6 +351,15 @@ impl ShardReader {
                 let (h, w) = (col(3, HEIGHT_COLUMN)?, col(4, WIDTH_COLUMN)?);
                 sizes.extend(h.into_iter().zip(w));
             }
+            if mixed {
+                let r = b
+                    .column(b.num_columns() - 1)
+                    .as_any()
+                    .downcast_ref::<arrow_array::BooleanArray>()
+                    .filter(|a| a.null_count() == 0)
+                    .ok_or_else(|| bad(format!("{RAW_COLUMN} is not a non-null boolean column")))?;
+                raw.extend(r.values().iter());
+            }
         }
         let refs: Vec<&dyn Array> = keys.iter().map(|k| k as &dyn Array).collect();
         let keys = concat_strings(&refs).map_err(|e| bad(e.to_string()))?;
@@ -347,7 +390,24 @@ impl ShardReader {
         } else {
             None
         };
-        Ok(Self { path: path.to_path_buf(), map, spans, labels, keys, crcs, sizes, sha256: None, encoding })
+        let raw = if mixed {
+            if raw.len() != rows {
+                return Err(bad(format!("{} {RAW_COLUMN} flags for {rows} rows", raw.len())));
+            }
+            for (row, (&r, &(_, len))) in raw.iter().zip(&spans).enumerate() {
+                let pixels = match &sizes {
+                    Some(s) => s[row].0 as u64 * s[row].1 as u64 * 3,
+                    None => IMAGE_BYTES as u64,
+                };
+                if r && len as u64 != pixels {
+                    return Err(bad(format!("row {row}: {len} bytes of raw pixels, expected {pixels}")));
+                }
+            }
+            Some(raw)
+        } else {
+            None
+        };
+        Ok(Self { path: path.to_path_buf(), map, spans, labels, keys, crcs, sizes, raw, sha256: None, encoding })
     }
 
     /// How this shard's rows are checked when read.
@@ -369,7 +429,8 @@ impl ShardReader {
     pub fn check_row(&self, row: usize) -> Result<()> {
         if let Some(crcs) = &self.crcs {
             let size = self.sizes.as_ref().map(|s| s[row]);
-            let got = row_crc_sized(self.image_unchecked(row), self.labels[row], self.keys.value(row), size);
+            let raw = self.raw.as_ref().map(|r| r[row]);
+            let got = row_crc_full(self.image_unchecked(row), self.labels[row], self.keys.value(row), size, raw);
             if got != crcs[row] {
                 return Err(Error::Damaged {
                     path: self.path.clone(),
@@ -419,8 +480,30 @@ impl ShardReader {
         self.spans.is_empty()
     }
 
+    /// The shard's encoding: raw, jpeg, or mixed (see [`ShardReader::is_jpeg`]).
     pub fn encoding(&self) -> Encoding {
         self.encoding
+    }
+
+    /// Whether `row`'s image is a JPEG (else raw pixels): the shard's encoding, or for a
+    /// mixed shard (format 4) the row's `raw` column (panics when out of range).
+    pub fn is_jpeg(&self, row: usize) -> bool {
+        match (&self.raw, self.encoding) {
+            (Some(raw), _) => !raw[row],
+            (None, e) => {
+                assert!(row < self.len(), "row {row} of {}", self.len());
+                e == Encoding::Jpeg
+            }
+        }
+    }
+
+    /// How many rows hold raw pixels.
+    pub fn raw_rows(&self) -> usize {
+        match (&self.raw, self.encoding) {
+            (Some(raw), _) => raw.iter().filter(|&&r| r).count(),
+            (None, Encoding::Raw) => self.len(),
+            (None, _) => 0,
+        }
     }
 
     pub fn labels(&self) -> &[i16] {
@@ -468,7 +551,14 @@ impl ShardReader {
     /// The image, label and key of `row` without the check (panics when out of range).
     pub fn get_unchecked(&self, row: usize) -> ImageRef<'_> {
         let (height, width) = self.size(row);
-        ImageRef { bytes: self.image_unchecked(row), label: self.labels[row], key: self.keys.value(row), height, width }
+        ImageRef {
+            bytes: self.image_unchecked(row),
+            label: self.labels[row],
+            key: self.keys.value(row),
+            height,
+            width,
+            jpeg: self.is_jpeg(row),
+        }
     }
 
     fn in_range(&self, row: usize) -> Result<()> {

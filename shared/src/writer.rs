@@ -14,6 +14,10 @@
 //! Format 3's whole-image shards ([`ShardWriter::whole`]) hold one value of its own size
 //! per row in `image` (binary: the JPEG, or the raw HWC pixels), and two more columns,
 //! `height` and `width` (uint16, non-nullable), which the row's CRC-32C also covers.
+//!
+//! Format 4's mixed shards ([`Encoding::Mixed`], centre squares or whole images) hold
+//! a binary `image` column whose value is, row by row, the raw HWC pixels or a JPEG, and
+//! a last column `raw` (boolean, non-nullable) saying which; the CRC-32C covers it too.
 
 use std::fs::File;
 use std::io::BufWriter;
@@ -31,7 +35,7 @@ use parquet::schema::types::ColumnPath;
 use crate::error::{Error, Result};
 use crate::fsutil::{commit, tmp_path, HashingWriter};
 use crate::manifest::{Encoding, ShardEntry, ShardKind};
-use crate::reader::row_crc_sized;
+use crate::reader::row_crc_full;
 use crate::{Split, IMAGE_BYTES};
 
 /// Rows per row group: 128 raw images are 25 MB, the most the writer buffers.
@@ -59,6 +63,9 @@ pub enum ShardImages<'a> {
     Raw(&'a [u8]),
     /// One value per row: a JPEG, or (raw whole images) `height * width * 3` HWC bytes.
     PerRow(&'a [Vec<u8>]),
+    /// Mixed shards (format 4): one value per row, raw HWC pixels where `raw` says so
+    /// (256x256x3 for centre squares, `height * width * 3` for whole images), else a JPEG.
+    Mixed { images: &'a [Vec<u8>], raw: &'a [bool] },
 }
 
 impl ShardRows<'_> {
@@ -118,6 +125,9 @@ impl ShardWriter {
             fields.push(Field::new(crate::reader::HEIGHT_COLUMN, DataType::UInt16, false));
             fields.push(Field::new(crate::reader::WIDTH_COLUMN, DataType::UInt16, false));
         }
+        if encoding == Encoding::Mixed {
+            fields.push(Field::new(crate::reader::RAW_COLUMN, DataType::Boolean, false));
+        }
         let schema = Arc::new(Schema::new(fields));
         let image = ColumnPath::from("image");
         let props = WriterProperties::builder()
@@ -148,6 +158,7 @@ impl ShardWriter {
             (ShardImages::Raw(b), Encoding::Raw, false) if b.len() == n * IMAGE_BYTES => {}
             (ShardImages::PerRow(v), Encoding::Jpeg, _) | (ShardImages::PerRow(v), Encoding::Raw, true)
                 if v.len() == n => {}
+            (ShardImages::Mixed { images, raw }, Encoding::Mixed, _) if images.len() == n && raw.len() == n => {}
             _ => return Err(Error::Invalid("shard rows do not match the writer's encoding or row count".into())),
         }
         let sizes_ok = if self.whole { rows.sizes.len() == n } else { rows.sizes.is_empty() };
@@ -164,6 +175,15 @@ impl ShardWriter {
                 v[i].len() != h as usize * w as usize * 3
             }) {
                 return Err(Error::Invalid(format!("row {i}: raw pixels do not match its height and width")));
+            }
+        }
+        if let ShardImages::Mixed { images, raw } = &rows.images {
+            let raw_len = |i: usize| match rows.sizes.get(i) {
+                Some(&(h, w)) => h as usize * w as usize * 3,
+                None => IMAGE_BYTES,
+            };
+            if let Some(i) = (0..n).find(|&i| raw[i] && images[i].len() != raw_len(i)) {
+                return Err(Error::Invalid(format!("row {i}: raw pixels of {} bytes, expected {}", images[i].len(), raw_len(i))));
             }
         }
         let tmp = tmp_path(path);
@@ -200,7 +220,13 @@ impl ShardWriter {
                 Buffer::from(&b[start * IMAGE_BYTES..end * IMAGE_BYTES]),
                 None,
             )?),
-            ShardImages::PerRow(v) => Arc::new(BinaryArray::from_iter_values(v[start..end].iter())),
+            ShardImages::PerRow(v) | ShardImages::Mixed { images: v, .. } => {
+                Arc::new(BinaryArray::from_iter_values(v[start..end].iter()))
+            }
+        };
+        let raw = match &rows.images {
+            ShardImages::Mixed { raw, .. } => Some(&raw[start..end]),
+            _ => None,
         };
         let label: ArrayRef = Arc::new(Int16Array::from(rows.labels[start..end].to_vec()));
         let key: ArrayRef = Arc::new(StringArray::from_iter_values(rows.keys[start..end].iter()));
@@ -210,9 +236,10 @@ impl ShardWriter {
                 .map(|i| {
                     let img = match &rows.images {
                         ShardImages::Raw(b) => &b[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES],
-                        ShardImages::PerRow(v) => &v[i][..],
+                        ShardImages::PerRow(v) | ShardImages::Mixed { images: v, .. } => &v[i][..],
                     };
-                    row_crc_sized(img, rows.labels[i], &rows.keys[i], rows.sizes.get(i).copied())
+                    let raw = raw.map(|r| r[i - start]);
+                    row_crc_full(img, rows.labels[i], &rows.keys[i], rows.sizes.get(i).copied(), raw)
                 })
                 .collect();
             columns.push(Arc::new(arrow_array::UInt32Array::from(crcs)));
@@ -221,6 +248,9 @@ impl ShardWriter {
             let sizes = &rows.sizes[start..end];
             columns.push(Arc::new(arrow_array::UInt16Array::from_iter_values(sizes.iter().map(|s| s.0))));
             columns.push(Arc::new(arrow_array::UInt16Array::from_iter_values(sizes.iter().map(|s| s.1))));
+        }
+        if let Some(raw) = raw {
+            columns.push(Arc::new(arrow_array::BooleanArray::from(raw.to_vec())));
         }
         RecordBatch::try_new(self.schema.clone(), columns)
     }

@@ -24,9 +24,15 @@ fn shard(dir: &Path, encoding: Encoding, version: u32, rows: usize) -> Vec<u8> {
     let keys: Vec<String> = (0..rows).map(|i| format!("n0{i}/img_{i}.JPEG")).collect();
     let raw: Vec<u8> = (0..rows * IMAGE_BYTES).map(|i| (i * 31 % 251) as u8).collect();
     let jpegs: Vec<Vec<u8>> = (0..rows).map(|i| (0..300 + 40 * i).map(|j| (j * 7 + i) as u8).collect()).collect();
+    // Mixed: every other row raw.
+    let mixed: Vec<Vec<u8>> = (0..rows)
+        .map(|i| if i % 2 == 0 { raw[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES].to_vec() } else { jpegs[i].clone() })
+        .collect();
+    let flags: Vec<bool> = (0..rows).map(|i| i % 2 == 0).collect();
     let images = match encoding {
         Encoding::Raw => ShardImages::Raw(&raw),
         Encoding::Jpeg => ShardImages::PerRow(&jpegs),
+        Encoding::Mixed => ShardImages::Mixed { images: &mixed, raw: &flags },
     };
     ShardWriter::with_format(encoding, version)
         .write(&path, &ShardRows { images, labels: &labels, keys: &keys, sizes: &[] })
@@ -56,10 +62,13 @@ fn readers_survive_mutated_inputs() {
         shard(dir.path(), Encoding::Jpeg, 2, 1),
     ];
     let corpus_raw = vec![shard(dir.path(), Encoding::Raw, 2, 2)];
+    let corpus_mixed = vec![shard(dir.path(), Encoding::Mixed, 2, 3)];
     let path = Path::new("fuzzed.parquet");
-    for (name, corpus, encoding, cases) in
-        [("shard-jpeg", &corpus_jpeg, Encoding::Jpeg, 1500), ("shard-raw", &corpus_raw, Encoding::Raw, 150)]
-    {
+    for (name, corpus, encoding, cases) in [
+        ("shard-jpeg", &corpus_jpeg, Encoding::Jpeg, 1500),
+        ("shard-raw", &corpus_raw, Encoding::Raw, 150),
+        ("shard-mixed", &corpus_mixed, Encoding::Mixed, 150),
+    ] {
         failures.extend(fuzz(
             name,
             corpus,

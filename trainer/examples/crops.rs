@@ -35,8 +35,8 @@ fn main() -> anyhow::Result<()> {
 fn format1(src: &Path, dst: &Path) -> anyhow::Result<()> {
     use alexnet_shared::{Encoding, Manifest, ShardImages, ShardReader, ShardRows, ShardWriter};
     let mut m = Manifest::load(src)?;
-    if m.layout.is_whole() {
-        bail!("{}: whole images are format 3 only", src.display());
+    if m.layout.is_whole() || m.encoding == Encoding::Mixed {
+        bail!("{}: whole images and mixed shards are formats 3 and 4 only", src.display());
     }
     std::fs::create_dir_all(dst)?;
     if let Some(mean) = &m.mean_image {
@@ -53,7 +53,7 @@ fn format1(src: &Path, dst: &Path) -> anyhow::Result<()> {
             let flat: Vec<u8> = images.concat();
             let pixels = match m.encoding {
                 Encoding::Raw => ShardImages::Raw(&flat),
-                Encoding::Jpeg => ShardImages::PerRow(&images),
+                Encoding::Jpeg | Encoding::Mixed => ShardImages::PerRow(&images),
             };
             *s = w.write(
                 &dst.join(&s.file),

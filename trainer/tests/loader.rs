@@ -31,6 +31,9 @@ fn build_dataset(dir: &Path, encoding: Encoding) -> PathBuf {
     let out = dir.join(encoding.name());
     let mut cfg = BuildConfig::new(InputOptions { root: images, ..Default::default() }, out.clone());
     cfg.encoding = encoding;
+    if encoding == Encoding::Mixed {
+        cfg.raw_fraction = 0.5;
+    }
     cfg.shard_rows = 16;
     cfg.threads = 2;
     cfg.progress = false;
@@ -398,6 +401,44 @@ fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
     assert_eq!(ra, rb);
     let mean: f64 = a.iter().zip(&b).map(|(x, y)| x.abs_diff(*y) as f64).sum::<f64>() / a.len() as f64;
     assert!(mean < 4.0, "mean abs difference {mean}");
+}
+
+/// A mixed dataset (half of each shard raw, format 4) gives, image by image, exactly
+/// the raw dataset's crops where its row is raw and the JPEG dataset's where it is a
+/// JPEG: the same rows, draws and pixels, whatever the row's encoding.
+#[test]
+fn mixed_shards_give_the_raw_crops_of_raw_rows_and_the_jpeg_crops_of_jpeg_rows() {
+    let t = tempfile::tempdir().unwrap();
+    let (raw, jpeg, mixed) =
+        (build_dataset(t.path(), Encoding::Raw), build_dataset(t.path(), Encoding::Jpeg), build_dataset(t.path(), Encoding::Mixed));
+    let reader = split(&mixed, Split::Train);
+    let is_jpeg: Vec<bool> = (0..reader.len()).map(|r| reader.get(r).unwrap().jpeg).collect();
+    let n_raw = is_jpeg.iter().filter(|j| !**j).count();
+    assert!(n_raw > 20 && n_raw < 52, "{n_raw} raw rows of {}", is_jpeg.len());
+    for (crop, crops) in [(200, Crops::Train), (227, Crops::Center), (99, Crops::Ten)] {
+        let get = |dir: &Path| {
+            let mut l = Loader::new(split(dir, Split::Train), cfg(6, crop, crops)).unwrap();
+            l.start(1);
+            let mut out = Vec::new();
+            while let Some(b) = l.next_batch().unwrap() {
+                out.push((bytes(&b.images().unwrap()), b.rows().to_vec()));
+            }
+            out
+        };
+        let (a, b, c) = (get(&raw), get(&jpeg), get(&mixed));
+        assert!(!c.is_empty());
+        let per = 3 * crop * crop;
+        let (mut from_raw, mut from_jpeg) = (0, 0);
+        for ((ra, rb), rc) in a.iter().zip(&b).zip(&c) {
+            assert_eq!((&ra.1, &rb.1), (&rc.1, &rc.1));
+            for (k, &row) in rc.1.iter().enumerate() {
+                let want = if is_jpeg[row] { &rb.0 } else { &ra.0 };
+                assert!(rc.0[k * per..(k + 1) * per] == want[k * per..(k + 1) * per], "{crops:?}: crop {k} of row {row}");
+                if is_jpeg[row] { from_jpeg += 1 } else { from_raw += 1 }
+            }
+        }
+        assert!(from_raw > 0 && from_jpeg > 0, "{crops:?}: {from_raw} raw, {from_jpeg} jpeg crops");
+    }
 }
 
 /// Decoding only the region the crops read (the loader's default) gives exactly the

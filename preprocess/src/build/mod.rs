@@ -50,6 +50,9 @@ pub struct BuildConfig {
     pub quality: u8,
     /// The JPEGs' chroma subsampling (None: [`Chroma::default_for`] the quality).
     pub chroma: Option<Chroma>,
+    /// `Encoding::Mixed`: the fraction of each shard's rows kept raw (0 < f < 1): those
+    /// whose JPEG is largest for their raw size ([`shard::raw_rows`]).
+    pub raw_fraction: f64,
     /// Whole images rescaled as said (`--keep whole`), instead of the paper's centre
     /// 256x256 squares (None).
     pub whole: Option<(WholeResize, u32)>,
@@ -78,6 +81,7 @@ impl BuildConfig {
             encoding: Encoding::Raw,
             quality: 90,
             chroma: None,
+            raw_fraction: 0.0,
             whole: None,
             shard_rows: 1024,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
@@ -124,6 +128,9 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
     if !(1..=100).contains(&cfg.quality) {
         bail!("--quality must be in 1..=100");
     }
+    if (cfg.encoding == Encoding::Mixed) != (cfg.raw_fraction > 0.0 && cfg.raw_fraction < 1.0) {
+        bail!("a mixed build needs a raw fraction strictly between 0 and 1 (--raw-fraction), and only it has one");
+    }
     let t0 = Instant::now();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(cfg.threads.max(1))
@@ -146,15 +153,15 @@ pub fn run(cfg: &BuildConfig) -> Result<BuildSummary> {
         }
     }
     let identity = Identity {
-        format_version: if cfg.whole.is_some() { 3 } else { 2 },
+        format_version: alexnet_shared::needed_version(cfg.encoding, cfg.whole.is_some()),
         whole: cfg.whole,
         program_version: env!("CARGO_PKG_VERSION").to_string(),
         encoding: cfg.encoding,
-        quality: (cfg.encoding == Encoding::Jpeg).then_some(cfg.quality),
+        quality: cfg.encoding.has_jpeg().then_some(cfg.quality),
         // Recorded only when it is not the quality's default, so that builds started
         // before the option resume.
-        chroma: (cfg.encoding == Encoding::Jpeg && cfg.chroma() != Chroma::default_for(cfg.quality))
-            .then_some(cfg.chroma()),
+        chroma: (cfg.encoding.has_jpeg() && cfg.chroma() != Chroma::default_for(cfg.quality)).then_some(cfg.chroma()),
+        raw_fraction: (cfg.encoding == Encoding::Mixed).then_some(cfg.raw_fraction),
         shard_rows: cfg.shard_rows,
         seed: cfg.seed,
         limit_per_class: cfg.input.limit_per_class,

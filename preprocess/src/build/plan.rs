@@ -13,7 +13,7 @@ use super::BuildConfig;
 use crate::inputs::{Inputs, Item};
 
 /// The parameters that decide a build's bytes: a rerun with the same identity resumes.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub(super) struct Identity {
     pub(super) format_version: u32,
     /// Whole images and their size (absent: centre squares, as every build before).
@@ -25,6 +25,9 @@ pub(super) struct Identity {
     /// The chroma subsampling, when not the quality's default.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub(super) chroma: Option<alexnet_shared::Chroma>,
+    /// Mixed builds: the fraction of each shard kept raw.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(super) raw_fraction: Option<f64>,
     pub(super) shard_rows: usize,
     pub(super) seed: u64,
     pub(super) limit_per_class: Option<usize>,

@@ -30,6 +30,9 @@ pub(super) struct ShardOutput {
     per_row: Option<Vec<Vec<u8>>>,
     /// (height, width) of each kept row: whole images only.
     sizes: Vec<(u16, u16)>,
+    /// Mixed shards: whether each kept row is stored raw (its `per_row` value is then
+    /// the pixels), else JPEG. Empty for other encodings.
+    raw: Vec<bool>,
     labels: Vec<i16>,
     keys: Vec<String>,
     rejects: Vec<(String, String)>,
@@ -114,13 +117,21 @@ pub(super) fn make_shard(
         s.add_counted(counted.len() / IMAGE_BYTES, m);
         s
     });
-    let per_row = (cfg.encoding == Encoding::Jpeg).then(|| {
+    let mut per_row: Option<Vec<Vec<u8>>> = cfg.encoding.has_jpeg().then(|| {
         pixels
             .par_chunks(IMAGE_BYTES)
             .map(|img| encode_jpeg(img, cfg.quality, cfg.chroma()).expect("encoding a 256x256 RGB image cannot fail"))
             .collect()
     });
     drop(counted);
+    let mut raw = Vec::new();
+    if let (Encoding::Mixed, Some(jpegs)) = (cfg.encoding, &mut per_row) {
+        let lens: Vec<(u64, u64)> = jpegs.iter().map(|j| (j.len() as u64, IMAGE_BYTES as u64)).collect();
+        raw = raw_rows(&lens, cfg.raw_fraction);
+        for (i, _) in raw.iter().enumerate().filter(|(_, &r)| r) {
+            jpegs[i] = pixels[i * IMAGE_BYTES..(i + 1) * IMAGE_BYTES].to_vec();
+        }
+    }
     let sizes = Vec::new();
     ShardOutput {
         split: p.split,
@@ -128,6 +139,7 @@ pub(super) fn make_shard(
         pixels,
         per_row,
         sizes,
+        raw,
         labels,
         keys,
         rejects,
@@ -192,15 +204,30 @@ fn make_whole_shard(
         s.add_counted(counted.len(), m);
         s
     });
-    let per_row = match cfg.encoding {
-        Encoding::Raw => images,
-        Encoding::Jpeg => images
+    let encode = |images: &[Vec<u8>]| -> Vec<Vec<u8>> {
+        images
             .par_iter()
             .zip(&sizes)
             .map(|(px, &(h, w))| {
                 encode_jpeg_sized(px, w, h, cfg.quality, cfg.chroma()).expect("encoding an RGB image cannot fail")
             })
-            .collect(),
+            .collect()
+    };
+    let mut raw = Vec::new();
+    let per_row = match cfg.encoding {
+        Encoding::Raw => images,
+        Encoding::Jpeg => encode(&images),
+        Encoding::Mixed => {
+            let mut jpegs = encode(&images);
+            let lens: Vec<(u64, u64)> = jpegs.iter().zip(&images).map(|(j, px)| (j.len() as u64, px.len() as u64)).collect();
+            raw = raw_rows(&lens, cfg.raw_fraction);
+            for ((j, px), &r) in jpegs.iter_mut().zip(images).zip(&raw) {
+                if r {
+                    *j = px;
+                }
+            }
+            jpegs
+        }
     };
     ShardOutput {
         split: p.split,
@@ -208,6 +235,7 @@ fn make_whole_shard(
         pixels: Vec::new(),
         per_row: Some(per_row),
         sizes,
+        raw,
         labels,
         keys,
         rejects,
@@ -224,6 +252,7 @@ pub(super) fn write_shard(
     already_counted: &HashSet<String>,
 ) -> Result<()> {
     let images = match &shard.per_row {
+        Some(j) if writer.encoding() == Encoding::Mixed => ShardImages::Mixed { images: j, raw: &shard.raw },
         Some(j) => ShardImages::PerRow(j),
         None => ShardImages::Raw(&shard.pixels),
     };
@@ -241,4 +270,45 @@ pub(super) fn write_shard(
         ShardRecord { split: shard.split, entry, rejects: shard.rejects, rejected_files: shard.rejected_files },
     );
     state.save(dir)
+}
+
+/// Which rows of a mixed shard are kept raw: the `round(fraction * n)` rows whose JPEG
+/// is largest for its raw size (`lens[i]` = (JPEG bytes, raw bytes)), ties to the lower
+/// row. Those cost the least extra disk per row kept raw, and are the slowest to decode
+/// (a JPEG's decode time grows with its bytes). Deterministic: the same rows give the
+/// same choice, so a rebuilt shard has the same bytes.
+pub(crate) fn raw_rows(lens: &[(u64, u64)], fraction: f64) -> Vec<bool> {
+    let n = lens.len();
+    let k = ((fraction * n as f64).round() as usize).min(n);
+    let mut order: Vec<usize> = (0..n).collect();
+    // Descending jpeg/raw, compared exactly: a.j * b.r against b.j * a.r.
+    order.sort_by(|&a, &b| {
+        let (ja, ra) = (lens[a].0 as u128, lens[a].1.max(1) as u128);
+        let (jb, rb) = (lens[b].0 as u128, lens[b].1.max(1) as u128);
+        (jb * ra).cmp(&(ja * rb)).then(a.cmp(&b))
+    });
+    let mut raw = vec![false; n];
+    for &i in &order[..k] {
+        raw[i] = true;
+    }
+    raw
+}
+
+#[cfg(test)]
+mod tests {
+    use super::raw_rows;
+
+    #[test]
+    fn raw_rows_are_the_largest_jpegs_for_their_size() {
+        // Centre squares (same raw size): the two largest JPEGs of five (0.4 * 5 = 2).
+        let sq = |j| (j, 196_608);
+        assert_eq!(raw_rows(&[sq(30), sq(50), sq(10), sq(50), sq(20)], 0.4), [false, true, false, true, false]);
+        // Ties go to the lower row; 0.25 of 5 rounds to 1.
+        assert_eq!(raw_rows(&[sq(50), sq(50), sq(10), sq(9), sq(8)], 0.25), [true, false, false, false, false]);
+        // Whole images: the ratio decides (9/100 beats 20/1000 though its JPEG is smaller).
+        assert_eq!(raw_rows(&[(20, 1000), (9, 100), (1, 100)], 0.34), [false, true, false]);
+        assert_eq!(raw_rows(&[], 0.5), Vec::<bool>::new());
+        assert_eq!(raw_rows(&[sq(1)], 0.4), [false]);
+        assert_eq!(raw_rows(&[sq(1)], 0.6), [true]);
+    }
 }

@@ -120,6 +120,8 @@ fn identity_diff(old: &Identity, new: &Identity) -> String {
     cmp!(encoding);
     cmp!(quality);
     cmp!(chroma);
+    cmp!(raw_fraction);
+    cmp!(whole);
     cmp!(shard_rows);
     cmp!(seed);
     cmp!(limit_per_class);

@@ -56,6 +56,16 @@ impl Decoder {
         Ok(Self { handle })
     }
 
+    /// libjpeg-turbo's fast integer inverse DCT (`TJPARAM_FASTDCT`): less accurate
+    /// pixels. Not used by the loader; measured by `decode_bench` (BENCHMARKS.md).
+    pub fn set_fast_dct(&mut self, on: bool) -> Result<(), String> {
+        let r = unsafe { tj::tj3Set(self.handle, tj::TJPARAM_TJPARAM_FASTDCT as libc::c_int, on as libc::c_int) };
+        if r != 0 {
+            return Err(format!("libjpeg-turbo: fast DCT: {}", self.error()));
+        }
+        Ok(())
+    }
+
     fn error(&self) -> String {
         // SAFETY: tj3GetErrorStr returns a NUL-terminated static or per-handle string.
         let s = unsafe { tj::tj3GetErrorStr(self.handle) };

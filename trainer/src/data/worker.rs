@@ -1,5 +1,6 @@
 //! One loader worker thread: take a free buffer, then the next job (one batch of a
-//! pass), decode each row's image when the shard holds JPEG, crop, flip and draw its
+//! pass), decode each row's image when it is a JPEG (a JPEG shard, or a JPEG row of a
+//! mixed one), crop, flip and draw its
 //! colour noise ([`super::augment`]), write the crops in place into the buffer (uint8,
 //! or float through [`super::PixelTransform`]), and hand it to the ready queue. Each
 //! row's bytes are checked as they are read (its CRC-32C, or a format 1 shard's sha256
@@ -13,7 +14,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use alexnet_shared::{Encoding, SplitReader, IMAGE_BYTES};
+use alexnet_shared::{SplitReader, IMAGE_BYTES};
 use crossbeam_channel::{select, Receiver, Sender};
 use fast_image_resize::Resizer;
 
@@ -346,7 +347,7 @@ impl WorkerCtx {
             label: shard.labels()[r] as i64,
             size: shard.size(r),
             whole: shard.is_whole(),
-            jpeg: shard.encoding() == Encoding::Jpeg,
+            jpeg: shard.is_jpeg(r),
             shard: s,
             row: r,
         })

@@ -7,7 +7,7 @@
 
 use std::path::Path;
 
-use alexnet_shared::{Dataset, Encoding, Split};
+use alexnet_shared::{Dataset, Split};
 use anyhow::{bail, Context, Result};
 use tch::Tensor;
 
@@ -87,12 +87,12 @@ pub fn area_downscale(src: &[u8], height: usize, width: usize, side: usize, out:
 /// Decodes one stored image of `height` x `width` to HWC RGB pixels.
 fn decoded<'a>(
     bytes: &'a [u8],
-    encoding: Encoding,
+    jpeg: bool,
     (height, width): (usize, usize),
     buf: &'a mut Vec<u8>,
 ) -> Result<&'a [u8], String> {
-    match encoding {
-        Encoding::Jpeg => {
+    match jpeg {
+        true => {
             let img = image::load_from_memory(bytes).map_err(|e| format!("bad JPEG: {e}"))?.to_rgb8();
             if (img.width() as usize, img.height() as usize) != (width, height) {
                 return Err(format!("JPEG is {}x{}, the row says {width}x{height}", img.width(), img.height()));
@@ -133,7 +133,6 @@ pub fn load(dir: &Path, side: usize, max_images: Option<usize>, threads: usize) 
     let per = 3 * side * side;
     let mut pixels = vec![0u8; n * per];
     let mut labels = vec![0i64; n];
-    let encoding = m.encoding;
     let chunk = n.div_ceil(threads.max(1));
     let results: Vec<Result<(), String>> = std::thread::scope(|s| {
         let handles: Vec<_> = pixels
@@ -148,7 +147,7 @@ pub fn load(dir: &Path, side: usize, max_images: Option<usize>, threads: usize) 
                         let row = t * chunk + i;
                         let r = split.get(row).map_err(|e| format!("train row {row}: {e}"))?;
                         let at = |e: String| format!("train row {row} ({}): {e}", r.key);
-                        let src = decoded(r.bytes, encoding, (r.height, r.width), &mut buf).map_err(at)?;
+                        let src = decoded(r.bytes, r.jpeg, (r.height, r.width), &mut buf).map_err(at)?;
                         let s = centre_square(src, r.height, r.width, &mut square);
                         if s < side {
                             return Err(at(format!("{}x{} is smaller than {side}x{side}", r.width, r.height)));
