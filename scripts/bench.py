@@ -125,7 +125,17 @@ def step_one(a, model, mode):
     return {"model": model, "mode": mode, "anchor_ms": am, "rust_ms": rm, "ratio": rm / am}
 
 
+def plain_encoding(dataset):
+    """The anchors read raw or JPEG shards, not mixed ones (format 4): those are compared
+    with scripts/bench-mixed.sh, the anchor on the plain JPEG build of the same images."""
+    with open(os.path.join(dataset, "dataset.json")) as f:
+        if json.load(f).get("encoding") == "mixed":
+            raise BenchError(f"{dataset}: a mixed dataset: the anchors read raw or JPEG shards only; "
+                             "use scripts/bench-mixed.sh (the anchor on the plain JPEG build)")
+
+
 def loader(a):
+    plain_encoding(a.dataset)
     an = anchor_figure(anchor("torch_loader.py", a.dataset, "--workers", a.workers, "--batches", a.batches),
                        "images_per_s")
     res = {"anchor_images_per_s": an}
@@ -161,6 +171,7 @@ def whole_loader(a):
 
 
 def evaluate(a):
+    plain_encoding(a.dataset)
     out = []
     for spec in a.checkpoint:
         name, path = spec.split("=", 1)

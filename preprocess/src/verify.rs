@@ -147,6 +147,16 @@ fn check_shard(dir: &Path, m: &Manifest, split: &str, s: &alexnet_shared::ShardE
                     ));
                 }
             }
+            if let Some(f) = m.build.raw_fraction {
+                let want = (f * r.len() as f64).round() as usize;
+                if r.raw_rows() != want {
+                    p.push(format!(
+                        "{name}: {} raw row(s), the build's raw fraction {f} gives {want} of {}",
+                        r.raw_rows(),
+                        r.len()
+                    ));
+                }
+            }
             let n = m.classes.len();
             if let Some(i) = r.labels().iter().position(|&l| l < 0 || l as usize >= n) {
                 p.push(format!("{name}: row {i} has label {}, outside 0..{n}", r.labels()[i]));

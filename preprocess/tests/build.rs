@@ -550,6 +550,13 @@ fn mixed_shards_keep_the_largest_jpegs_raw_and_the_rest_as_jpeg() {
     assert!(kept_raw > 0 && kept_raw < total, "{kept_raw} of {total}");
     let size = |d: &Path| -> u64 { std::fs::read_dir(d).unwrap().map(|e| e.unwrap().metadata().unwrap().len()).sum() };
     assert!(size(&jpeg) < size(&mixed) && size(&mixed) < size(&raw), "{} {} {}", size(&jpeg), size(&mixed), size(&raw));
+    // `verify` checks each shard's raw rows against the recorded fraction.
+    assert!(preprocess::verify::run(&mixed, 2).unwrap().problems.is_empty());
+    let text = std::fs::read_to_string(mixed.join("dataset.json")).unwrap();
+    std::fs::write(mixed.join("dataset.json"), text.replace("\"raw_fraction\": 0.25", "\"raw_fraction\": 0.5")).unwrap();
+    let problems = preprocess::verify::run(&mixed, 2).unwrap().problems;
+    assert!(problems.iter().any(|p| p.contains("raw row(s), the build's raw fraction 0.5")), "{problems:?}");
+    std::fs::write(mixed.join("dataset.json"), text).unwrap();
     // The same build again is kept; another fraction is a different build.
     assert_eq!(build::run(&cm).unwrap().shards_built, 0);
     let mut other = cm.clone();
@@ -591,6 +598,52 @@ fn mixed_shards_keep_the_largest_jpegs_raw_and_the_rest_as_jpeg() {
         let err = String::from_utf8_lossy(&o.stderr);
         assert!(!o.status.success() && err.contains(says) && !err.contains("panicked"), "{args:?}: {err}");
     }
+}
+
+/// Mixed shards of whole images (format 4, whole layout): raw rows are the raw whole
+/// build's pixels at their own sizes, JPEG rows the JPEG build's bytes, and the rows kept
+/// raw are those whose JPEG is largest for their raw size.
+#[test]
+fn mixed_whole_image_shards_keep_rows_at_their_sizes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let input = synth_input(tmp.path(), 2, 8, 2);
+    let whole = |name: &str, encoding: Encoding, f: f64| {
+        let out = tmp.path().join(name);
+        let mut c = config(&input, &out);
+        c.whole = Some((alexnet_shared::WholeResize::ShorterSide, 96));
+        c.encoding = encoding;
+        c.raw_fraction = f;
+        build::run(&c).unwrap();
+        Dataset::open(&out).unwrap()
+    };
+    let (r, j, m) = (whole("raw", Encoding::Raw, 0.0), whole("jpeg", Encoding::Jpeg, 0.0), whole("mixed", Encoding::Mixed, 0.5));
+    assert_eq!((m.manifest().format_version, m.manifest().encoding), (4, Encoding::Mixed));
+    assert!(m.manifest().layout.is_whole() && m.manifest().mean_image.is_none());
+    let (rs, js, ms) = (r.split(Split::Train).unwrap(), j.split(Split::Train).unwrap(), m.split(Split::Train).unwrap());
+    let (mut sizes, mut row) = (std::collections::HashSet::new(), 0);
+    for shard in ms.shards() {
+        assert_eq!(shard.raw_rows(), (0.5 * shard.len() as f64).round() as usize);
+        let ratio = |i: usize| {
+            let (b, a) = (js.get(row + i).unwrap(), rs.get(row + i).unwrap());
+            b.bytes.len() as f64 / a.bytes.len() as f64
+        };
+        let (mut min_raw, mut max_jpeg) = (f64::INFINITY, 0f64);
+        for i in 0..shard.len() {
+            let (a, b, c) = (rs.get(row + i).unwrap(), js.get(row + i).unwrap(), shard.get(i).unwrap());
+            assert_eq!((a.key, a.height, a.width), (c.key, c.height, c.width));
+            sizes.insert((c.height, c.width));
+            if c.jpeg {
+                assert_eq!(c.bytes, b.bytes, "{}", c.key);
+                max_jpeg = max_jpeg.max(ratio(i));
+            } else {
+                assert_eq!(c.bytes, a.bytes, "{}", c.key);
+                min_raw = min_raw.min(ratio(i));
+            }
+        }
+        assert!(min_raw >= max_jpeg, "{min_raw} < {max_jpeg}");
+        row += shard.len();
+    }
+    assert!(sizes.len() > 1, "whole images of several sizes: {sizes:?}");
 }
 
 /// The first train JPEG of a dataset.

@@ -35,8 +35,8 @@ def fail(msg):
 
 if mixed:
     assert m["format_version"] == 4 and 0 < m["build"]["raw_fraction"] < 1, m
-elif whole:
-    assert m["format_version"] == 3 and "mean_image" not in m, m
+if whole:
+    assert m["format_version"] == (4 if mixed else 3) and "mean_image" not in m, m
     assert m["layout"]["resize"] == "shorter-side", "this check covers Resize(S) builds"
     ref_tf = T.Resize(m["image_size"])
 else:
@@ -125,8 +125,6 @@ for split, entry in m["splits"].items():
                 fail(f"{sh['file']}: {n_raw} raw rows of {t.num_rows}, fraction {m['build']['raw_fraction']}")
         for img, label, key, (h, w), is_raw in zip(t.column("image").to_pylist(), labels, t.column("key").to_pylist(),
                                                     sizes, flags):
-            if mixed and is_raw and img[:2] == b"\xff\xd8" and len(img) != h * w * 3:
-                fail(f"{key}: flagged raw but holds a JPEG")
             a = np.frombuffer(img, np.uint8).reshape(h, w, 3) if is_raw else \
                 np.asarray(Image.open(io.BytesIO(img)).convert("RGB"))
             if a.shape != (h, w, 3):

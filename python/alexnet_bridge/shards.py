@@ -193,6 +193,8 @@ class Shard:
         self.crc32c = small.column("crc32c").to_numpy() if "crc32c" in names else None
         self.sizes = self._sizes(small)
         # Whether each row's image is raw pixels (else a JPEG).
+        if mixed and small.column("raw").null_count:
+            raise ShardError(f"{path}: null values in the raw column")
         self.is_raw = (small.column("raw").to_numpy(zero_copy_only=False).astype(bool) if mixed
                        else np.full(len(self.labels), encoding == "raw"))
         if not (len(self.labels) == len(self.keys) == len(self.offsets) == pf.metadata.num_rows):

@@ -151,6 +151,9 @@ impl ShardWriter {
     /// Writes `rows` to `path` (temporary name, fsync, rename) and returns its entry.
     pub fn write(&self, path: &Path, rows: &ShardRows<'_>) -> Result<ShardEntry> {
         let n = rows.len();
+        if self.encoding == Encoding::Mixed && !self.row_crc {
+            return Err(Error::Invalid("mixed shards (format 4) carry the crc32c column: no format 1 writer".into()));
+        }
         if rows.keys.len() != n {
             return Err(Error::Invalid(format!("{} labels but {} keys", n, rows.keys.len())));
         }

@@ -237,8 +237,8 @@ fn print_text(r: &Report, reps: usize) {
         r.crop,
         if r.row_checks { "on" } else { "off" },
         match (r.encoding.as_str(), r.decode_region) {
-            ("jpeg", true) => ", JPEG decode of the crop's region only",
-            ("jpeg", false) => ", JPEG decode of the whole image",
+            ("jpeg" | "mixed", true) => ", JPEG decode of the crop's region only",
+            ("jpeg" | "mixed", false) => ", JPEG decode of the whole image",
             _ => "",
         }
     );

@@ -79,10 +79,12 @@ pub(super) fn check_space(
         (Encoding::Raw, None) => IMAGE_BYTES as u64 + 128,
         (Encoding::Raw, Some(_)) => raw_mean * 5 / 4 + 128,
         (Encoding::Jpeg, _) => jpeg_mean * 5 / 4 + 128,
-        // The rows kept raw are the largest JPEGs: this is an upper bound.
+        // Both terms with the sample's margin (for centre squares the raw rows are the
+        // largest JPEGs, so this bounds it; whole images vary in raw size too).
         (Encoding::Mixed, _) => {
             let f = cfg.raw_fraction;
-            (f * raw_mean as f64 + (1.0 - f) * (jpeg_mean * 5 / 4) as f64) as u64 + 128
+            let raw = if cfg.whole.is_some() { raw_mean * 5 / 4 } else { raw_mean };
+            (f * raw as f64 + (1.0 - f) * (jpeg_mean * 5 / 4) as f64) as u64 + 128
         }
     };
     let needed = rows * per_row + (4 << 20);
