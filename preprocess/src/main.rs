@@ -357,6 +357,15 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// A fraction strictly between 0 and 1 (`--raw-fraction`).
+fn parse_fraction(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
+        Ok(_) => Err(format!("{s} is not strictly between 0 and 1 (0: --encoding jpeg alone; 1: --encoding raw)")),
+        Err(e) => Err(format!("{s}: {e}")),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
@@ -367,14 +376,5 @@ mod tests {
     fn every_flag_has_help_text() {
         let missing = alexnet_shared::flags_without_help(&super::Cli::command());
         assert!(missing.is_empty(), "without help: {missing:?}");
-    }
-}
-
-/// A fraction strictly between 0 and 1 (`--raw-fraction`).
-fn parse_fraction(s: &str) -> Result<f64, String> {
-    match s.parse::<f64>() {
-        Ok(f) if f > 0.0 && f < 1.0 => Ok(f),
-        Ok(_) => Err(format!("{s} is not strictly between 0 and 1 (0: --encoding jpeg alone; 1: --encoding raw)")),
-        Err(e) => Err(format!("{s}: {e}")),
     }
 }

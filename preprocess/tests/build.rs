@@ -541,7 +541,10 @@ fn mixed_shards_keep_the_largest_jpegs_raw_and_the_rest_as_jpeg() {
                 row += 1;
             }
             if shard.raw_rows() > 0 {
-                assert!(smallest_raw >= largest_jpeg, "raw rows are the largest JPEGs: {smallest_raw} < {largest_jpeg}");
+                assert!(
+                    smallest_raw >= largest_jpeg,
+                    "raw rows are the largest JPEGs: {smallest_raw} < {largest_jpeg}"
+                );
             }
             kept_raw += shard.raw_rows();
             total += n;
@@ -553,7 +556,8 @@ fn mixed_shards_keep_the_largest_jpegs_raw_and_the_rest_as_jpeg() {
     // `verify` checks each shard's raw rows against the recorded fraction.
     assert!(preprocess::verify::run(&mixed, 2).unwrap().problems.is_empty());
     let text = std::fs::read_to_string(mixed.join("dataset.json")).unwrap();
-    std::fs::write(mixed.join("dataset.json"), text.replace("\"raw_fraction\": 0.25", "\"raw_fraction\": 0.5")).unwrap();
+    std::fs::write(mixed.join("dataset.json"), text.replace("\"raw_fraction\": 0.25", "\"raw_fraction\": 0.5"))
+        .unwrap();
     let problems = preprocess::verify::run(&mixed, 2).unwrap().problems;
     assert!(problems.iter().any(|p| p.contains("raw row(s), the build's raw fraction 0.5")), "{problems:?}");
     std::fs::write(mixed.join("dataset.json"), text).unwrap();
@@ -616,7 +620,8 @@ fn mixed_whole_image_shards_keep_rows_at_their_sizes() {
         build::run(&c).unwrap();
         Dataset::open(&out).unwrap()
     };
-    let (r, j, m) = (whole("raw", Encoding::Raw, 0.0), whole("jpeg", Encoding::Jpeg, 0.0), whole("mixed", Encoding::Mixed, 0.5));
+    let (r, j, m) =
+        (whole("raw", Encoding::Raw, 0.0), whole("jpeg", Encoding::Jpeg, 0.0), whole("mixed", Encoding::Mixed, 0.5));
     assert_eq!((m.manifest().format_version, m.manifest().encoding), (4, Encoding::Mixed));
     assert!(m.manifest().layout.is_whole() && m.manifest().mean_image.is_none());
     let (rs, js, ms) = (r.split(Split::Train).unwrap(), j.split(Split::Train).unwrap(), m.split(Split::Train).unwrap());

@@ -46,9 +46,9 @@ pub use classes::{parse_synset_mapping, ClassIndex};
 pub use error::{Error, Result};
 pub use fsutil::{atomic_write, sha256_file, HashingWriter, OutputFile};
 pub use manifest::{
-    needed_version, ArchiveInfo, BuildInfo, Chroma, ClassEntry, Encoding, Layout, Manifest, PcaStats, PixelStatsSummary, ShardEntry,
-    ShardKind, SplitEntry, WholeResize, FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE, OLDEST_FORMAT_VERSION,
-    REJECTS_FILE, WHOLE_MAX_PIXELS_PER_SIDE2,
+    needed_version, ArchiveInfo, BuildInfo, Chroma, ClassEntry, Encoding, Layout, Manifest, PcaStats,
+    PixelStatsSummary, ShardEntry, ShardKind, SplitEntry, WholeResize, FORMAT_VERSION, MANIFEST_FILE, MEAN_IMAGE_FILE,
+    OLDEST_FORMAT_VERSION, REJECTS_FILE, WHOLE_MAX_PIXELS_PER_SIDE2,
 };
 pub use open::{open_regular, read_regular};
 pub use reader::{

@@ -197,7 +197,9 @@ impl ShardReader {
                 &["image", "label", "key", CRC_COLUMN, RAW_COLUMN]
             };
             if names != want {
-                return Err(bad(format!("columns are {names:?}, expected {want:?} (format 4, mixed raw and JPEG rows)")));
+                return Err(bad(format!(
+                    "columns are {names:?}, expected {want:?} (format 4, mixed raw and JPEG rows)"
+                )));
             }
         }
         let core = if mixed { &names[..names.len() - 1] } else { &names[..] };

@@ -186,7 +186,11 @@ impl ShardWriter {
                 None => IMAGE_BYTES,
             };
             if let Some(i) = (0..n).find(|&i| raw[i] && images[i].len() != raw_len(i)) {
-                return Err(Error::Invalid(format!("row {i}: raw pixels of {} bytes, expected {}", images[i].len(), raw_len(i))));
+                return Err(Error::Invalid(format!(
+                    "row {i}: raw pixels of {} bytes, expected {}",
+                    images[i].len(),
+                    raw_len(i)
+                )));
             }
         }
         let tmp = tmp_path(path);

@@ -34,7 +34,15 @@ fn mixed_centre_square_shards_read_back_row_by_row_zero_copy() {
     let (labels, keys) = ([3i16, 0, 1, 2], keys(4));
     let path = dir.path().join("train-00000.parquet");
     ShardWriter::new(Encoding::Mixed)
-        .write(&path, &ShardRows { images: ShardImages::Mixed { images: &imgs, raw: &raw }, labels: &labels, keys: &keys, sizes: &[] })
+        .write(
+            &path,
+            &ShardRows {
+                images: ShardImages::Mixed { images: &imgs, raw: &raw },
+                labels: &labels,
+                keys: &keys,
+                sizes: &[],
+            },
+        )
         .unwrap();
     let r = ShardReader::open(&path, Encoding::Mixed).unwrap();
     assert_eq!((r.len(), r.raw_rows(), r.encoding()), (4, 2, Encoding::Mixed));
@@ -64,7 +72,10 @@ fn mixed_centre_square_shards_read_back_row_by_row_zero_copy() {
     // And a mixed reader refuses a plain JPEG shard the same way.
     let jpeg = dir.path().join("jpeg.parquet");
     ShardWriter::new(Encoding::Jpeg)
-        .write(&jpeg, &ShardRows { images: ShardImages::PerRow(&imgs[1..3]), labels: &[0, 1], keys: &keys[..2], sizes: &[] })
+        .write(
+            &jpeg,
+            &ShardRows { images: ShardImages::PerRow(&imgs[1..3]), labels: &[0, 1], keys: &keys[..2], sizes: &[] },
+        )
         .unwrap();
     let e = ShardReader::open(&jpeg, Encoding::Mixed).unwrap_err().to_string();
     assert!(e.contains("format 4, mixed"), "{e}");
@@ -117,7 +128,15 @@ fn mixed_whole_image_shards_carry_sizes_and_flags() {
     let path = dir.path().join("train-00002.parquet");
     let keys = keys(2);
     ShardWriter::for_kind(ShardKind { encoding: Encoding::Mixed, whole: Some(256) })
-        .write(&path, &ShardRows { images: ShardImages::Mixed { images: &imgs, raw: &raw }, labels: &[1, 0], keys: &keys, sizes: &sizes })
+        .write(
+            &path,
+            &ShardRows {
+                images: ShardImages::Mixed { images: &imgs, raw: &raw },
+                labels: &[1, 0],
+                keys: &keys,
+                sizes: &sizes,
+            },
+        )
         .unwrap();
     let r = ShardReader::open(&path, ShardKind { encoding: Encoding::Mixed, whole: Some(256) }).unwrap();
     assert!(r.is_whole());
@@ -134,7 +153,12 @@ fn mixed_whole_image_shards_carry_sizes_and_flags() {
     let e = ShardWriter::for_kind(ShardKind { encoding: Encoding::Mixed, whole: Some(256) })
         .write(
             &dir.path().join("bad.parquet"),
-            &ShardRows { images: ShardImages::Mixed { images: &imgs, raw: &raw }, labels: &[1, 0], keys: &keys, sizes: &[(4, 3), (256, 300)] },
+            &ShardRows {
+                images: ShardImages::Mixed { images: &imgs, raw: &raw },
+                labels: &[1, 0],
+                keys: &keys,
+                sizes: &[(4, 3), (256, 300)],
+            },
         )
         .unwrap_err()
         .to_string();

@@ -409,8 +409,11 @@ fn jpeg_shards_give_the_same_crops_as_raw_up_to_jpeg_loss() {
 #[test]
 fn mixed_shards_give_the_raw_crops_of_raw_rows_and_the_jpeg_crops_of_jpeg_rows() {
     let t = tempfile::tempdir().unwrap();
-    let (raw, jpeg, mixed) =
-        (build_dataset(t.path(), Encoding::Raw), build_dataset(t.path(), Encoding::Jpeg), build_dataset(t.path(), Encoding::Mixed));
+    let (raw, jpeg, mixed) = (
+        build_dataset(t.path(), Encoding::Raw),
+        build_dataset(t.path(), Encoding::Jpeg),
+        build_dataset(t.path(), Encoding::Mixed),
+    );
     let reader = split(&mixed, Split::Train);
     let is_jpeg: Vec<bool> = (0..reader.len()).map(|r| reader.get(r).unwrap().jpeg).collect();
     let n_raw = is_jpeg.iter().filter(|j| !**j).count();
@@ -433,8 +436,15 @@ fn mixed_shards_give_the_raw_crops_of_raw_rows_and_the_jpeg_crops_of_jpeg_rows()
             assert_eq!((&ra.1, &rb.1), (&rc.1, &rc.1));
             for (k, &row) in rc.1.iter().enumerate() {
                 let want = if is_jpeg[row] { &rb.0 } else { &ra.0 };
-                assert!(rc.0[k * per..(k + 1) * per] == want[k * per..(k + 1) * per], "{crops:?}: crop {k} of row {row}");
-                if is_jpeg[row] { from_jpeg += 1 } else { from_raw += 1 }
+                assert!(
+                    rc.0[k * per..(k + 1) * per] == want[k * per..(k + 1) * per],
+                    "{crops:?}: crop {k} of row {row}"
+                );
+                if is_jpeg[row] {
+                    from_jpeg += 1
+                } else {
+                    from_raw += 1
+                }
             }
         }
         assert!(from_raw > 0 && from_jpeg > 0, "{crops:?}: {from_raw} raw, {from_jpeg} jpeg crops");

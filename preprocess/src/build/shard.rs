@@ -219,7 +219,8 @@ fn make_whole_shard(
         Encoding::Jpeg => encode(&images),
         Encoding::Mixed => {
             let mut jpegs = encode(&images);
-            let lens: Vec<(u64, u64)> = jpegs.iter().zip(&images).map(|(j, px)| (j.len() as u64, px.len() as u64)).collect();
+            let lens: Vec<(u64, u64)> =
+                jpegs.iter().zip(&images).map(|(j, px)| (j.len() as u64, px.len() as u64)).collect();
             raw = raw_rows(&lens, cfg.raw_fraction);
             for ((j, px), &r) in jpegs.iter_mut().zip(images).zip(&raw) {
                 if r {
